@@ -1,0 +1,288 @@
+/*
+ * kfm.h - the one public header of the kfm sampling engine.
+ *
+ * kfm attributes time, memory, CPU, I/O, network (and, through later backends,
+ * hardware-counter and GPU) metrics to the nodes of an application graph.
+ * Everything is reached through an opaque session handle; node transitions
+ * work by interned node id so the hot path never hashes a string.
+ *
+ * Conventions: functions return 0 on success or a negative KFM_E* code; the
+ * per-session detail message (kfm_errmsg) names the bad value.  Strings and
+ * views returned by the library are owned by it and stay valid as documented
+ * on each call.
+ */
+#ifndef KFM_KFM_H
+#define KFM_KFM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kfm/version.h"
+
+#if defined(_WIN32)
+#define KFM_EXPORT __declspec(dllexport)
+#elif defined(__GNUC__)
+#define KFM_EXPORT __attribute__((visibility("default")))
+#else
+#define KFM_EXPORT
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Error codes.  One table generates the enum, kfm_strerror and kfm_err_name. */
+#define KFM_ERRNO_MAP(XX)                                                        \
+  XX(EINVAL, 1, "invalid argument")                                            \
+  XX(ENOMEM, 2, "out of memory")                                               \
+  XX(ECONFIG, 3, "malformed configuration")                                    \
+  XX(EBADKEY, 4, "unknown configuration key")                                  \
+  XX(EBADVALUE, 5, "bad configuration value")                                  \
+  XX(ENONODE, 6, "unknown node id")                                            \
+  XX(ENAME, 7, "empty or over-long node name")                                 \
+  XX(ENOTENTERED, 8, "exit without a matching enter")                          \
+  XX(EORDER, 9, "exit out of order")                                           \
+  XX(ESTATE, 10, "operation not valid in the session's state")                 \
+  XX(EDEPTH, 11, "node stack too deep")                                        \
+  XX(EFULL, 12, "capacity exhausted")                                          \
+  XX(EBACKEND, 13, "backend unavailable")                                      \
+  XX(EIO, 14, "input/output error")                                            \
+  XX(ETHREAD, 15, "thread creation failed")                                    \
+  XX(ERANGE, 16, "index out of range")
+
+typedef enum kfm_errno {
+  KFM_OK = 0,
+#define KFM__ERR_ENUM(name, num, msg) KFM_##name = -(num),
+  KFM_ERRNO_MAP(KFM__ERR_ENUM)
+#undef KFM__ERR_ENUM
+} kfm_errno_t;
+
+/** Human-readable text for an error code; never NULL. */
+KFM_EXPORT const char *kfm_strerror(int err);
+/** Symbolic name ("KFM_EINVAL") for an error code; never NULL. */
+KFM_EXPORT const char *kfm_err_name(int err);
+
+/** Profiling levels.  Each level includes everything below it. */
+typedef enum kfm_level {
+  KFM_LEVEL_BASIC = 0,         /**< time only */
+  KFM_LEVEL_STANDARD = 1,      /**< + RSS at enter/exit, sampled peak */
+  KFM_LEVEL_DETAILED = 2,      /**< + CPU, faults, switches, I/O, network, trace */
+  KFM_LEVEL_COMPREHENSIVE = 3, /**< + hardware counters, GPU, topology */
+} kfm_level_t;
+
+/** Lower-case level name ("basic", ...), or NULL for an invalid level. */
+KFM_EXPORT const char *kfm_level_name(int level);
+
+typedef struct kfm_session kfm_session_t;
+typedef struct kfm_report kfm_report_t;
+typedef uint32_t kfm_node_id_t;
+
+/** Longest node name accepted, in bytes, excluding the terminating NUL. */
+#define KFM_NAME_MAX 255
+/** Deepest per-thread node nesting accepted. */
+#define KFM_STACK_MAX 128
+
+#define KFM_CONFIG_ABI 1
+
+/**
+ * Session configuration.  Initialise with kfm_config_init(), then set fields
+ * or apply a string with kfm_config_parse().  Zero means "the level's default"
+ * for every numeric field.  String fields are copied by kfm_session_create.
+ */
+typedef struct kfm_config {
+  int abi;             /**< KFM_CONFIG_ABI */
+  kfm_level_t level;   /**< default KFM_LEVEL_BASIC */
+  double rate_hz;      /**< sampler rate; <0 disables the sampler */
+  char backends[256];  /**< comma list; empty = every backend the level uses */
+  char output[1024];   /**< JSON export written at stop; empty = none */
+  char proc_root[512]; /**< prefix for /proc reads (tests); empty = "" */
+  int trace;           /**< -1 level default, 0 off, 1 on */
+  uint32_t max_nodes;  /**< node registry capacity (default 4096) */
+  uint32_t max_threads; /**< thread slots (default 256) */
+  uint32_t samples;    /**< sample storage capacity (default 65536) */
+  uint32_t trace_ring; /**< per-thread trace ring, events (default 16384) */
+  uint32_t trace_events; /**< session trace storage, events (default 1M) */
+  int sampler_cpu;     /**< CPU the sampler is pinned to; -1 = not pinned */
+} kfm_config_t;
+
+KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
+
+/**
+ * Apply "key=value,key=value" to cfg.  Keys: level (basic|standard|detailed|
+ * comprehensive), rate (Hz, 0 = level default, off = no sampler), backends
+ * (names separated by ',' or '+'; a bare word after backends= that is a
+ * backend name continues the list), output, proc_root, trace (on|off|auto),
+ * max_nodes, max_threads, samples, trace_ring, trace_events, sampler_cpu.
+ * On error returns KFM_EBADKEY / KFM_EBADVALUE / KFM_ECONFIG and writes a
+ * message naming the key, the value and the accepted values into errbuf.
+ */
+KFM_EXPORT int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf,
+                                size_t errlen);
+
+/**
+ * Create a session.  cfg may be NULL (defaults).  The environment variable
+ * KFM_CONFIG, when set, is parsed on top of cfg so that a batch job changes
+ * profiling without recompiling.  On failure *out is NULL and kfm_errmsg(NULL)
+ * returns the detail message on the calling thread.
+ */
+KFM_EXPORT int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg);
+/** Same as kfm_session_create with a config string (may be NULL). */
+KFM_EXPORT int kfm_session_create_str(kfm_session_t **out, const char *config);
+/** Start sampling and accept transitions.  KFM_ESTATE if already started. */
+KFM_EXPORT int kfm_session_start(kfm_session_t *s);
+/**
+ * Stop: joins the sampler, drains traces, writes the configured export.
+ * Results stay readable.  KFM_ESTATE if not running.
+ */
+KFM_EXPORT int kfm_session_stop(kfm_session_t *s);
+/** Stop if running and free everything.  NULL is accepted. */
+KFM_EXPORT void kfm_session_destroy(kfm_session_t *s);
+/**
+ * Detail of the last error on s (naming the bad value), or, with s NULL, of
+ * the last failed kfm_session_create on this thread.  Valid until the next
+ * failing call on the same session / thread.  "" when there is none.
+ */
+KFM_EXPORT const char *kfm_errmsg(const kfm_session_t *s);
+KFM_EXPORT kfm_level_t kfm_session_level(const kfm_session_t *s);
+
+/** Intern a node name (thread-safe).  The same name always gets the same id. */
+KFM_EXPORT int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id);
+/** Name of a registered node, valid for the session's lifetime; NULL if unknown. */
+KFM_EXPORT const char *kfm_node_name(const kfm_session_t *s, kfm_node_id_t id);
+
+/**
+ * Hot path.  Enter/exit a node on the calling thread.  No allocation and no
+ * lock, except once per thread (its slot) and once per 64 node ids per
+ * thread (its aggregate block).  Exit must name the innermost open node:
+ * otherwise KFM_EORDER (nothing is popped) or KFM_ENOTENTERED.
+ */
+KFM_EXPORT int kfm_enter(kfm_session_t *s, kfm_node_id_t id);
+KFM_EXPORT int kfm_exit(kfm_session_t *s, kfm_node_id_t id);
+/** Convenience forms: register (or look up) the name, then enter/exit. */
+KFM_EXPORT int kfm_enter_name(kfm_session_t *s, const char *name);
+KFM_EXPORT int kfm_exit_name(kfm_session_t *s, const char *name);
+/** Depth of the calling thread's node stack (0 when outside every node). */
+KFM_EXPORT int kfm_depth(kfm_session_t *s);
+
+/** Write the JSON export (schema kfm.profile, KFM_SCHEMA_VERSION) to path. */
+KFM_EXPORT int kfm_session_export(kfm_session_t *s, const char *path);
+/** Print the per-node text report to a FILE* (passed as void* to keep stdio out). */
+KFM_EXPORT int kfm_session_print(kfm_session_t *s, void *file);
+
+/* ---------------------------------------------------------------------- */
+/* Reports: a merged snapshot of a session, read without parsing text.     */
+
+/** Metric kinds: a counter's delta is attributed; a gauge is a level (RSS). */
+typedef enum kfm_metric_kind { KFM_METRIC_COUNTER = 0, KFM_METRIC_GAUGE = 1 } kfm_metric_kind_t;
+
+typedef struct kfm_metric_info {
+  const char *name;    /**< "proc.rss", "proc.cpu_user", ... */
+  const char *unit;    /**< "bytes", "ns", "count" */
+  const char *backend; /**< backend that reads it */
+  kfm_metric_kind_t kind;
+} kfm_metric_info_t;
+
+typedef struct kfm_node_stats {
+  kfm_node_id_t id;
+  const char *name;
+  uint64_t count;     /**< completed enter/exit pairs */
+  uint64_t active;    /**< activations still open on some thread */
+  double total_ns;    /**< inclusive */
+  double exclusive_ns;
+  double min_ns, max_ns, mean_ns, stddev_ns;
+  double p50_ns, p90_ns, p99_ns; /**< from a log-linear histogram (<= 6.25% bucket width) */
+  uint64_t samples;   /**< sampler ticks at which this node was innermost on a thread */
+  uint64_t samples_any; /**< sampler ticks at which this node was on some thread's stack */
+  double peak_rss;    /**< highest RSS seen inside the node (bytes); NaN below STANDARD */
+  const double *inclusive; /**< per metric (kfm_report_metric), inclusive delta sum */
+  const double *exclusive; /**< per metric, exclusive delta sum */
+} kfm_node_stats_t;
+
+typedef enum kfm_edge_kind {
+  KFM_EDGE_NESTED = 0, /**< from ran inside to (parent -> child) */
+  KFM_EDGE_FOLLOWS = 1 /**< to started after from ended, same parent and thread */
+} kfm_edge_kind_t;
+
+typedef struct kfm_edge {
+  kfm_node_id_t from, to; /**< KFM_NODE_ROOT as from: top level */
+  uint64_t count;
+} kfm_edge_t;
+
+#define KFM_NODE_ROOT UINT32_MAX
+
+typedef struct kfm_backend_status {
+  const char *name;
+  int available;      /**< 1 available, 0 not */
+  int enabled;        /**< used by this session */
+  const char *reason; /**< "available" or why not */
+} kfm_backend_status_t;
+
+typedef struct kfm_sample {
+  double t_ns;         /**< since session start */
+  const double *values; /**< per sample metric (kfm_report_sample_metric) */
+  uint32_t nactive;    /**< threads inside a node at that instant */
+  const uint32_t *threads; /**< thread index of each active entry */
+  const kfm_node_id_t *nodes; /**< innermost node of each active entry */
+} kfm_sample_t;
+
+typedef enum kfm_event_kind { KFM_EVENT_ENTER = 0, KFM_EVENT_EXIT = 1 } kfm_event_kind_t;
+
+typedef struct kfm_event {
+  double t_ns; /**< since session start */
+  uint32_t thread;
+  kfm_node_id_t node;
+  kfm_event_kind_t kind;
+  const double *values; /**< per transition metric, value read at the event */
+} kfm_event_t;
+
+typedef struct kfm_summary {
+  kfm_level_t level;
+  double wall_ns;          /**< start to stop (or to now) */
+  double rate_hz;          /**< configured sampler rate (0: none) */
+  uint64_t samples, samples_dropped;
+  uint64_t events, events_dropped;
+  uint64_t edges_dropped;
+  uint64_t unbalanced;     /**< rejected exits (order / not entered) */
+  uint32_t threads;        /**< threads that made a transition */
+  double sampler_cpu_ns;   /**< CPU time the sampler thread used */
+  double sampler_late_p99_ns; /**< p99 of wake lateness */
+  const char *clock;       /**< "tsc" or "clock_gettime" */
+  double tsc_ghz;          /**< calibrated TSC frequency (0 without TSC) */
+} kfm_summary_t;
+
+/** Merge every thread's aggregates into a snapshot.  Free with kfm_report_free. */
+KFM_EXPORT int kfm_session_report(kfm_session_t *s, kfm_report_t **out);
+KFM_EXPORT void kfm_report_free(kfm_report_t *r);
+KFM_EXPORT void kfm_report_summary(const kfm_report_t *r, kfm_summary_t *out);
+KFM_EXPORT size_t kfm_report_metric_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out);
+/** Index of a metric by name, or -1. */
+KFM_EXPORT int kfm_report_metric_index(const kfm_report_t *r, const char *name);
+/** Nodes that were entered at least once, in id order.  Views valid until kfm_report_free. */
+KFM_EXPORT size_t kfm_report_node_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_node(const kfm_report_t *r, size_t i, kfm_node_stats_t *out);
+/** Find a node's stats by name: 0, or KFM_ENONODE. */
+KFM_EXPORT int kfm_report_node_by_name(const kfm_report_t *r, const char *name, kfm_node_stats_t *out);
+KFM_EXPORT size_t kfm_report_edge_count(const kfm_report_t *r, kfm_edge_kind_t kind);
+KFM_EXPORT int kfm_report_edge(const kfm_report_t *r, kfm_edge_kind_t kind, size_t i, kfm_edge_t *out);
+KFM_EXPORT size_t kfm_report_backend_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_backend(const kfm_report_t *r, size_t i, kfm_backend_status_t *out);
+/** Metrics each sample carries (gauges read by the sampler). */
+KFM_EXPORT size_t kfm_report_sample_metric_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_sample_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out);
+KFM_EXPORT size_t kfm_report_sample_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out);
+KFM_EXPORT size_t kfm_report_event_count(const kfm_report_t *r);
+KFM_EXPORT int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out);
+
+/** Names of the builtin backends and whether each is available here. */
+KFM_EXPORT size_t kfm_backend_count(void);
+KFM_EXPORT int kfm_backend_probe(size_t i, kfm_backend_status_t *out);
+
+/** Free memory the library handed to the caller (none of the calls above do). */
+KFM_EXPORT void kfm_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KFM_KFM_H */
