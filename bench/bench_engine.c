@@ -1,0 +1,939 @@
+/*
+ * bench_engine.c - what kfm costs, next to what the machine and a peer cost,
+ * all measured side by side in one process so the ratios hold even though
+ * absolute figures move 10-15% from run to run on these VMs.
+ *
+ * Output: one JSON object per line on stdout, {"name", "value", "unit"} plus
+ * "floor"/"peer"/"ratio" where they apply; progress and diagnostics go to
+ * stderr.  A measurement that cannot be made prints "value":null with an
+ * "unavailable" or "error" reason instead of a number.
+ *
+ * What is measured, and how:
+ *
+ *  - Hot path.  Cost of one kfm_enter(s,id) + kfm_exit(s,id) pair on one
+ *    node, for each level with the sampler off ("level=X,rate=off"), then
+ *    at basic with the sampler on at the level's default rate.  Beside it
+ *    the floor, two __rdtsc() with a volatile store between, and the peer,
+ *    a PAPI high-level region pair PAPI_hl_region_begin/_end("r") counting
+ *    perf::TASK-CLOCK (this VM has no hardware PMU).  Each case is timed
+ *    with CLOCK_MONOTONIC around a loop of n pairs and divided by n; n is
+ *    calibrated per case so one repetition lasts about TARGET_NS (capped at
+ *    1M pairs, and lower for PAPI-HL, which keeps every region instance in
+ *    memory and writes them all out at exit).  REPS repetitions are run
+ *    interleaved - every case once per round, the starting case rotating -
+ *    and the median is reported.  Every kfm repetition uses a fresh
+ *    session (create, start, warm up, time, stop, destroy) so no case
+ *    inherits another's state.  The main thread is pinned to one CPU with
+ *    sched_setaffinity and the engine's sampler (and the bare sampler loop
+ *    below) to another, so they do not time-slice with the timed loop.
+ *  - A grouped raw read floor: two PAPI_read calls on an EventSet of three
+ *    software events (perf::TASK-CLOCK, PAGE-FAULTS, CONTEXT-SWITCHES),
+ *    what a comprehensive transition would pay through PAPI.  It runs
+ *    before PAPI-HL starts, since PAPI allows one running EventSet per
+ *    component and thread and PAPI-HL's stays running.
+ *  - Sampler CPU share.  A level=standard session at rate=1000 and
+ *    rate=10000 runs ~2 s while the main thread sleeps inside a node; the
+ *    share is the summary's sampler_cpu_ns / wall_ns.  Its floor is a bare
+ *    thread doing the same minimal work per tick (timerfd wake, pread of
+ *    /proc/self/statm on a kept fd, rdtsc) at the same rate for the same
+ *    time, its CPU read with CLOCK_THREAD_CPUTIME_ID.  The p99 wake
+ *    lateness of both is reported too (the bare loop measures its own
+ *    against the timerfd's absolute schedule).
+ *  - Memory per 1M transitions.  RSS (resident pages of /proc/self/statm)
+ *    before and after 1M enter/exit pairs on one node at basic and at
+ *    detailed with the trace on, both at the level's default sampler rate
+ *    so the trace is drained as in real use, together with what the
+ *    session reports (events stored/dropped, samples).  These run first,
+ *    in a fresh heap, so freed memory of earlier cases does not hide growth.
+ *
+ * PAPI-HL writes its measurement file at exit into $PAPI_OUTPUT_DIRECTORY/
+ * papi_hl_output; that variable points at a mkdtemp directory which an
+ * atexit handler, registered before PAPI's own, removes afterwards.
+ * KFM_CONFIG is unset so the environment cannot change what is measured.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include "kfm/kfm.h"
+
+#ifdef KFM_HAVE_PAPI
+#include <papi.h>
+#endif
+
+#define REPS 9
+#define TARGET_NS 100e6     /* wall time of one timed repetition */
+#define MAX_PAIRS 1000000u  /* per repetition */
+#define MIN_PAIRS 1000u
+#define PAPI_HL_MAX_PAIRS 20000u /* PAPI-HL keeps ~180 B per region instance */
+#define WARM_PAIRS 2000u
+#define SAMPLER_SECONDS 2.0
+#define MEMORY_PAIRS 1000000u
+
+static int bench_failed; /* a measurement errored: exit status 1 at the end */
+static int bench_main_cpu = -1;
+static int bench_side_cpu = -1;
+static volatile uint64_t bench_sink;
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                            */
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static double thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void sleep_ns(double ns) {
+  struct timespec ts = {.tv_sec = (time_t)(ns / 1e9), .tv_nsec = (long)fmod(ns, 1e9)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
+  }
+}
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("bench_engine: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v); NaN when n is 0. */
+static double median(double *v, size_t n) {
+  if (n == 0) {
+    return NAN;
+  }
+  qsort(v, n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Resident set size in bytes, from the second field of /proc/self/statm. */
+static double rss_bytes(void) {
+  long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL) {
+    return NAN;
+  }
+  int got = fscanf(f, "%ld %ld", &size, &resident);
+  fclose(f);
+  return got == 2 ? (double)resident * (double)sysconf(_SC_PAGESIZE) : NAN;
+}
+
+static int pin_to(int cpu) {
+  if (cpu < 0) {
+    return 0;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+}
+
+/* ---------------------------------------------------------------------- */
+/* JSON lines                                                               */
+
+struct jline {
+  char buf[2048];
+  size_t len;
+};
+
+static void jl_raw(struct jline *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jl_raw(struct jline *j, const char *fmt, ...) {
+  if (j->len >= sizeof j->buf) {
+    return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(j->buf + j->len, sizeof j->buf - j->len, fmt, ap);
+  va_end(ap);
+  if (n > 0) {
+    j->len += (size_t)n;
+  }
+}
+
+static void jl_str(struct jline *j, const char *key, const char *val) {
+  jl_raw(j, "%s\"%s\":\"", j->len > 1 ? "," : "", key);
+  for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      jl_raw(j, "\\%c", *p);
+    } else if (*p < 0x20) {
+      jl_raw(j, "\\u%04x", *p);
+    } else {
+      jl_raw(j, "%c", *p);
+    }
+  }
+  jl_raw(j, "\"");
+}
+
+static void jl_u64(struct jline *j, const char *key, uint64_t v) {
+  jl_raw(j, "%s\"%s\":%llu", j->len > 1 ? "," : "", key, (unsigned long long)v);
+}
+
+/* A number, or null when it is not finite (JSON has no NaN). */
+static void jl_num(struct jline *j, const char *key, double v) {
+  if (isfinite(v) && fabs(v) >= 1e5 && v == floor(v)) {
+    jl_raw(j, "%s\"%s\":%.0f", j->len > 1 ? "," : "", key, v); /* whole bytes */
+  } else if (isfinite(v)) {
+    jl_raw(j, "%s\"%s\":%.6g", j->len > 1 ? "," : "", key, v);
+  } else {
+    jl_raw(j, "%s\"%s\":null", j->len > 1 ? "," : "", key);
+  }
+}
+
+static void jl_begin(struct jline *j, const char *name) {
+  j->len = 0;
+  jl_raw(j, "{");
+  jl_str(j, "name", name);
+}
+
+static void jl_end(struct jline *j) {
+  jl_raw(j, "}");
+  if (j->len >= sizeof j->buf) {
+    j->len = sizeof j->buf - 1;
+  }
+  fwrite(j->buf, 1, j->len, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
+/* The common shape: name, value, unit, and floor/peer/ratio when finite-or-asked. */
+static void emit(const char *name, double value, const char *unit, const char *extra_key1,
+                 double extra1, const char *extra_key2, double extra2) {
+  struct jline j;
+  jl_begin(&j, name);
+  jl_num(&j, "value", value);
+  jl_str(&j, "unit", unit);
+  if (extra_key1) {
+    jl_num(&j, extra_key1, extra1);
+  }
+  if (extra_key2) {
+    jl_num(&j, extra_key2, extra2);
+  }
+  jl_end(&j);
+}
+
+static void emit_missing(const char *name, const char *unit, const char *why_key,
+                         const char *why) {
+  struct jline j;
+  jl_begin(&j, name);
+  jl_raw(&j, ",\"value\":null");
+  jl_str(&j, "unit", unit);
+  jl_str(&j, why_key, why);
+  jl_end(&j);
+}
+
+/* ---------------------------------------------------------------------- */
+/* kfm helpers                                                              */
+
+/* Creates and starts a session from a config string; on failure writes why. */
+static kfm_session_t *kfm_open(const char *config, kfm_node_id_t *id, char *why, size_t len) {
+  kfm_session_t *s = NULL;
+  int rc = kfm_session_create_str(&s, config);
+  if (rc != 0) {
+    snprintf(why, len, "kfm_session_create(\"%s\"): %s: %s", config, kfm_strerror(rc),
+             kfm_errmsg(NULL));
+    return NULL;
+  }
+  rc = kfm_node_register(s, "bench.node", id);
+  if (rc == 0) {
+    rc = kfm_session_start(s);
+  }
+  if (rc != 0) {
+    snprintf(why, len, "session \"%s\": %s: %s", config, kfm_strerror(rc), kfm_errmsg(s));
+    kfm_session_destroy(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* n enter/exit pairs; returns the first error code, 0 when all succeeded. */
+static int kfm_pairs(kfm_session_t *s, kfm_node_id_t id, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    int a = kfm_enter(s, id);
+    int b = kfm_exit(s, id);
+    if (__builtin_expect((a | b) != 0, 0)) {
+      return a != 0 ? a : b;
+    }
+  }
+  return 0;
+}
+
+/* Stops s and fetches its summary; returns 0 or writes why. */
+static int kfm_close_summary(kfm_session_t *s, kfm_summary_t *sum, char *why, size_t len) {
+  int rc = kfm_session_stop(s);
+  kfm_report_t *r = NULL;
+  if (rc == 0) {
+    rc = kfm_session_report(s, &r);
+  }
+  if (rc != 0) {
+    snprintf(why, len, "stop/report: %s: %s", kfm_strerror(rc), kfm_errmsg(s));
+    return rc;
+  }
+  kfm_report_summary(r, sum);
+  kfm_report_free(r);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Hot-path cases                                                           */
+
+enum case_kind { CASE_RDTSC, CASE_KFM, CASE_PAPI_HL, CASE_PAPI_READ };
+
+struct bcase {
+  const char *name;
+  enum case_kind kind;
+  char config[160];  /* kfm cases */
+  uint64_t cap;      /* most pairs per repetition */
+  uint64_t n;        /* pairs per repetition, calibrated */
+  double ns[REPS];   /* per-pair cost of each repetition */
+  int nres;
+  int failed;
+  char why[512];
+  double rate_hz;    /* kfm: configured sampler rate seen in the summary */
+  uint64_t dropped;  /* kfm: trace events dropped, over all repetitions */
+#ifdef KFM_HAVE_PAPI
+  int eventset;      /* CASE_PAPI_READ */
+#endif
+};
+
+static void rdtsc_pairs(uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t a = __rdtsc();
+    bench_sink = a;
+    uint64_t b = __rdtsc();
+    bench_sink = b;
+  }
+}
+
+#ifdef KFM_HAVE_PAPI
+static int papi_hl_pairs(uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    int a = PAPI_hl_region_begin("r");
+    int b = PAPI_hl_region_end("r");
+    if (a != PAPI_OK || b != PAPI_OK) {
+      return a != PAPI_OK ? a : b;
+    }
+  }
+  return PAPI_OK;
+}
+
+static int papi_read_pairs(int eventset, uint64_t n) {
+  long long v[3];
+  for (uint64_t i = 0; i < n; i++) {
+    int a = PAPI_read(eventset, v);
+    int b = PAPI_read(eventset, v);
+    if (a != PAPI_OK || b != PAPI_OK) {
+      return a != PAPI_OK ? a : b;
+    }
+  }
+  return PAPI_OK;
+}
+#endif
+
+/*
+ * One measurement of c: warm-up, then n timed pairs (n = c->n, or when
+ * calibrating, doubling from MIN_PAIRS until the loop takes >= 5 ms).
+ * Returns ns per pair, or NaN with c->why written.
+ */
+static double case_run(struct bcase *c, int calibrate) {
+  uint64_t n = calibrate ? MIN_PAIRS : c->n;
+  double t0 = 0, t1 = 0;
+  switch (c->kind) {
+  case CASE_RDTSC:
+    rdtsc_pairs(WARM_PAIRS);
+    for (;;) {
+      t0 = now_ns();
+      rdtsc_pairs(n);
+      t1 = now_ns();
+      if (!calibrate || t1 - t0 >= 5e6 || n >= c->cap) {
+        break;
+      }
+      n *= 2;
+    }
+    break;
+  case CASE_KFM: {
+    kfm_node_id_t id;
+    kfm_session_t *s = kfm_open(c->config, &id, c->why, sizeof c->why);
+    if (s == NULL) {
+      return NAN;
+    }
+    int rc = kfm_pairs(s, id, WARM_PAIRS);
+    while (rc == 0) {
+      t0 = now_ns();
+      rc = kfm_pairs(s, id, n);
+      t1 = now_ns();
+      if (!calibrate || t1 - t0 >= 5e6 || n >= c->cap) {
+        break;
+      }
+      n *= 2;
+    }
+    if (rc != 0) {
+      snprintf(c->why, sizeof c->why, "kfm_enter/kfm_exit (%s): %s: %s", c->config,
+               kfm_strerror(rc), kfm_errmsg(s));
+      kfm_session_destroy(s);
+      return NAN;
+    }
+    kfm_summary_t sum;
+    if (kfm_close_summary(s, &sum, c->why, sizeof c->why) != 0) {
+      kfm_session_destroy(s);
+      return NAN;
+    }
+    kfm_session_destroy(s);
+    if (sum.unbalanced != 0) {
+      snprintf(c->why, sizeof c->why, "%s: %llu unbalanced exits", c->config,
+               (unsigned long long)sum.unbalanced);
+      return NAN;
+    }
+    c->rate_hz = sum.rate_hz;
+    c->dropped += sum.events_dropped;
+    break;
+  }
+  case CASE_PAPI_HL:
+  case CASE_PAPI_READ:
+#ifdef KFM_HAVE_PAPI
+  {
+    int rc = c->kind == CASE_PAPI_HL ? papi_hl_pairs(WARM_PAIRS)
+                                     : papi_read_pairs(c->eventset, WARM_PAIRS);
+    while (rc == PAPI_OK) {
+      t0 = now_ns();
+      rc = c->kind == CASE_PAPI_HL ? papi_hl_pairs(n) : papi_read_pairs(c->eventset, n);
+      t1 = now_ns();
+      if (!calibrate || t1 - t0 >= 5e6 || n >= c->cap) {
+        break;
+      }
+      n *= 2;
+    }
+    if (rc != PAPI_OK) {
+      snprintf(c->why, sizeof c->why, "%s failed: %s",
+               c->kind == CASE_PAPI_HL ? "PAPI_hl_region_begin/end" : "PAPI_read",
+               PAPI_strerror(rc));
+      return NAN;
+    }
+    break;
+  }
+#else
+    snprintf(c->why, sizeof c->why, "built without PAPI");
+    return NAN;
+#endif
+  }
+  double per = (t1 - t0) / (double)n;
+  if (calibrate) {
+    double want = TARGET_NS / per;
+    c->n = want > (double)c->cap ? c->cap : want < MIN_PAIRS ? MIN_PAIRS : (uint64_t)want;
+  }
+  return per;
+}
+
+/* Calibrates, then runs REPS repetitions of the cases in cs[], interleaved. */
+static void cases_measure(struct bcase *cs, size_t ncs) {
+  for (size_t i = 0; i < ncs; i++) {
+    if (cs[i].failed) {
+      continue;
+    }
+    if (!isfinite(case_run(&cs[i], 1))) {
+      cs[i].failed = 1;
+      progress("%s: %s", cs[i].name, cs[i].why);
+    } else {
+      progress("%s: %llu pairs per repetition", cs[i].name, (unsigned long long)cs[i].n);
+    }
+  }
+  for (int r = 0; r < REPS; r++) {
+    for (size_t k = 0; k < ncs; k++) {
+      struct bcase *c = &cs[(k + (size_t)r) % ncs];
+      if (c->failed) {
+        continue;
+      }
+      double v = case_run(c, 0);
+      if (!isfinite(v)) {
+        c->failed = 1;
+        progress("%s: %s", c->name, c->why);
+        continue;
+      }
+      c->ns[c->nres++] = v;
+    }
+  }
+}
+
+static double case_median(struct bcase *c) {
+  if (c->failed || c->nres == 0) {
+    return NAN;
+  }
+  double tmp[REPS];
+  memcpy(tmp, c->ns, sizeof(double) * (size_t)c->nres);
+  double lo = tmp[0], hi = tmp[0];
+  for (int i = 1; i < c->nres; i++) {
+    lo = tmp[i] < lo ? tmp[i] : lo;
+    hi = tmp[i] > hi ? tmp[i] : hi;
+  }
+  double m = median(tmp, (size_t)c->nres);
+  progress("%s: median %.2f ns, min %.2f, max %.2f over %d x %llu pairs", c->name, m, lo, hi,
+           c->nres, (unsigned long long)c->n);
+  return m;
+}
+
+/* ---------------------------------------------------------------------- */
+/* PAPI set-up                                                              */
+
+#ifdef KFM_HAVE_PAPI
+static char papi_dir[512];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Runs after PAPI-HL's own atexit writer (registered later, so run earlier). */
+static void papi_dir_cleanup(void) {
+  if (papi_dir[0]) {
+    nftw(papi_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  }
+}
+
+/* PAPI-HL's environment: a software event, output into a private temp dir. */
+static int papi_env_setup(char *why, size_t len) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(papi_dir, sizeof papi_dir, "%s/kfm-bench-papi-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(papi_dir) == NULL) {
+    snprintf(why, len, "mkdtemp(%.400s): %s", papi_dir, strerror(errno));
+    papi_dir[0] = '\0';
+    return -1;
+  }
+  atexit(papi_dir_cleanup);
+  setenv("PAPI_EVENTS", "perf::TASK-CLOCK", 1);
+  setenv("PAPI_OUTPUT_DIRECTORY", papi_dir, 1);
+  /* These would print to stdout, which carries only JSON lines. */
+  unsetenv("PAPI_REPORT");
+  unsetenv("PAPI_HL_VERBOSE");
+  unsetenv("PAPI_MULTIPLEX");
+  return 0;
+}
+
+/* Library init and the three-software-event EventSet for the read floor. */
+static int papi_read_setup(struct bcase *c) {
+  static const char *const events[] = {"perf::TASK-CLOCK", "perf::PAGE-FAULTS",
+                                       "perf::CONTEXT-SWITCHES"};
+  int rc = PAPI_library_init(PAPI_VER_CURRENT);
+  if (rc != PAPI_VER_CURRENT) {
+    snprintf(c->why, sizeof c->why, "PAPI_library_init: %s",
+             rc < 0 ? PAPI_strerror(rc) : "version mismatch");
+    return -1;
+  }
+  c->eventset = PAPI_NULL;
+  if ((rc = PAPI_create_eventset(&c->eventset)) != PAPI_OK) {
+    snprintf(c->why, sizeof c->why, "PAPI_create_eventset: %s", PAPI_strerror(rc));
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+    if ((rc = PAPI_add_named_event(c->eventset, events[i])) != PAPI_OK) {
+      snprintf(c->why, sizeof c->why, "PAPI_add_named_event(%s): %s", events[i],
+               PAPI_strerror(rc));
+      return -1;
+    }
+  }
+  if ((rc = PAPI_start(c->eventset)) != PAPI_OK) {
+    snprintf(c->why, sizeof c->why, "PAPI_start: %s", PAPI_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+static void papi_read_teardown(struct bcase *c) {
+  long long v[3];
+  if (c->eventset != PAPI_NULL) {
+    PAPI_stop(c->eventset, v);
+    PAPI_cleanup_eventset(c->eventset);
+    PAPI_destroy_eventset(&c->eventset);
+  }
+}
+
+/* The first region call initialises PAPI-HL (~ms); keep it out of the timing. */
+static int papi_hl_setup(struct bcase *c) {
+  int rc = PAPI_hl_region_begin("r");
+  if (rc == PAPI_OK) {
+    rc = PAPI_hl_region_end("r");
+  }
+  if (rc != PAPI_OK) {
+    snprintf(c->why, sizeof c->why, "PAPI_hl_region_begin/end: %s", PAPI_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* Sampler CPU share                                                        */
+
+struct bare_loop {
+  double rate_hz;
+  double seconds;
+  int cpu;
+  /* results */
+  double cpu_ns, wall_ns;
+  double late_p99_ns;
+  uint64_t ticks;
+  char why[256];
+};
+
+/* The floor of a sampler: wake on a timerfd, pread statm, rdtsc. */
+static void *bare_loop_main(void *arg) {
+  struct bare_loop *b = arg;
+  if (pin_to(b->cpu) != 0) {
+    snprintf(b->why, sizeof b->why, "sched_setaffinity(%d): %s", b->cpu, strerror(errno));
+    return NULL;
+  }
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  size_t cap = (size_t)(b->rate_hz * b->seconds * 1.5) + 16;
+  double *late = malloc(cap * sizeof *late);
+  if (fd < 0 || tfd < 0 || late == NULL) {
+    snprintf(b->why, sizeof b->why, "statm/timerfd/malloc: %s", strerror(errno));
+    goto out;
+  }
+  long period = (long)(1e9 / b->rate_hz);
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  struct itimerspec its = {
+      .it_interval = {.tv_sec = period / 1000000000L, .tv_nsec = period % 1000000000L},
+      .it_value = start,
+  };
+  its.it_value.tv_nsec += period;
+  if (its.it_value.tv_nsec >= 1000000000L) {
+    its.it_value.tv_sec++;
+    its.it_value.tv_nsec -= 1000000000L;
+  }
+  double t_first = (double)its.it_value.tv_sec * 1e9 + (double)its.it_value.tv_nsec;
+  if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+    snprintf(b->why, sizeof b->why, "timerfd_settime: %s", strerror(errno));
+    goto out;
+  }
+  double w0 = now_ns(), c0 = thread_cpu_ns();
+  double end = w0 + b->seconds * 1e9;
+  uint64_t expired = 0;
+  size_t nlate = 0;
+  char buf[128];
+  for (;;) {
+    uint64_t e;
+    if (read(tfd, &e, sizeof e) != (ssize_t)sizeof e) {
+      continue;
+    }
+    expired += e;
+    /* Wake lateness against the most recent deadline that has passed. */
+    double t = now_ns();
+    if (nlate < cap) {
+      late[nlate++] = t - (t_first + (double)(expired - 1) * (double)period);
+    }
+    if (pread(fd, buf, sizeof buf, 0) < 0) {
+      snprintf(b->why, sizeof b->why, "pread statm: %s", strerror(errno));
+      break;
+    }
+    bench_sink = __rdtsc();
+    b->ticks++;
+    if (t >= end) {
+      break;
+    }
+  }
+  b->cpu_ns = thread_cpu_ns() - c0;
+  b->wall_ns = now_ns() - w0;
+  qsort(late, nlate, sizeof *late, cmp_double);
+  b->late_p99_ns = nlate ? late[(size_t)((double)(nlate - 1) * 0.99)] : NAN;
+out:
+  free(late);
+  if (fd >= 0) {
+    close(fd);
+  }
+  if (tfd >= 0) {
+    close(tfd);
+  }
+  return NULL;
+}
+
+static void sampler_share(int rate, const char *name_share, const char *name_late) {
+  /* kfm's sampler, with the main thread asleep inside one node. */
+  char config[160], why[512] = "";
+  snprintf(config, sizeof config, "level=standard,rate=%d,sampler_cpu=%d", rate, bench_side_cpu);
+  kfm_node_id_t id;
+  kfm_summary_t sum;
+  double kfm_share = NAN, kfm_late = NAN;
+  kfm_session_t *s = kfm_open(config, &id, why, sizeof why);
+  if (s != NULL) {
+    int rc = kfm_enter(s, id);
+    sleep_ns(SAMPLER_SECONDS * 1e9);
+    if (rc == 0) {
+      rc = kfm_exit(s, id);
+    }
+    if (rc != 0) {
+      snprintf(why, sizeof why, "enter/exit: %s: %s", kfm_strerror(rc), kfm_errmsg(s));
+    } else if (kfm_close_summary(s, &sum, why, sizeof why) == 0) {
+      kfm_share = 100.0 * sum.sampler_cpu_ns / sum.wall_ns;
+      kfm_late = sum.sampler_late_p99_ns / 1e3;
+      progress("%s: kfm %llu samples (%llu dropped) in %.2f s at %.0f Hz, %.3f ms CPU", name_share,
+               (unsigned long long)sum.samples, (unsigned long long)sum.samples_dropped,
+               sum.wall_ns / 1e9, sum.rate_hz, sum.sampler_cpu_ns / 1e6);
+    }
+    kfm_session_destroy(s);
+  }
+
+  /* The bare loop at the same rate, on the same CPU. */
+  struct bare_loop b = {.rate_hz = rate, .seconds = SAMPLER_SECONDS, .cpu = bench_side_cpu};
+  pthread_t th;
+  double bare_share = NAN, bare_late = NAN;
+  if (pthread_create(&th, NULL, bare_loop_main, &b) != 0) {
+    snprintf(b.why, sizeof b.why, "pthread_create failed");
+  } else {
+    pthread_join(th, NULL);
+    if (b.why[0] == '\0') {
+      bare_share = 100.0 * b.cpu_ns / b.wall_ns;
+      bare_late = b.late_p99_ns / 1e3;
+      progress("%s: bare loop %llu ticks in %.2f s, %.3f ms CPU", name_share,
+               (unsigned long long)b.ticks, b.wall_ns / 1e9, b.cpu_ns / 1e6);
+    } else {
+      progress("%s: bare loop: %s", name_share, b.why);
+    }
+  }
+
+  if (!isfinite(kfm_share)) {
+    bench_failed = 1;
+    progress("%s: %s", name_share, why);
+    struct jline j;
+    jl_begin(&j, name_share);
+    jl_raw(&j, ",\"value\":null");
+    jl_str(&j, "unit", "% of a core");
+    jl_num(&j, "floor", bare_share);
+    jl_str(&j, "error", why);
+    jl_end(&j);
+    return;
+  }
+  emit(name_share, kfm_share, "% of a core", "floor", bare_share, "ratio", kfm_share / bare_share);
+  emit(name_late, kfm_late, "us", "floor", bare_late, "ratio", kfm_late / bare_late);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Memory per 1M transitions                                                */
+
+static void memory_growth(const char *name, const char *config) {
+  char why[512] = "";
+  kfm_node_id_t id;
+  double r0 = rss_bytes();
+  kfm_session_t *s = kfm_open(config, &id, why, sizeof why);
+  int rc = -1;
+  double r1 = NAN, r2 = NAN, r3 = NAN, t = NAN;
+  kfm_summary_t sum;
+  if (s != NULL) {
+    rc = kfm_pairs(s, id, 1); /* the thread's slot and aggregate block */
+    r1 = rss_bytes();
+    double t0 = now_ns();
+    if (rc == 0) {
+      rc = kfm_pairs(s, id, MEMORY_PAIRS);
+    }
+    t = now_ns() - t0;
+    r2 = rss_bytes();
+    if (rc != 0) {
+      snprintf(why, sizeof why, "enter/exit (%s): %s: %s", config, kfm_strerror(rc),
+               kfm_errmsg(s));
+    } else {
+      rc = kfm_close_summary(s, &sum, why, sizeof why);
+      r3 = rss_bytes();
+    }
+    kfm_session_destroy(s);
+  }
+  if (rc != 0) {
+    bench_failed = 1;
+    progress("%s: %s", name, why);
+    emit_missing(name, "bytes", "error", why);
+    return;
+  }
+  progress("%s: %s, setup +%.0f KiB, 1M pairs in %.2f s", name, config, (r1 - r0) / 1024,
+           t / 1e9);
+  struct jline j;
+  jl_begin(&j, name);
+  jl_num(&j, "value", r2 - r1);
+  jl_str(&j, "unit", "bytes");
+  jl_u64(&j, "pairs", MEMORY_PAIRS);
+  jl_num(&j, "session_setup_bytes", r1 - r0);
+  jl_num(&j, "after_stop_bytes", r3 - r1);
+  jl_u64(&j, "events", sum.events);
+  jl_u64(&j, "events_dropped", sum.events_dropped);
+  jl_u64(&j, "samples", sum.samples);
+  jl_end(&j);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void choose_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    progress("sched_getaffinity: %s; not pinning", strerror(errno));
+    return;
+  }
+  for (int c = CPU_SETSIZE - 1; c >= 0; c--) {
+    if (CPU_ISSET(c, &set)) {
+      if (bench_main_cpu < 0) {
+        bench_main_cpu = c;
+      } else {
+        bench_side_cpu = c;
+      }
+    }
+  }
+  if (pin_to(bench_main_cpu) != 0) {
+    progress("sched_setaffinity(%d): %s; not pinning", bench_main_cpu, strerror(errno));
+    bench_main_cpu = bench_side_cpu = -1;
+  }
+  progress("main thread on CPU %d, samplers on CPU %d", bench_main_cpu, bench_side_cpu);
+}
+
+int main(void) {
+  unsetenv("KFM_CONFIG");
+  choose_cpus();
+#ifdef KFM_HAVE_PAPI
+  char papi_why[512] = "";
+  int papi_ok = papi_env_setup(papi_why, sizeof papi_why) == 0;
+#endif
+
+  /* Bring the CPU out of any idle state before the first timing. */
+  double spin_end = now_ns() + 300e6;
+  while (now_ns() < spin_end) {
+    bench_sink++;
+  }
+
+  /* Memory first, in a heap that earlier cases have not left free memory in. */
+  memory_growth("memory.per_1m_transitions_basic", "level=basic");
+  memory_growth("memory.per_1m_transitions_detailed", "level=detailed,trace=on");
+
+  /* Sampler cost against the bare loop. */
+  sampler_share(1000, "sampler.cpu_share_1khz", "sampler.late_p99_1khz");
+  sampler_share(10000, "sampler.cpu_share_10khz", "sampler.late_p99_10khz");
+
+  /* Raw PAPI read floor, before PAPI-HL holds the perf component. */
+  struct bcase papi_read = {.name = "floor.papi_read_pair", .kind = CASE_PAPI_READ,
+                            .cap = MAX_PAIRS};
+#ifdef KFM_HAVE_PAPI
+  papi_read.eventset = PAPI_NULL;
+  if (papi_read_setup(&papi_read) != 0) {
+    papi_read.failed = 1;
+    progress("%s: %s", papi_read.name, papi_read.why);
+  }
+  cases_measure(&papi_read, 1);
+  papi_read_teardown(&papi_read);
+#else
+  papi_read.failed = 1;
+  snprintf(papi_read.why, sizeof papi_read.why, "built without PAPI");
+#endif
+
+  /* The hot path: floor, kfm at each level, peer, interleaved. */
+  enum { C_RDTSC, C_BASIC, C_STANDARD, C_DETAILED, C_COMPREHENSIVE, C_SAMPLER, C_HL, C_N };
+  struct bcase cs[C_N] = {
+      [C_RDTSC] = {.name = "floor.rdtsc_pair", .kind = CASE_RDTSC, .cap = MAX_PAIRS},
+      [C_BASIC] = {.name = "pair.basic", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_STANDARD] = {.name = "pair.standard", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_DETAILED] = {.name = "pair.detailed", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_COMPREHENSIVE] = {.name = "pair.comprehensive", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_SAMPLER] = {.name = "pair.basic_sampler_on", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_HL] = {.name = "peer.papi_hl_pair", .kind = CASE_PAPI_HL, .cap = PAPI_HL_MAX_PAIRS},
+  };
+  static const char *const levels[] = {"basic", "standard", "detailed", "comprehensive"};
+  for (int l = 0; l < 4; l++) {
+    snprintf(cs[C_BASIC + l].config, sizeof cs[0].config, "level=%s,rate=off", levels[l]);
+  }
+  snprintf(cs[C_SAMPLER].config, sizeof cs[0].config, "level=basic,rate=0,sampler_cpu=%d",
+           bench_side_cpu);
+#ifdef KFM_HAVE_PAPI
+  if (!papi_ok) {
+    cs[C_HL].failed = 1;
+    snprintf(cs[C_HL].why, sizeof cs[C_HL].why, "%s", papi_why);
+  } else if (papi_hl_setup(&cs[C_HL]) != 0) {
+    cs[C_HL].failed = 1;
+  }
+#else
+  cs[C_HL].failed = 1;
+  snprintf(cs[C_HL].why, sizeof cs[C_HL].why, "built without PAPI");
+#endif
+  cases_measure(cs, C_N);
+
+  double m[C_N];
+  for (int i = 0; i < C_N; i++) {
+    m[i] = case_median(&cs[i]);
+  }
+  double floor_ns = m[C_RDTSC];
+  if (cs[C_RDTSC].failed) {
+    emit_missing(cs[C_RDTSC].name, "ns", "error", cs[C_RDTSC].why);
+  } else {
+    emit(cs[C_RDTSC].name, floor_ns, "ns", NULL, 0, NULL, 0);
+  }
+  for (int i = C_BASIC; i <= C_SAMPLER; i++) {
+    if (cs[i].failed) {
+      bench_failed = 1;
+      emit_missing(cs[i].name, "ns", "error", cs[i].why);
+      continue;
+    }
+    struct jline j;
+    jl_begin(&j, cs[i].name);
+    jl_num(&j, "value", m[i]);
+    jl_str(&j, "unit", "ns");
+    jl_num(&j, "floor", floor_ns);
+    jl_num(&j, "ratio", m[i] / floor_ns);
+    if (i == C_SAMPLER) {
+      jl_num(&j, "rate_hz", cs[i].rate_hz);
+    }
+    if (cs[i].dropped) {
+      jl_u64(&j, "events_dropped", cs[i].dropped);
+    }
+    jl_end(&j);
+  }
+  if (cs[C_HL].failed) {
+    emit_missing(cs[C_HL].name, "ns", "unavailable", cs[C_HL].why);
+  } else {
+    emit(cs[C_HL].name, m[C_HL], "ns", NULL, 0, NULL, 0);
+  }
+  /* How many times faster a kfm basic pair is than a PAPI-HL region pair. */
+  {
+    struct jline j;
+    jl_begin(&j, "pair.basic_vs_papi_hl");
+    jl_num(&j, "value", m[C_BASIC]);
+    jl_str(&j, "unit", "ns");
+    jl_num(&j, "peer", m[C_HL]);
+    jl_num(&j, "ratio", m[C_HL] / m[C_BASIC]);
+    jl_end(&j);
+  }
+  double pr = case_median(&papi_read);
+  if (papi_read.failed) {
+    emit_missing(papi_read.name, "ns", "unavailable", papi_read.why);
+  } else {
+    emit(papi_read.name, pr, "ns", NULL, 0, NULL, 0);
+  }
+
+  /* PAPI-HL writes its file at exit; nothing may reach stdout after the JSON. */
+  fflush(stdout);
+  dup2(STDERR_FILENO, STDOUT_FILENO);
+  return bench_failed ? 1 : 0;
+}

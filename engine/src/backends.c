@@ -1,0 +1,64 @@
+/*
+ * backends.c - the builtin backend list and the process-wide probe cache.
+ * Backends whose dependency is not built are left out by the preprocessor;
+ * a config that names one gets "not built" as the reason it is disabled.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+extern const struct kfm__backend kfm__backend_clock;
+extern const struct kfm__backend kfm__backend_proc;
+
+const struct kfm__backend *const kfm__builtin_backends[] = {
+    &kfm__backend_clock,
+    &kfm__backend_proc,
+    NULL,
+};
+
+/* Probing may load libraries and costs milliseconds (PAPI_library_init is
+ * 2.3 ms here), and its answer is a property of the process: it is done
+ * once and kept, written under pthread_once and read-only afterwards. */
+static char probe_reason[KFM__MAX_BACKENDS][256];
+static int probe_avail[KFM__MAX_BACKENDS];
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_all(void) {
+  kfm__clock_init();
+  for (size_t i = 0; kfm__builtin_backends[i] && i < KFM__MAX_BACKENDS; i++) {
+    const struct kfm__backend *b = kfm__builtin_backends[i];
+    probe_avail[i] = kfm__backend_probe(b, probe_reason[i], sizeof probe_reason[i]);
+    if (probe_avail[i] && b->init && b->init() != 0) {
+      probe_avail[i] = 0;
+      snprintf(probe_reason[i], sizeof probe_reason[i], "process-wide initialisation failed");
+    }
+    if (probe_avail[i] && probe_reason[i][0] == '\0') {
+      snprintf(probe_reason[i], sizeof probe_reason[i], "available");
+    }
+  }
+}
+
+size_t kfm_backend_count(void) {
+  size_t n = 0;
+  while (kfm__builtin_backends[n]) {
+    n++;
+  }
+  return n;
+}
+
+int kfm__backend_status(size_t i, const char **reason) {
+  pthread_once(&probe_once, probe_all);
+  *reason = probe_reason[i];
+  return probe_avail[i];
+}
+
+int kfm_backend_probe(size_t i, kfm_backend_status_t *out) {
+  if (out == NULL || i >= kfm_backend_count()) {
+    return KFM_ERANGE;
+  }
+  out->name = kfm__builtin_backends[i]->name;
+  out->available = kfm__backend_status(i, &out->reason);
+  out->enabled = 0;
+  return 0;
+}

@@ -1,0 +1,290 @@
+/*
+ * export.c - the JSON export (schema "kfm.profile") and the text report.
+ *
+ * The export is written to a temporary file beside the target and renamed
+ * over it only when complete, so a failed or interrupted export never
+ * leaves a truncated profile or destroys an earlier one.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "report.h"
+
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    switch (*p) {
+    case '"':
+      fputs("\\\"", f);
+      break;
+    case '\\':
+      fputs("\\\\", f);
+      break;
+    case '\n':
+      fputs("\\n", f);
+      break;
+    case '\t':
+      fputs("\\t", f);
+      break;
+    default:
+      if (*p < 0x20) {
+        fprintf(f, "\\u%04x", *p);
+      } else {
+        fputc(*p, f);
+      }
+    }
+  }
+  fputc('"', f);
+}
+
+/* JSON has no NaN: unmeasured values are null. */
+static void json_num(FILE *f, double v) {
+  if (isfinite(v)) {
+    fprintf(f, "%.17g", v);
+  } else {
+    fputs("null", f);
+  }
+}
+
+static void json_metrics(FILE *f, const kfm_metric_info_t *m, size_t n) {
+  fputc('[', f);
+  for (size_t i = 0; i < n; i++) {
+    fputs(i ? ",{\"name\":" : "{\"name\":", f);
+    json_str(f, m[i].name);
+    fputs(",\"unit\":", f);
+    json_str(f, m[i].unit);
+    fputs(",\"backend\":", f);
+    json_str(f, m[i].backend);
+    fprintf(f, ",\"kind\":\"%s\"}", m[i].kind == KFM_METRIC_GAUGE ? "gauge" : "counter");
+  }
+  fputc(']', f);
+}
+
+static void json_write(FILE *f, const kfm_report_t *r) {
+  const kfm_summary_t *s = &r->sum;
+  fprintf(f, "{\"schema\":\"kfm.profile\",\"schema_version\":%d,\"kfm_version\":\"%s\",",
+          KFM_SCHEMA_VERSION, KFM_VERSION_STRING);
+  fprintf(f, "\"level\":\"%s\",\"clock\":{\"source\":\"%s\",\"tsc_ghz\":", kfm_level_name(s->level),
+          s->clock);
+  json_num(f, s->tsc_ghz);
+  fputs("},\"summary\":{\"wall_ns\":", f);
+  json_num(f, s->wall_ns);
+  fputs(",\"rate_hz\":", f);
+  json_num(f, s->rate_hz);
+  fprintf(f,
+          ",\"samples\":%llu,\"samples_dropped\":%llu,\"events\":%llu,\"events_dropped\":%llu,"
+          "\"edges_dropped\":%llu,\"unbalanced\":%llu,\"threads\":%u,\"sampler_cpu_ns\":",
+          (unsigned long long)s->samples, (unsigned long long)s->samples_dropped,
+          (unsigned long long)s->events, (unsigned long long)s->events_dropped,
+          (unsigned long long)s->edges_dropped, (unsigned long long)s->unbalanced, s->threads);
+  json_num(f, s->sampler_cpu_ns);
+  fputs(",\"sampler_late_p99_ns\":", f);
+  json_num(f, s->sampler_late_p99_ns);
+  fputs("},\"backends\":[", f);
+  for (size_t i = 0; i < r->nb; i++) {
+    fputs(i ? ",{\"name\":" : "{\"name\":", f);
+    json_str(f, r->bs[i].name);
+    fprintf(f, ",\"available\":%s,\"enabled\":%s,\"reason\":", r->bs[i].available ? "true" : "false",
+            r->bs[i].enabled ? "true" : "false");
+    json_str(f, r->bs[i].reason);
+    fputc('}', f);
+  }
+  fputs("],\"metrics\":", f);
+  json_metrics(f, r->metrics, r->nm);
+  fputs(",\"nodes\":[", f);
+  for (size_t i = 0; i < r->nnodes; i++) {
+    const kfm_node_stats_t *n = &r->nodes[i];
+    fprintf(f, "%s{\"id\":%u,\"name\":", i ? "," : "", n->id);
+    json_str(f, n->name);
+    fprintf(f, ",\"count\":%llu,\"active\":%llu", (unsigned long long)n->count,
+            (unsigned long long)n->active);
+    const struct {
+      const char *k;
+      double v;
+    } kv[] = {{"total_ns", n->total_ns}, {"exclusive_ns", n->exclusive_ns},
+              {"min_ns", n->min_ns},     {"max_ns", n->max_ns},
+              {"mean_ns", n->mean_ns},   {"stddev_ns", n->stddev_ns},
+              {"p50_ns", n->p50_ns},     {"p90_ns", n->p90_ns},
+              {"p99_ns", n->p99_ns},     {"peak_rss_bytes", n->peak_rss}};
+    for (size_t k = 0; k < sizeof kv / sizeof kv[0]; k++) {
+      fprintf(f, ",\"%s\":", kv[k].k);
+      json_num(f, kv[k].v);
+    }
+    fprintf(f, ",\"samples\":%llu,\"samples_any\":%llu,\"metrics\":{",
+            (unsigned long long)n->samples, (unsigned long long)n->samples_any);
+    for (size_t m = 0; m < r->nm; m++) {
+      fputs(m ? "," : "", f);
+      json_str(f, r->metrics[m].name);
+      fputs(":{\"inclusive\":", f);
+      json_num(f, n->inclusive[m]);
+      fputs(",\"exclusive\":", f);
+      json_num(f, n->exclusive[m]);
+      fputc('}', f);
+    }
+    fputs("}}", f);
+  }
+  fputs("],\"edges\":{", f);
+  for (int k = 0; k < 2; k++) {
+    fprintf(f, "%s\"%s\":[", k ? "," : "", k == KFM_EDGE_NESTED ? "nested" : "follows");
+    for (size_t i = 0; i < r->nedges[k]; i++) {
+      const kfm_edge_t *e = &r->edges[k][i];
+      fputs(i ? ",{\"from\":" : "{\"from\":", f);
+      if (e->from == KFM_NODE_ROOT) {
+        fputs("null", f);
+      } else {
+        fprintf(f, "%u", e->from);
+      }
+      fprintf(f, ",\"to\":%u,\"count\":%llu}", e->to, (unsigned long long)e->count);
+    }
+    fputc(']', f);
+  }
+  fputs("},\"sample_metrics\":", f);
+  json_metrics(f, r->smetrics, r->ns);
+  fputs(",\"samples\":[", f);
+  for (size_t i = 0; i < r->nsamples; i++) {
+    fputs(i ? ",{\"t_ns\":" : "{\"t_ns\":", f);
+    json_num(f, r->st[i]);
+    fputs(",\"values\":[", f);
+    for (size_t m = 0; m < r->ns; m++) {
+      fputs(m ? "," : "", f);
+      json_num(f, r->svals[i * r->ns + m]);
+    }
+    fputs("],\"active\":[", f);
+    for (uint32_t j = r->sfirst[i]; j < r->sfirst[i + 1]; j++) {
+      fprintf(f, "%s[%u,%u]", j > r->sfirst[i] ? "," : "", r->athread[j], r->anode[j]);
+    }
+    fputs("]}", f);
+  }
+  fputs("],\"events\":[", f);
+  for (size_t i = 0; i < r->nevents; i++) {
+    const kfm_event_t *e = &r->events[i];
+    fputs(i ? ",{\"t_ns\":" : "{\"t_ns\":", f);
+    json_num(f, e->t_ns);
+    fprintf(f, ",\"thread\":%u,\"node\":%u,\"kind\":\"%s\",\"values\":[", e->thread, e->node,
+            e->kind == KFM_EVENT_ENTER ? "enter" : "exit");
+    for (size_t m = 0; m < r->nm; m++) {
+      fputs(m ? "," : "", f);
+      json_num(f, e->values[m]);
+    }
+    fputs("]}", f);
+  }
+  fputs("]}\n", f);
+}
+
+int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path) {
+  size_t n = strlen(path);
+  char *tmp = malloc(n + 32);
+  if (tmp == NULL) {
+    return KFM_ENOMEM;
+  }
+  snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (f == NULL) {
+    int e = errno;
+    free(tmp);
+    return kfm__err(s, KFM_EIO, "export: cannot write '%s': %s", path, strerror(e));
+  }
+  json_write(f, r);
+  int bad = ferror(f);
+  int e = errno;
+  if (fclose(f) != 0 && !bad) {
+    bad = 1;
+    e = errno;
+  }
+  if (bad || rename(tmp, path) != 0) {
+    if (!bad) {
+      e = errno;
+    }
+    unlink(tmp);
+    free(tmp);
+    return kfm__err(s, KFM_EIO, "export: cannot write '%s': %s", path, strerror(e));
+  }
+  free(tmp);
+  return 0;
+}
+
+int kfm_session_export(kfm_session_t *s, const char *path) {
+  if (s == NULL || path == NULL || path[0] == '\0') {
+    return s ? kfm__err(s, KFM_EINVAL, "export: empty path") : KFM_EINVAL;
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(s, &r);
+  if (rc) {
+    return rc;
+  }
+  rc = kfm__export_json(s, r, path);
+  kfm_report_free(r);
+  return rc;
+}
+
+static void print_value(FILE *f, const kfm_metric_info_t *m, double v) {
+  if (strcmp(m->unit, "bytes") == 0) {
+    fprintf(f, "%s=%+.2fMB", m->name, v / (1024.0 * 1024.0));
+  } else if (strcmp(m->unit, "ns") == 0) {
+    fprintf(f, "%s=%.2fms", m->name, v / 1e6);
+  } else {
+    fprintf(f, "%s=%.0f", m->name, v);
+  }
+}
+
+int kfm_session_print(kfm_session_t *s, void *file) {
+  FILE *f = file;
+  if (s == NULL || f == NULL) {
+    return KFM_EINVAL;
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(s, &r);
+  if (rc) {
+    return rc;
+  }
+  const kfm_summary_t *sum = &r->sum;
+  fprintf(f, "kfm profile: level %s, wall %.2f ms, %u thread(s), clock %s\n",
+          kfm_level_name(sum->level), sum->wall_ns / 1e6, sum->threads, kfm__clock_describe());
+  fprintf(f, "%-24s %8s %11s %11s %11s %11s %11s\n", "node", "calls", "total ms", "excl ms",
+          "mean ms", "p50 ms", "p99 ms");
+  for (size_t i = 0; i < r->nnodes; i++) {
+    const kfm_node_stats_t *n = &r->nodes[i];
+    fprintf(f, "%-24.24s %8llu %11.3f %11.3f %11.3f %11.3f %11.3f\n", n->name,
+            (unsigned long long)n->count, n->total_ns / 1e6, n->exclusive_ns / 1e6,
+            n->mean_ns / 1e6, n->p50_ns / 1e6, n->p99_ns / 1e6);
+    if (r->nm) {
+      fputs("    ", f);
+      for (size_t m = 0; m < r->nm; m++) {
+        fputs(m ? "  " : "", f);
+        print_value(f, &r->metrics[m], n->inclusive[m]);
+      }
+      if (isfinite(n->peak_rss)) {
+        fprintf(f, "  peak_rss=%.2fMB", n->peak_rss / (1024.0 * 1024.0));
+      }
+      fputc('\n', f);
+    }
+  }
+  if (sum->rate_hz > 0) {
+    fprintf(f, "sampler: %.0f Hz, %llu samples (%llu dropped), %.2f ms CPU (%.2f%% of a core)",
+            sum->rate_hz, (unsigned long long)sum->samples,
+            (unsigned long long)sum->samples_dropped, sum->sampler_cpu_ns / 1e6,
+            sum->wall_ns > 0 ? 100.0 * sum->sampler_cpu_ns / sum->wall_ns : 0.0);
+    if (isfinite(sum->sampler_late_p99_ns)) {
+      fprintf(f, ", p99 lateness %.0f us", sum->sampler_late_p99_ns / 1e3);
+    }
+    fputc('\n', f);
+  }
+  if (sum->unbalanced || sum->events_dropped || sum->edges_dropped) {
+    fprintf(f, "warnings: %llu unbalanced exits/unclosed nodes, %llu trace events dropped, %llu "
+               "edges dropped\n",
+            (unsigned long long)sum->unbalanced, (unsigned long long)sum->events_dropped,
+            (unsigned long long)sum->edges_dropped);
+  }
+  fputs("backends:\n", f);
+  for (size_t i = 0; i < r->nb; i++) {
+    fprintf(f, "  %-9s %s: %s\n", r->bs[i].name,
+            r->bs[i].enabled ? "enabled" : (r->bs[i].available ? "off" : "unavailable"),
+            r->bs[i].reason);
+  }
+  kfm_report_free(r);
+  return 0;
+}

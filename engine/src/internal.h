@@ -1,0 +1,260 @@
+/*
+ * internal.h - the engine's private structures: sessions, thread slots,
+ * per-node aggregates, edge tables, trace rings and sample storage.
+ *
+ * Concurrency model.  Each thread slot has one writer, its thread.  Readers
+ * (the sampler thread, kfm_session_report on any thread) read the same
+ * fields concurrently, so every shared field is an atomic accessed with
+ * relaxed loads and stores: on x86-64 those are plain moves, the hot path
+ * pays nothing for them, and there is no data race.  A reader may see one
+ * field of an aggregate updated and the next one not yet: reports are
+ * consistent once the writers are quiet (after stop), approximate while
+ * they run.  Structural changes (slot creation, retirement of an exited
+ * thread, aggregate blocks freed) happen under the session lock, which the
+ * hot path never takes.
+ */
+#ifndef KFM_INTERNAL_H
+#define KFM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "clock.h"
+#include "kfm/kfm.h"
+
+#define KFM__LIKELY(x) __builtin_expect(!!(x), 1)
+#define KFM__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KFM__LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define KFM__ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+#define KFM__NONE UINT32_MAX
+#define KFM__BLOCK_NODES 64u
+#define KFM__MAX_BACKENDS 8
+#define KFM__MAX_METRICS 32
+
+/* Log-linear histogram: 8 sub-buckets per power of two of ticks, so a
+ * bucket is at most 12.5% wide and its midpoint within 6.25% of any value
+ * in it.  384 buckets reach 2^48 ticks (~1 day at 3 GHz). */
+#define KFM__HIST_SUB 3
+#define KFM__HIST_BUCKETS 384
+
+static inline unsigned kfm__hist_bucket(uint64_t v) {
+  if (v < (1u << KFM__HIST_SUB)) {
+    return (unsigned)v;
+  }
+  unsigned e = 63u - (unsigned)__builtin_clzll(v);
+  unsigned b = ((e - KFM__HIST_SUB + 1) << KFM__HIST_SUB) |
+               (unsigned)((v >> (e - KFM__HIST_SUB)) & ((1u << KFM__HIST_SUB) - 1));
+  return b < KFM__HIST_BUCKETS ? b : KFM__HIST_BUCKETS - 1;
+}
+/* Lower bound (inclusive) and width of bucket b, in ticks. */
+void kfm__hist_range(unsigned b, double *lo, double *width);
+
+/* Aggregate of one node on one thread (or merged).  The metric arrays follow
+ * it in memory: inclusive[nm] then exclusive[nm] (int64: gauge deltas can
+ * be negative). */
+struct kfm__agg {
+  _Atomic uint64_t count;
+  _Atomic uint64_t total; /* ticks, inclusive */
+  _Atomic uint64_t excl;  /* ticks, exclusive */
+  _Atomic uint64_t min;
+  _Atomic uint64_t max;
+  _Atomic double sumsq; /* of inclusive ticks, for the standard deviation */
+  _Atomic uint64_t peak_rss;
+  _Atomic uint32_t hist[KFM__HIST_BUCKETS];
+  _Atomic int64_t metrics[];
+};
+
+/* Open-addressing (from, to) -> count table.  Fixed capacity: an insert that
+ * finds no room is counted as a drop, never allocated. */
+struct kfm__edge_slot {
+  _Atomic uint64_t key; /* from << 32 | to; KFM__EDGE_EMPTY when unused */
+  _Atomic uint64_t count;
+};
+#define KFM__EDGE_EMPTY UINT64_MAX
+struct kfm__edges {
+  uint32_t mask; /* capacity - 1, capacity a power of two */
+  _Atomic uint64_t dropped;
+  struct kfm__edge_slot *slot;
+};
+
+struct kfm__frame {
+  uint32_t node;
+  uint32_t last_child; /* for "follows" edges among this frame's children */
+  uint64_t t0;
+  uint64_t child; /* ticks of completed children */
+  uint64_t peak;  /* highest RSS seen while this frame was open */
+};
+
+/* Trace record header; nm uint64 metric values follow. */
+struct kfm__event_rec {
+  uint64_t t;
+  uint32_t node;
+  uint16_t thread;
+  uint16_t kind;
+};
+
+/* Single-producer (the slot's thread) ring; the consumer is whoever holds
+ * the session's drain lock. */
+struct kfm__ring {
+  uint32_t mask;
+  uint32_t rec_words; /* record size in uint64 words */
+  _Atomic uint64_t head; /* written by the producer */
+  _Atomic uint64_t tail; /* written by the consumer */
+  uint64_t tail_cache;   /* producer's stale copy of tail */
+  _Atomic uint64_t dropped;
+  uint64_t *buf;
+};
+
+enum { KFM__SLOT_FREE = 0, KFM__SLOT_LIVE = 1 };
+
+struct kfm__thread {
+  kfm_session_t *s;
+  uint32_t index;
+  _Atomic uint32_t state;
+  _Atomic uint32_t current; /* innermost node, read by the sampler */
+  _Atomic int32_t depth;    /* published stack depth, read by the sampler */
+  _Atomic uint32_t ids[KFM_STACK_MAX];
+  _Atomic uint64_t peak_rss; /* raised by the sampler, consumed at transitions */
+  pid_t tid;
+  int top; /* owner's private stack depth */
+  uint32_t last_root;
+  struct kfm__frame stack[KFM_STACK_MAX];
+  uint64_t *vals;  /* [KFM_STACK_MAX][nm] metric values at enter */
+  int64_t *cvals;  /* [KFM_STACK_MAX][nm] metric deltas of completed children */
+  _Atomic(struct kfm__agg *) *blocks; /* [nblocks], each KFM__BLOCK_NODES aggs */
+  struct kfm__edges nested, follows;
+  struct kfm__ring ring;
+  _Atomic uint64_t unbalanced;
+  void *bstate[KFM__MAX_BACKENDS]; /* per-thread backend state */
+};
+
+struct kfm__backend_use {
+  const struct kfm__backend *ops;
+  void *state;
+  unsigned t_off, n_t; /* offset and count in the transition vector */
+  unsigned s_off, n_s; /* offset and count in the sample vector */
+};
+
+#define KFM__MAX_BSTAT 16
+/* What the session knows of each backend it considered. */
+struct kfm__bstat {
+  const char *name; /* builtin name, or NULL: see namebuf */
+  char namebuf[32];
+  char reason[256];
+  int available, enabled;
+};
+
+enum { KFM__CREATED = 0, KFM__RUNNING = 1, KFM__STOPPED = 2 };
+
+struct kfm_session {
+  uint64_t uid; /* unique over the process: tells a reused address apart */
+  kfm_config_t cfg;
+  double rate_hz;
+  int trace;
+  _Atomic int state;
+  pthread_mutex_t lock; /* structure: slots, registry, errmsg, retired data */
+  char errmsg[512];
+
+  /* node registry */
+  _Atomic uint32_t nnodes;
+  char **names;
+  uint32_t *hash; /* open addressing on names: id + 1, 0 empty */
+  uint32_t hash_mask;
+  uint32_t nblocks;
+
+  /* metrics and backends */
+  unsigned nbackends;
+  unsigned nbstat;
+  struct kfm__bstat bstat[KFM__MAX_BSTAT];
+  struct kfm__backend_use be[KFM__MAX_BACKENDS];
+  unsigned nm; /* transition metric count */
+  const struct kfm__metric_def *mdef[KFM__MAX_METRICS];
+  const char *mbackend[KFM__MAX_METRICS];
+  int rss_index; /* transition metric index of proc.rss, -1 without */
+  unsigned ns;   /* sample metric count */
+  const struct kfm__metric_def *sdef[KFM__MAX_METRICS];
+  const char *sbackend[KFM__MAX_METRICS];
+  int srss_index;
+  size_t agg_size;
+
+  /* thread slots */
+  struct kfm__thread **slots;
+  _Atomic uint32_t nslots; /* slots created so far (some may be free) */
+  uint32_t threads_seen;
+
+  /* data of exited threads, merged under lock */
+  struct kfm__agg **retired; /* [nblocks] */
+  struct kfm__edges rnested, rfollows;
+  uint64_t retired_unbalanced;
+
+  /* time base */
+  uint64_t t_start, ns_start, t_stop, ns_stop;
+
+  /* sampler */
+  pthread_t sampler;
+  int sampler_running;
+  _Atomic int sampler_stop;
+  int timerfd;
+  _Atomic uint64_t sampler_cpu_ns;
+  _Atomic uint64_t nsamples, samples_dropped;
+  uint64_t *sample_t;      /* [samples] ticks */
+  uint64_t *sample_vals;   /* [samples][ns] */
+  uint32_t *sample_first;  /* [samples + 1] index into active pairs */
+  uint32_t *act_thread;    /* [pair capacity] */
+  uint32_t *act_node;
+  uint32_t act_cap, act_used;
+  _Atomic uint64_t *node_samples;     /* [max_nodes] innermost */
+  _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
+  _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
+  _Atomic uint32_t late_hist[KFM__HIST_BUCKETS]; /* wake lateness, ns */
+
+  /* trace storage, filled by draining the rings */
+  pthread_mutex_t drain_lock;
+  uint64_t *events; /* [trace_events][rec_words] */
+  uint64_t nevents, events_dropped;
+};
+
+/* error.c */
+int kfm__err(kfm_session_t *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int kfm__create_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* config.c */
+int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len);
+int kfm__backend_known(const char *name);
+
+/* backends.c */
+int kfm__backend_status(size_t i, const char **reason);
+
+/* session.c */
+struct kfm__thread *kfm__thread_attach(kfm_session_t *s);
+static inline struct kfm__agg *kfm__agg_at(const kfm_session_t *s, struct kfm__agg *block,
+                                           uint32_t id) {
+  return (struct kfm__agg *)((char *)block + (size_t)(id % KFM__BLOCK_NODES) * s->agg_size);
+}
+struct kfm__agg *kfm__block_new(const kfm_session_t *s);
+void kfm__agg_merge(const kfm_session_t *s, struct kfm__agg *dst, const struct kfm__agg *src);
+int kfm__edges_init(struct kfm__edges *e, uint32_t capacity);
+void kfm__edges_add(struct kfm__edges *e, uint64_t key, uint64_t n);
+void kfm__edges_free(struct kfm__edges *e);
+/* Moves trace events from the rings to session storage; wait=0 gives up
+ * at once if another thread is draining. */
+void kfm__drain_all(kfm_session_t *s, int wait);
+double kfm__ns_per_tick(const kfm_session_t *s);
+
+/* registry.c */
+int kfm__registry_init(kfm_session_t *s);
+void kfm__registry_free(kfm_session_t *s);
+
+/* sampler.c */
+int kfm__sampler_start(kfm_session_t *s);
+void kfm__sampler_stop(kfm_session_t *s);
+void kfm__sample_once(kfm_session_t *s, uint64_t now);
+
+/* export.c */
+int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);
+
+#endif /* KFM_INTERNAL_H */

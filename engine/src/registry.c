@@ -1,0 +1,105 @@
+/*
+ * registry.c - node names interned to dense ids.
+ *
+ * Registration takes the session lock (it is not the hot path); lookups of
+ * an id's name are lock-free because a name is published before the count
+ * that makes its id valid, and names never move or change afterwards.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static uint32_t registry_hash(const char *s, size_t n) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h = (h ^ (unsigned char)s[i]) * 16777619u;
+  }
+  return h;
+}
+
+int kfm__registry_init(kfm_session_t *s) {
+  uint32_t cap = 16;
+  while (cap < 2 * s->cfg.max_nodes) {
+    cap <<= 1;
+  }
+  s->names = calloc(s->cfg.max_nodes, sizeof *s->names);
+  s->hash = calloc(cap, sizeof *s->hash);
+  s->hash_mask = cap - 1;
+  return s->names && s->hash ? 0 : KFM_ENOMEM;
+}
+
+void kfm__registry_free(kfm_session_t *s) {
+  if (s->names) {
+    for (uint32_t i = 0; i < atomic_load(&s->nnodes); i++) {
+      free(s->names[i]);
+    }
+  }
+  free(s->names);
+  free(s->hash);
+}
+
+int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
+  if (s == NULL || id == NULL) {
+    return KFM_EINVAL;
+  }
+  if (name == NULL) {
+    return kfm__err(s, KFM_ENAME, "node name is NULL");
+  }
+  size_t n = strnlen(name, KFM_NAME_MAX + 1);
+  if (n == 0 || n > KFM_NAME_MAX) {
+    return kfm__err(s, KFM_ENAME, "node name %s (length must be 1..%d bytes)",
+                    n == 0 ? "is empty" : "is too long", KFM_NAME_MAX);
+  }
+  uint32_t h = registry_hash(name, n);
+  pthread_mutex_lock(&s->lock);
+  uint32_t i = h & s->hash_mask;
+  for (;; i = (i + 1) & s->hash_mask) {
+    uint32_t e = s->hash[i];
+    if (e == 0) {
+      break;
+    }
+    if (strcmp(s->names[e - 1], name) == 0) {
+      *id = e - 1;
+      pthread_mutex_unlock(&s->lock);
+      return 0;
+    }
+  }
+  uint32_t nn = atomic_load_explicit(&s->nnodes, memory_order_relaxed);
+  if (nn >= s->cfg.max_nodes) {
+    pthread_mutex_unlock(&s->lock);
+    return kfm__err(s, KFM_EFULL, "node registry full at %u nodes registering '%s' (raise max_nodes)",
+                    s->cfg.max_nodes, name);
+  }
+  char *copy = malloc(n + 1);
+  if (copy == NULL) {
+    pthread_mutex_unlock(&s->lock);
+    return KFM_ENOMEM;
+  }
+  memcpy(copy, name, n + 1);
+  s->names[nn] = copy;
+  s->hash[i] = nn + 1;
+  atomic_store_explicit(&s->nnodes, nn + 1, memory_order_release);
+  pthread_mutex_unlock(&s->lock);
+  *id = nn;
+  return 0;
+}
+
+const char *kfm_node_name(const kfm_session_t *s, kfm_node_id_t id) {
+  if (s == NULL || id >= atomic_load_explicit(&s->nnodes, memory_order_acquire)) {
+    return NULL;
+  }
+  return s->names[id];
+}
+
+int kfm_enter_name(kfm_session_t *s, const char *name) {
+  kfm_node_id_t id;
+  int rc = kfm_node_register(s, name, &id);
+  return rc ? rc : kfm_enter(s, id);
+}
+
+int kfm_exit_name(kfm_session_t *s, const char *name) {
+  kfm_node_id_t id;
+  int rc = kfm_node_register(s, name, &id);
+  return rc ? rc : kfm_exit(s, id);
+}

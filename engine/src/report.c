@@ -1,0 +1,522 @@
+/*
+ * report.c - merged snapshots of a session for programs and bindings.
+ *
+ * kfm_session_report merges every thread's aggregates (live and retired),
+ * edges, samples and trace events into one allocation-owning snapshot with
+ * all times in nanoseconds, so readers never see ticks and never parse
+ * text.  It may be called while the session runs (approximate, see
+ * internal.h) or after stop (exact).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+void kfm__hist_range(unsigned b, double *lo, double *width) {
+  if (b < (1u << KFM__HIST_SUB)) {
+    *lo = b;
+    *width = 1;
+    return;
+  }
+  unsigned e = (b >> KFM__HIST_SUB) + KFM__HIST_SUB - 1;
+  unsigned sub = b & ((1u << KFM__HIST_SUB) - 1);
+  *lo = ldexp((double)((1u << KFM__HIST_SUB) + sub), (int)(e - KFM__HIST_SUB));
+  *width = ldexp(1.0, (int)(e - KFM__HIST_SUB));
+}
+
+static double report_percentile(const struct kfm__agg *a, double q) {
+  uint64_t n = KFM__LD(a->count);
+  if (n == 0) {
+    return NAN;
+  }
+  uint64_t rank = (uint64_t)ceil(q * (double)n);
+  if (rank == 0) {
+    rank = 1;
+  }
+  uint64_t cum = 0;
+  for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
+    cum += KFM__LD(a->hist[b]);
+    if (cum >= rank) {
+      double lo, w;
+      kfm__hist_range(b, &lo, &w);
+      double v = lo + (w - 1) / 2.0;
+      double mn = (double)KFM__LD(a->min), mx = (double)KFM__LD(a->max);
+      return v < mn ? mn : v > mx ? mx : v;
+    }
+  }
+  return (double)KFM__LD(a->max);
+}
+
+static int edge_cmp(const void *x, const void *y) {
+  const kfm_edge_t *a = x, *b = y;
+  if (a->from != b->from) {
+    return a->from < b->from ? -1 : 1;
+  }
+  return a->to < b->to ? -1 : a->to > b->to;
+}
+
+static int report_edges(kfm_report_t *r, int kind, struct kfm__edges *const *tabs, size_t ntabs) {
+  size_t total = 0;
+  for (size_t i = 0; i < ntabs; i++) {
+    total += tabs[i]->mask + 1;
+  }
+  uint32_t cap = 64;
+  while (cap < 2 * total && cap < (1u << 24)) {
+    cap <<= 1;
+  }
+  struct kfm__edges m;
+  if (kfm__edges_init(&m, cap) != 0) {
+    return KFM_ENOMEM;
+  }
+  for (size_t i = 0; i < ntabs; i++) {
+    for (uint32_t j = 0; j <= tabs[i]->mask; j++) {
+      uint64_t k = atomic_load_explicit(&tabs[i]->slot[j].key, memory_order_acquire);
+      if (k != KFM__EDGE_EMPTY) {
+        kfm__edges_add(&m, k, KFM__LD(tabs[i]->slot[j].count));
+      }
+    }
+    r->sum.edges_dropped += KFM__LD(tabs[i]->dropped);
+  }
+  r->sum.edges_dropped += KFM__LD(m.dropped);
+  size_t n = 0;
+  for (uint32_t j = 0; j <= m.mask; j++) {
+    n += KFM__LD(m.slot[j].key) != KFM__EDGE_EMPTY;
+  }
+  r->edges[kind] = calloc(n ? n : 1, sizeof(kfm_edge_t));
+  if (r->edges[kind] == NULL) {
+    kfm__edges_free(&m);
+    return KFM_ENOMEM;
+  }
+  n = 0;
+  for (uint32_t j = 0; j <= m.mask; j++) {
+    uint64_t k = KFM__LD(m.slot[j].key);
+    if (k != KFM__EDGE_EMPTY) {
+      r->edges[kind][n++] = (kfm_edge_t){.from = (uint32_t)(k >> 32), .to = (uint32_t)k,
+                                         .count = KFM__LD(m.slot[j].count)};
+    }
+  }
+  qsort(r->edges[kind], n, sizeof(kfm_edge_t), edge_cmp);
+  r->nedges[kind] = n;
+  kfm__edges_free(&m);
+  return 0;
+}
+
+static void report_metric_info(kfm_metric_info_t *o, const struct kfm__metric_def *d,
+                               const char *backend) {
+  o->name = d->name;
+  o->unit = d->unit;
+  o->kind = d->kind;
+  o->backend = backend;
+}
+
+/* Caller holds s->lock. */
+static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
+  uint32_t nn = atomic_load_explicit(&s->nnodes, memory_order_acquire);
+  uint32_t nslots = atomic_load_explicit(&s->nslots, memory_order_acquire);
+  size_t nm = s->nm;
+  struct kfm__agg *merged = kfm__block_new(s);
+  r->nodes = calloc(nn ? nn : 1, sizeof *r->nodes);
+  r->mvals = calloc((size_t)(nn ? nn : 1) * 2 * (nm ? nm : 1), sizeof *r->mvals);
+  r->names = calloc(nn ? nn : 1, sizeof *r->names);
+  uint64_t *active = calloc(nn ? nn : 1, sizeof *active);
+  if (!merged || !r->nodes || !r->mvals || !r->names || !active) {
+    free(merged);
+    free(active);
+    return KFM_ENOMEM;
+  }
+  for (uint32_t j = 0; j < nslots; j++) {
+    struct kfm__thread *t = s->slots[j];
+    if (KFM__LD(t->state) != KFM__SLOT_LIVE) {
+      continue;
+    }
+    int32_t d = atomic_load_explicit(&t->depth, memory_order_acquire);
+    for (int32_t k = 0; k < d && k < KFM_STACK_MAX; k++) {
+      uint32_t id = KFM__LD(t->ids[k]);
+      if (id < nn) {
+        active[id]++;
+      }
+    }
+  }
+  for (uint32_t b = 0; b * KFM__BLOCK_NODES < nn; b++) {
+    for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
+      struct kfm__agg *a = kfm__agg_at(s, merged, i);
+      memset(a, 0, s->agg_size);
+      atomic_init(&a->min, UINT64_MAX);
+    }
+    if (s->retired[b]) {
+      for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
+        kfm__agg_merge(s, kfm__agg_at(s, merged, i), kfm__agg_at(s, s->retired[b], i));
+      }
+    }
+    for (uint32_t j = 0; j < nslots; j++) {
+      struct kfm__agg *blk = atomic_load_explicit(&s->slots[j]->blocks[b], memory_order_acquire);
+      if (blk) {
+        for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
+          kfm__agg_merge(s, kfm__agg_at(s, merged, i), kfm__agg_at(s, blk, i));
+        }
+      }
+    }
+    for (uint32_t i = 0; i < KFM__BLOCK_NODES && b * KFM__BLOCK_NODES + i < nn; i++) {
+      uint32_t id = b * KFM__BLOCK_NODES + i;
+      const struct kfm__agg *a = kfm__agg_at(s, merged, i);
+      uint64_t n = KFM__LD(a->count);
+      if (n == 0 && active[id] == 0) {
+        continue;
+      }
+      size_t k = r->nnodes++;
+      kfm_node_stats_t *o = &r->nodes[k];
+      r->names[k] = strdup(s->names[id]);
+      if (r->names[k] == NULL) {
+        free(merged);
+        free(active);
+        return KFM_ENOMEM;
+      }
+      o->id = id;
+      o->name = r->names[k];
+      o->count = n;
+      o->active = active[id];
+      o->total_ns = (double)KFM__LD(a->total) * npt;
+      o->exclusive_ns = (double)KFM__LD(a->excl) * npt;
+      o->min_ns = n ? (double)KFM__LD(a->min) * npt : NAN;
+      o->max_ns = n ? (double)KFM__LD(a->max) * npt : NAN;
+      o->mean_ns = n ? o->total_ns / (double)n : NAN;
+      if (n > 1) {
+        double tot = (double)KFM__LD(a->total);
+        double var = (KFM__LD(a->sumsq) - tot * tot / (double)n) / (double)(n - 1);
+        o->stddev_ns = var > 0 ? sqrt(var) * npt : 0;
+      } else {
+        o->stddev_ns = n ? 0 : NAN;
+      }
+      o->p50_ns = report_percentile(a, 0.50) * npt;
+      o->p90_ns = report_percentile(a, 0.90) * npt;
+      o->p99_ns = report_percentile(a, 0.99) * npt;
+      o->samples = KFM__LD(s->node_samples[id]);
+      o->samples_any = KFM__LD(s->node_samples_any[id]);
+      if (s->rss_index >= 0 || s->srss_index >= 0) {
+        uint64_t p = KFM__LD(a->peak_rss), q = KFM__LD(s->node_sample_peak[id]);
+        o->peak_rss = (double)(p > q ? p : q);
+      } else {
+        o->peak_rss = NAN;
+      }
+      double *mv = r->mvals + k * 2 * (nm ? nm : 1);
+      for (size_t m = 0; m < nm; m++) {
+        mv[m] = (double)KFM__LD(a->metrics[m]);
+        mv[nm + m] = (double)KFM__LD(a->metrics[nm + m]);
+      }
+      o->inclusive = mv;
+      o->exclusive = mv + nm;
+    }
+  }
+  free(merged);
+  free(active);
+  return 0;
+}
+
+static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
+  size_t n = atomic_load_explicit(&s->nsamples, memory_order_acquire);
+  size_t ns = s->ns;
+  r->nsamples = n;
+  if (n == 0) {
+    return 0;
+  }
+  size_t npairs = s->sample_first[n];
+  r->st = malloc(n * sizeof *r->st);
+  r->svals = malloc(n * (ns ? ns : 1) * sizeof *r->svals);
+  r->sfirst = malloc((n + 1) * sizeof *r->sfirst);
+  r->athread = malloc((npairs ? npairs : 1) * sizeof *r->athread);
+  r->anode = malloc((npairs ? npairs : 1) * sizeof *r->anode);
+  if (!r->st || !r->svals || !r->sfirst || !r->athread || !r->anode) {
+    return KFM_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    r->st[i] = (double)(int64_t)(s->sample_t[i] - s->t_start) * npt;
+    for (size_t m = 0; m < ns; m++) {
+      r->svals[i * ns + m] = (double)s->sample_vals[i * ns + m];
+    }
+  }
+  memcpy(r->sfirst, s->sample_first, (n + 1) * sizeof *r->sfirst);
+  memcpy(r->athread, s->act_thread, npairs * sizeof *r->athread);
+  memcpy(r->anode, s->act_node, npairs * sizeof *r->anode);
+  return 0;
+}
+
+static int report_events(kfm_session_t *s, kfm_report_t *r, double npt) {
+  if (!s->trace) {
+    return 0;
+  }
+  kfm__drain_all(s, 1);
+  pthread_mutex_lock(&s->drain_lock);
+  size_t n = s->nevents, nm = s->nm, w = 2 + nm;
+  r->nevents = n;
+  r->sum.events = n;
+  uint64_t dropped = s->events_dropped;
+  uint32_t nslots = atomic_load_explicit(&s->nslots, memory_order_acquire);
+  for (uint32_t j = 0; j < nslots; j++) {
+    dropped += KFM__LD(s->slots[j]->ring.dropped);
+  }
+  r->sum.events_dropped = dropped;
+  r->events = calloc(n ? n : 1, sizeof *r->events);
+  r->evals = malloc((n ? n : 1) * (nm ? nm : 1) * sizeof *r->evals);
+  if (!r->events || !r->evals) {
+    pthread_mutex_unlock(&s->drain_lock);
+    return KFM_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const uint64_t *rec = s->events + i * w;
+    struct kfm__event_rec h;
+    memcpy(&h, rec, sizeof h);
+    kfm_event_t *e = &r->events[i];
+    e->t_ns = (double)(int64_t)(h.t - s->t_start) * npt;
+    e->thread = h.thread;
+    e->node = h.node;
+    e->kind = (kfm_event_kind_t)h.kind;
+    for (size_t m = 0; m < nm; m++) {
+      r->evals[i * nm + m] = (double)rec[2 + m];
+    }
+    e->values = r->evals + i * nm;
+  }
+  pthread_mutex_unlock(&s->drain_lock);
+  return 0;
+}
+
+static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
+  kfm_summary_t *o = &r->sum;
+  int state = atomic_load(&s->state);
+  o->level = s->cfg.level;
+  o->rate_hz = s->rate_hz;
+  if (state == KFM__CREATED) {
+    o->wall_ns = 0;
+  } else {
+    uint64_t t1 = state == KFM__RUNNING ? kfm__now() : s->t_stop;
+    o->wall_ns = (double)(t1 - s->t_start) * npt;
+  }
+  o->samples = KFM__LD(s->nsamples);
+  o->samples_dropped = KFM__LD(s->samples_dropped);
+  o->threads = s->threads_seen;
+  o->sampler_cpu_ns = (double)KFM__LD(s->sampler_cpu_ns);
+  uint64_t unb = s->retired_unbalanced;
+  uint32_t nslots = atomic_load_explicit(&s->nslots, memory_order_acquire);
+  for (uint32_t j = 0; j < nslots; j++) {
+    unb += KFM__LD(s->slots[j]->unbalanced);
+  }
+  o->unbalanced = unb;
+  uint64_t nl = 0;
+  for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
+    nl += KFM__LD(s->late_hist[b]);
+  }
+  o->sampler_late_p99_ns = NAN;
+  if (nl) {
+    uint64_t rank = (uint64_t)ceil(0.99 * (double)nl), cum = 0;
+    for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
+      cum += KFM__LD(s->late_hist[b]);
+      if (cum >= rank) {
+        double lo, w;
+        kfm__hist_range(b, &lo, &w);
+        o->sampler_late_p99_ns = lo + w / 2;
+        break;
+      }
+    }
+  }
+  o->clock = kfm__clock_use_tsc ? "tsc" : "clock_gettime";
+  o->tsc_ghz = kfm__clock_use_tsc ? 1.0 / npt : 0;
+}
+
+int kfm_session_report(kfm_session_t *s, kfm_report_t **out) {
+  if (s == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  *out = NULL;
+  kfm_report_t *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    return KFM_ENOMEM;
+  }
+  double npt = kfm__ns_per_tick(s);
+  r->nm = s->nm;
+  r->ns = s->ns;
+  for (unsigned m = 0; m < s->nm; m++) {
+    report_metric_info(&r->metrics[m], s->mdef[m], s->mbackend[m]);
+  }
+  for (unsigned m = 0; m < s->ns; m++) {
+    report_metric_info(&r->smetrics[m], s->sdef[m], s->sbackend[m]);
+  }
+  for (unsigned i = 0; i < s->nbstat; i++) {
+    const struct kfm__bstat *b = &s->bstat[i];
+    r->bs[i] = (kfm_backend_status_t){.name = b->name ? b->name : b->namebuf,
+                                      .available = b->available, .enabled = b->enabled,
+                                      .reason = b->reason};
+  }
+  r->nb = s->nbstat;
+  pthread_mutex_lock(&s->lock);
+  int rc = report_nodes(s, r, npt);
+  uint32_t nslots = atomic_load_explicit(&s->nslots, memory_order_acquire);
+  struct kfm__edges **tabs = malloc(2 * ((size_t)nslots + 1) * sizeof *tabs);
+  if (tabs == NULL && rc == 0) {
+    rc = KFM_ENOMEM;
+  }
+  if (rc == 0) {
+    struct kfm__edges **nested = tabs, **follows = tabs + nslots + 1;
+    nested[0] = &s->rnested;
+    follows[0] = &s->rfollows;
+    for (uint32_t j = 0; j < nslots; j++) {
+      nested[j + 1] = &s->slots[j]->nested;
+      follows[j + 1] = &s->slots[j]->follows;
+    }
+    rc = report_edges(r, KFM_EDGE_NESTED, nested, nslots + 1);
+    if (rc == 0) {
+      rc = report_edges(r, KFM_EDGE_FOLLOWS, follows, nslots + 1);
+    }
+  }
+  free(tabs);
+  report_summary(s, r, npt);
+  pthread_mutex_unlock(&s->lock);
+  if (rc == 0) {
+    rc = report_samples(s, r, npt);
+  }
+  if (rc == 0) {
+    rc = report_events(s, r, npt);
+  }
+  if (rc) {
+    kfm_report_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+void kfm_report_free(kfm_report_t *r) {
+  if (r == NULL) {
+    return;
+  }
+  for (size_t i = 0; i < r->nnodes; i++) {
+    free(r->names[i]);
+  }
+  free(r->names);
+  free(r->nodes);
+  free(r->mvals);
+  free(r->edges[0]);
+  free(r->edges[1]);
+  free(r->st);
+  free(r->svals);
+  free(r->sfirst);
+  free(r->athread);
+  free(r->anode);
+  free(r->events);
+  free(r->evals);
+  free(r);
+}
+
+void kfm_report_summary(const kfm_report_t *r, kfm_summary_t *out) {
+  if (r && out) {
+    *out = r->sum;
+  }
+}
+
+size_t kfm_report_metric_count(const kfm_report_t *r) {
+  return r ? r->nm : 0;
+}
+
+int kfm_report_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out) {
+  if (r == NULL || out == NULL || i >= r->nm) {
+    return KFM_ERANGE;
+  }
+  *out = r->metrics[i];
+  return 0;
+}
+
+int kfm_report_metric_index(const kfm_report_t *r, const char *name) {
+  for (size_t i = 0; r && name && i < r->nm; i++) {
+    if (strcmp(r->metrics[i].name, name) == 0) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+size_t kfm_report_node_count(const kfm_report_t *r) {
+  return r ? r->nnodes : 0;
+}
+
+int kfm_report_node(const kfm_report_t *r, size_t i, kfm_node_stats_t *out) {
+  if (r == NULL || out == NULL || i >= r->nnodes) {
+    return KFM_ERANGE;
+  }
+  *out = r->nodes[i];
+  return 0;
+}
+
+int kfm_report_node_by_name(const kfm_report_t *r, const char *name, kfm_node_stats_t *out) {
+  for (size_t i = 0; r && name && i < r->nnodes; i++) {
+    if (strcmp(r->nodes[i].name, name) == 0) {
+      if (out) {
+        *out = r->nodes[i];
+      }
+      return 0;
+    }
+  }
+  return KFM_ENONODE;
+}
+
+size_t kfm_report_edge_count(const kfm_report_t *r, kfm_edge_kind_t kind) {
+  return r && (kind == KFM_EDGE_NESTED || kind == KFM_EDGE_FOLLOWS) ? r->nedges[kind] : 0;
+}
+
+int kfm_report_edge(const kfm_report_t *r, kfm_edge_kind_t kind, size_t i, kfm_edge_t *out) {
+  if (r == NULL || out == NULL || i >= kfm_report_edge_count(r, kind)) {
+    return KFM_ERANGE;
+  }
+  *out = r->edges[kind][i];
+  return 0;
+}
+
+size_t kfm_report_backend_count(const kfm_report_t *r) {
+  return r ? r->nb : 0;
+}
+
+int kfm_report_backend(const kfm_report_t *r, size_t i, kfm_backend_status_t *out) {
+  if (r == NULL || out == NULL || i >= r->nb) {
+    return KFM_ERANGE;
+  }
+  *out = r->bs[i];
+  return 0;
+}
+
+size_t kfm_report_sample_metric_count(const kfm_report_t *r) {
+  return r ? r->ns : 0;
+}
+
+int kfm_report_sample_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out) {
+  if (r == NULL || out == NULL || i >= r->ns) {
+    return KFM_ERANGE;
+  }
+  *out = r->smetrics[i];
+  return 0;
+}
+
+size_t kfm_report_sample_count(const kfm_report_t *r) {
+  return r ? r->nsamples : 0;
+}
+
+int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out) {
+  if (r == NULL || out == NULL || i >= r->nsamples) {
+    return KFM_ERANGE;
+  }
+  out->t_ns = r->st[i];
+  out->values = r->svals + i * r->ns;
+  out->nactive = r->sfirst[i + 1] - r->sfirst[i];
+  out->threads = r->athread + r->sfirst[i];
+  out->nodes = r->anode + r->sfirst[i];
+  return 0;
+}
+
+size_t kfm_report_event_count(const kfm_report_t *r) {
+  return r ? r->nevents : 0;
+}
+
+int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out) {
+  if (r == NULL || out == NULL || i >= r->nevents) {
+    return KFM_ERANGE;
+  }
+  *out = r->events[i];
+  return 0;
+}

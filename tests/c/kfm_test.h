@@ -1,0 +1,72 @@
+/*
+ * kfm_test.h - small helpers shared by the CUnit test programs: a runner
+ * that exits non-zero on any failure, and an assertion that prints kfm's
+ * detail message when a call fails, so a red test says why.
+ */
+#ifndef KFM_TEST_H
+#define KFM_TEST_H
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kfm/kfm.h"
+
+#define KT_OK(s, call)                                                                             \
+  do {                                                                                             \
+    int kt_rc_ = (call);                                                                           \
+    if (kt_rc_ != 0) {                                                                             \
+      fprintf(stderr, "\n%s:%d: %s -> %s (%s)\n", __FILE__, __LINE__, #call,                       \
+              kfm_err_name(kt_rc_), kfm_errmsg(s));                                                \
+    }                                                                                              \
+    CU_ASSERT_EQUAL_FATAL(kt_rc_, 0);                                                              \
+  } while (0)
+
+/* |got - want| <= tol * want */
+#define KT_NEAR(got, want, tol)                                                                    \
+  do {                                                                                             \
+    double kt_g_ = (double)(got), kt_w_ = (double)(want);                                          \
+    int kt_ok_ = kt_g_ >= kt_w_ * (1 - (tol)) && kt_g_ <= kt_w_ * (1 + (tol));                     \
+    if (!kt_ok_) {                                                                                 \
+      fprintf(stderr, "\n%s:%d: %s = %g, want %g within %g%%\n", __FILE__, __LINE__, #got, kt_g_,  \
+              kt_w_, 100.0 * (tol));                                                               \
+    }                                                                                              \
+    CU_ASSERT_TRUE(kt_ok_);                                                                        \
+  } while (0)
+
+struct kt_case {
+  const char *name;
+  void (*fn)(void);
+};
+
+static inline int kt_run(const char *suite, const struct kt_case *cases) {
+  if (CU_initialize_registry() != CUE_SUCCESS) {
+    return 2;
+  }
+  CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+  for (const struct kt_case *c = cases; c->name; c++) {
+    CU_add_test(s, c->name, c->fn);
+  }
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+  unsigned run = CU_get_number_of_tests_run();
+  CU_cleanup_registry();
+  return failed || run == 0 ? 1 : 0;
+}
+
+/* Current RSS in bytes from /proc/self/statm. */
+static inline double kt_rss(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%lu %lu", &size, &res) != 2) {
+      res = 0;
+    }
+    fclose(f);
+  }
+  return (double)res * 4096.0;
+}
+
+#endif

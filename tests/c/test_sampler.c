@@ -1,0 +1,201 @@
+/*
+ * test_sampler.c - the sampler thread: every stored sample is tagged with
+ * the node each thread was in at that instant (checked against the trace's
+ * enter/exit times), per-node sample counts follow the node's duration,
+ * storage is bounded with a drop counter, and the sampler reports its CPU.
+ */
+#include <math.h>
+#include <pthread.h>
+
+#include "kfm_kernels.h"
+#include "kfm_test.h"
+
+struct interval {
+  double t0, t1;
+  uint32_t thread;
+  kfm_node_id_t node;
+};
+
+/* Pairs the trace's enter/exit events (no nesting in these tests). */
+static size_t intervals(const kfm_report_t *r, struct interval *out, size_t cap) {
+  size_t n = 0;
+  for (size_t i = 0; i < kfm_report_event_count(r); i++) {
+    kfm_event_t e;
+    kfm_report_event(r, i, &e);
+    if (e.kind == KFM_EVENT_ENTER && n < cap) {
+      out[n++] = (struct interval){.t0 = e.t_ns, .t1 = INFINITY, .thread = e.thread, .node = e.node};
+    } else if (e.kind == KFM_EVENT_EXIT) {
+      for (size_t k = n; k-- > 0;) {
+        if (out[k].thread == e.thread && out[k].node == e.node && isinf(out[k].t1)) {
+          out[k].t1 = e.t_ns;
+          break;
+        }
+      }
+    }
+  }
+  return n;
+}
+
+struct side {
+  kfm_session_t *s;
+  kfm_node_id_t id;
+  int rc;
+};
+
+static void *side_main(void *arg) {
+  struct side *w = arg;
+  w->rc = kfm_enter(w->s, w->id);
+  kfmk_sleep_ms(150);
+  if (w->rc == 0) {
+    w->rc = kfm_exit(w->s, w->id);
+  }
+  return NULL;
+}
+
+static void test_samples_tagged(void) {
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=basic,rate=1000,trace=on"));
+  kfm_node_id_t alpha, beta, gamma;
+  KT_OK(s, kfm_node_register(s, "alpha", &alpha));
+  KT_OK(s, kfm_node_register(s, "beta", &beta));
+  KT_OK(s, kfm_node_register(s, "gamma", &gamma));
+  KT_OK(s, kfm_session_start(s));
+  struct side w = {.s = s, .id = gamma};
+  pthread_t th;
+  pthread_create(&th, NULL, side_main, &w);
+  KT_OK(s, kfm_enter(s, alpha));
+  kfmk_sleep_ms(200);
+  KT_OK(s, kfm_exit(s, alpha));
+  kfmk_sleep_ms(30); /* outside every node */
+  KT_OK(s, kfm_enter(s, beta));
+  kfmk_busy_ms(200);
+  KT_OK(s, kfm_exit(s, beta));
+  pthread_join(th, NULL);
+  CU_ASSERT_EQUAL(w.rc, 0);
+  KT_OK(s, kfm_session_stop(s));
+
+  kfm_report_t *r;
+  KT_OK(s, kfm_session_report(s, &r));
+  struct interval iv[8];
+  size_t niv = intervals(r, iv, 8);
+  CU_ASSERT_EQUAL_FATAL(niv, 3);
+  size_t ns = kfm_report_sample_count(r), tagged = 0, checked = 0;
+  CU_ASSERT_TRUE(ns > 300);
+  const double margin = 1e6;
+  for (size_t i = 0; i < ns; i++) {
+    kfm_sample_t smp;
+    KT_OK(s, kfm_report_sample(r, i, &smp));
+    /* Every active entry lies inside an interval of that thread and node. */
+    for (uint32_t k = 0; k < smp.nactive; k++) {
+      int ok = 0;
+      for (size_t j = 0; j < niv; j++) {
+        ok |= iv[j].thread == smp.threads[k] && iv[j].node == smp.nodes[k] &&
+              smp.t_ns >= iv[j].t0 - margin && smp.t_ns <= iv[j].t1 + margin;
+      }
+      CU_ASSERT_TRUE(ok);
+      tagged++;
+    }
+    /* And every interval that clearly covers the sample appears in it. */
+    for (size_t j = 0; j < niv; j++) {
+      if (smp.t_ns > iv[j].t0 + margin && smp.t_ns < iv[j].t1 - margin) {
+        int seen = 0;
+        for (uint32_t k = 0; k < smp.nactive; k++) {
+          seen |= smp.threads[k] == iv[j].thread && smp.nodes[k] == iv[j].node;
+        }
+        CU_ASSERT_TRUE(seen);
+        checked++;
+      }
+    }
+  }
+  CU_ASSERT_TRUE(tagged > 400);
+  CU_ASSERT_TRUE(checked > 400);
+  /* Per-node counts follow durations at 1 kHz (wake jitter allowed). */
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_report_node_by_name(r, "alpha", &n));
+  KT_NEAR(n.samples, 200, 0.25);
+  KT_OK(s, kfm_report_node_by_name(r, "beta", &n));
+  KT_NEAR(n.samples, 200, 0.25);
+  KT_OK(s, kfm_report_node_by_name(r, "gamma", &n));
+  KT_NEAR(n.samples, 150, 0.25);
+  kfm_summary_t sum;
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.samples, ns);
+  CU_ASSERT_EQUAL(sum.samples_dropped, 0);
+  CU_ASSERT_TRUE(sum.sampler_cpu_ns > 0);
+  CU_ASSERT_TRUE(sum.sampler_cpu_ns < 0.5 * sum.wall_ns);
+  CU_ASSERT_TRUE(isfinite(sum.sampler_late_p99_ns));
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_bounded_storage(void) {
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=standard,rate=1000,samples=50"));
+  kfm_node_id_t id;
+  KT_OK(s, kfm_node_register(s, "long", &id));
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_enter(s, id));
+  kfmk_sleep_ms(150);
+  KT_OK(s, kfm_exit(s, id));
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_summary_t sum;
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.samples, 50);
+  CU_ASSERT_EQUAL(kfm_report_sample_count(r), 50);
+  CU_ASSERT_TRUE(sum.samples_dropped >= 50);
+  /* Attribution keeps counting past the storage bound. */
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_report_node_by_name(r, "long", &n));
+  CU_ASSERT_TRUE(n.samples >= 100);
+  /* STANDARD samples RSS: one sample metric, a plausible value. */
+  CU_ASSERT_EQUAL_FATAL(kfm_report_sample_metric_count(r), 1);
+  kfm_metric_info_t mi;
+  KT_OK(s, kfm_report_sample_metric(r, 0, &mi));
+  CU_ASSERT_STRING_EQUAL(mi.name, "proc.rss");
+  kfm_sample_t smp;
+  KT_OK(s, kfm_report_sample(r, 10, &smp));
+  KT_NEAR(smp.values[0], kt_rss(), 0.5);
+  CU_ASSERT_EQUAL(kfm_report_sample(r, 50, &smp), KFM_ERANGE);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_rate_off_and_default(void) {
+  kfm_session_t *s = NULL;
+  kfm_report_t *r;
+  kfm_summary_t sum;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=comprehensive,rate=off"));
+  KT_OK(s, kfm_session_start(s));
+  kfmk_sleep_ms(20);
+  KT_OK(s, kfm_session_stop(s));
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.samples, 0);
+  CU_ASSERT_DOUBLE_EQUAL(sum.rate_hz, 0, 0);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+
+  KT_OK(NULL, kfm_session_create_str(&s, "level=comprehensive"));
+  KT_OK(s, kfm_session_start(s));
+  kfmk_sleep_ms(100);
+  KT_OK(s, kfm_session_stop(s));
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_DOUBLE_EQUAL(sum.rate_hz, 1000, 0);
+  KT_NEAR(sum.samples, 100, 0.3);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+int main(void) {
+  unsetenv("KFM_CONFIG");
+  static const struct kt_case cases[] = {
+      {"samples are tagged with the node each thread is in", test_samples_tagged},
+      {"bounded sample storage counts drops, keeps attributing", test_bounded_storage},
+      {"rate=off and the level's default rate", test_rate_off_and_default},
+      {NULL, NULL},
+  };
+  return kt_run("sampler", cases);
+}

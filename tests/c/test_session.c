@@ -1,0 +1,331 @@
+/*
+ * test_session.c - the session life cycle, node registry, timing ground
+ * truth, nesting arithmetic, graph edges and every documented error path.
+ * Errors must leave the session usable and lose no data.
+ */
+#include <math.h>
+#include <time.h>
+
+#include "kfm_kernels.h"
+#include "kfm_test.h"
+
+static kfm_session_t *new_session(const char *cfg) {
+  kfm_session_t *s = NULL;
+  int rc = kfm_session_create_str(&s, cfg);
+  if (rc) {
+    fprintf(stderr, "create(%s): %s\n", cfg, kfm_errmsg(NULL));
+  }
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  return s;
+}
+
+static void test_registry(void) {
+  kfm_session_t *s = new_session("level=basic,max_nodes=3");
+  kfm_node_id_t a, b, a2, c, d;
+  KT_OK(s, kfm_node_register(s, "alpha", &a));
+  KT_OK(s, kfm_node_register(s, "beta", &b));
+  KT_OK(s, kfm_node_register(s, "alpha", &a2));
+  CU_ASSERT_EQUAL(a, a2);
+  CU_ASSERT_NOT_EQUAL(a, b);
+  CU_ASSERT_STRING_EQUAL(kfm_node_name(s, b), "beta");
+  CU_ASSERT_PTR_NULL(kfm_node_name(s, 99));
+  CU_ASSERT_EQUAL(kfm_node_register(s, "", &c), KFM_ENAME);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "empty"));
+  char longname[KFM_NAME_MAX + 2];
+  memset(longname, 'x', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  CU_ASSERT_EQUAL(kfm_node_register(s, longname, &c), KFM_ENAME);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "too long"));
+  longname[KFM_NAME_MAX] = '\0';
+  KT_OK(s, kfm_node_register(s, longname, &c));
+  CU_ASSERT_EQUAL(kfm_node_register(s, "delta", &d), KFM_EFULL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "'delta'"));
+  CU_ASSERT_EQUAL(kfm_node_register(s, NULL, &d), KFM_ENAME);
+  kfm_session_destroy(s);
+}
+
+static void test_sleep_20ms(void) {
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t id;
+  KT_OK(s, kfm_node_register(s, "sleep20", &id));
+  KT_OK(s, kfm_session_start(s));
+  for (int i = 0; i < 5; i++) {
+    KT_OK(s, kfm_enter(s, id));
+    kfmk_sleep_ms(20);
+    KT_OK(s, kfm_exit(s, id));
+  }
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "sleep20", &n));
+  CU_ASSERT_EQUAL(n.count, 5);
+  /* Sleeps overshoot by the timer slack (~50-100 us), never undershoot. */
+  KT_NEAR(n.mean_ns, 20e6, 0.10);
+  KT_NEAR(n.total_ns, 100e6, 0.10);
+  CU_ASSERT_TRUE(n.min_ns >= 19.9e6);
+  CU_ASSERT_TRUE(n.max_ns >= n.min_ns);
+  KT_NEAR(n.p50_ns, 20e6, 0.10);
+  KT_NEAR(n.p99_ns, 20e6, 0.10);
+  CU_ASSERT_TRUE(n.stddev_ns < 2e6);
+  CU_ASSERT_DOUBLE_EQUAL(n.exclusive_ns, n.total_ns, 1);
+  CU_ASSERT_TRUE(isnan(n.peak_rss)); /* BASIC reads no memory */
+  kfm_summary_t sum;
+  kfm_report_summary(r, &sum);
+  KT_NEAR(sum.wall_ns, 100e6, 0.2);
+  CU_ASSERT_EQUAL(sum.unbalanced, 0);
+  CU_ASSERT_EQUAL(sum.threads, 1);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_busy_percentiles(void) {
+  /* 90 activations of 1 ms and 10 of 10 ms: p50 ~ 1 ms, p99 ~ 10 ms,
+   * mean 1.9 ms, stddev from the two-point distribution. */
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t id;
+  KT_OK(s, kfm_node_register(s, "mix", &id));
+  KT_OK(s, kfm_session_start(s));
+  for (int i = 0; i < 100; i++) {
+    KT_OK(s, kfm_enter(s, id));
+    kfmk_busy_ms(i % 10 == 9 ? 10 : 1);
+    KT_OK(s, kfm_exit(s, id));
+  }
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "mix", &n));
+  CU_ASSERT_EQUAL(n.count, 100);
+  KT_NEAR(n.p50_ns, 1e6, 0.15);
+  KT_NEAR(n.p90_ns, 1e6, 0.15);
+  KT_NEAR(n.p99_ns, 10e6, 0.15);
+  KT_NEAR(n.mean_ns, 1.9e6, 0.10);
+  /* sd of {1 x90, 10 x10} with n-1: sqrt(100/99 * 0.09*0.1*... ) = 2.714 ms */
+  KT_NEAR(n.stddev_ns, 2.7136e6, 0.15);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_nesting_adds_up(void) {
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t p, a, b;
+  KT_OK(s, kfm_node_register(s, "parent", &p));
+  KT_OK(s, kfm_node_register(s, "child_a", &a));
+  KT_OK(s, kfm_node_register(s, "child_b", &b));
+  KT_OK(s, kfm_session_start(s));
+  for (int i = 0; i < 3; i++) {
+    KT_OK(s, kfm_enter(s, p));
+    kfmk_busy_ms(2);
+    KT_OK(s, kfm_enter(s, a));
+    CU_ASSERT_EQUAL(kfm_depth(s), 2);
+    kfmk_busy_ms(5);
+    KT_OK(s, kfm_exit(s, a));
+    KT_OK(s, kfm_enter(s, b));
+    kfmk_sleep_ms(3);
+    KT_OK(s, kfm_exit(s, b));
+    KT_OK(s, kfm_exit(s, p));
+  }
+  CU_ASSERT_EQUAL(kfm_depth(s), 0);
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_node_stats_t np, na, nb;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "parent", &np));
+  KT_OK(s, kfm_report_node_by_name(r, "child_a", &na));
+  KT_OK(s, kfm_report_node_by_name(r, "child_b", &nb));
+  CU_ASSERT_EQUAL(np.count, 3);
+  CU_ASSERT_EQUAL(na.count, 3);
+  /* Exclusive times of the parent and its children add up to the parent's
+   * inclusive time exactly (same ticks, one conversion). */
+  double sum = np.exclusive_ns + na.exclusive_ns + nb.exclusive_ns;
+  CU_ASSERT_DOUBLE_EQUAL(sum, np.total_ns, np.total_ns * 1e-9 + 1);
+  KT_NEAR(np.exclusive_ns, 6e6, 0.2);
+  KT_NEAR(na.total_ns, 15e6, 0.1);
+  KT_NEAR(nb.total_ns, 9e6, 0.15);
+
+  /* Edges: root->parent x3, parent->a x3, parent->b x3; a->b follows x3,
+   * parent->parent follows x2 at the top level. */
+  size_t nn = kfm_report_edge_count(r, KFM_EDGE_NESTED);
+  CU_ASSERT_EQUAL(nn, 3);
+  int found = 0;
+  for (size_t i = 0; i < nn; i++) {
+    kfm_edge_t e;
+    KT_OK(s, kfm_report_edge(r, KFM_EDGE_NESTED, i, &e));
+    CU_ASSERT_EQUAL(e.count, 3);
+    found += (e.from == KFM_NODE_ROOT && e.to == p) || (e.from == p && e.to == a) ||
+             (e.from == p && e.to == b);
+  }
+  CU_ASSERT_EQUAL(found, 3);
+  size_t nf = kfm_report_edge_count(r, KFM_EDGE_FOLLOWS);
+  CU_ASSERT_EQUAL(nf, 2);
+  for (size_t i = 0; i < nf; i++) {
+    kfm_edge_t e;
+    KT_OK(s, kfm_report_edge(r, KFM_EDGE_FOLLOWS, i, &e));
+    if (e.from == a) {
+      CU_ASSERT_EQUAL(e.to, b);
+      CU_ASSERT_EQUAL(e.count, 3);
+    } else {
+      CU_ASSERT_EQUAL(e.from, p);
+      CU_ASSERT_EQUAL(e.to, p);
+      CU_ASSERT_EQUAL(e.count, 2);
+    }
+  }
+  CU_ASSERT_EQUAL(kfm_report_edge(r, KFM_EDGE_FOLLOWS, 5, &(kfm_edge_t){0}), KFM_ERANGE);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_state_errors(void) {
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t id;
+  KT_OK(s, kfm_node_register(s, "n", &id));
+  CU_ASSERT_EQUAL(kfm_enter(s, id), KFM_ESTATE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "not started"));
+  CU_ASSERT_EQUAL(kfm_session_stop(s), KFM_ESTATE);
+  KT_OK(s, kfm_session_start(s));
+  CU_ASSERT_EQUAL(kfm_session_start(s), KFM_ESTATE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "already running"));
+  KT_OK(s, kfm_enter(s, id));
+  KT_OK(s, kfm_exit(s, id));
+  KT_OK(s, kfm_session_stop(s));
+  CU_ASSERT_EQUAL(kfm_enter(s, id), KFM_ESTATE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "stopped"));
+  CU_ASSERT_EQUAL(kfm_exit(s, id), KFM_ESTATE);
+  CU_ASSERT_EQUAL(kfm_session_start(s), KFM_ESTATE);
+  CU_ASSERT_EQUAL(kfm_session_stop(s), KFM_ESTATE);
+  /* Results survive the misuse. */
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "n", &n));
+  CU_ASSERT_EQUAL(n.count, 1);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+  CU_ASSERT_EQUAL(kfm_enter(NULL, 0), KFM_EINVAL);
+  CU_ASSERT_EQUAL(kfm_session_start(NULL), KFM_EINVAL);
+  kfm_session_destroy(NULL);
+}
+
+static void test_unbalanced(void) {
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t a, b, c;
+  KT_OK(s, kfm_node_register(s, "a", &a));
+  KT_OK(s, kfm_node_register(s, "b", &b));
+  KT_OK(s, kfm_node_register(s, "c", &c));
+  KT_OK(s, kfm_session_start(s));
+  CU_ASSERT_EQUAL(kfm_exit(s, a), KFM_ENOTENTERED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "'a'"));
+  CU_ASSERT_EQUAL(kfm_enter(s, 77), KFM_ENONODE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "77"));
+  CU_ASSERT_EQUAL(kfm_exit(s, 77), KFM_ENONODE);
+  KT_OK(s, kfm_enter(s, a));
+  KT_OK(s, kfm_enter(s, b));
+  CU_ASSERT_EQUAL(kfm_exit(s, a), KFM_EORDER);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "'b'"));
+  CU_ASSERT_EQUAL(kfm_exit(s, c), KFM_ENOTENTERED);
+  /* Nothing was popped: the stack is intact and closes normally. */
+  CU_ASSERT_EQUAL(kfm_depth(s), 2);
+  KT_OK(s, kfm_exit(s, b));
+  KT_OK(s, kfm_exit(s, a));
+  for (int i = 0; i < KFM_STACK_MAX; i++) {
+    KT_OK(s, kfm_enter(s, c));
+  }
+  CU_ASSERT_EQUAL(kfm_enter(s, c), KFM_EDEPTH);
+  for (int i = 0; i < KFM_STACK_MAX; i++) {
+    KT_OK(s, kfm_exit(s, c));
+  }
+  KT_OK(s, kfm_enter_name(s, "by name"));
+  KT_OK(s, kfm_exit_name(s, "by name"));
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_summary_t sum;
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.unbalanced, 4);
+  KT_OK(s, kfm_report_node_by_name(r, "a", &n));
+  CU_ASSERT_EQUAL(n.count, 1);
+  KT_OK(s, kfm_report_node_by_name(r, "b", &n));
+  CU_ASSERT_EQUAL(n.count, 1);
+  KT_OK(s, kfm_report_node_by_name(r, "c", &n));
+  CU_ASSERT_EQUAL(n.count, KFM_STACK_MAX);
+  KT_OK(s, kfm_report_node_by_name(r, "by name", &n));
+  CU_ASSERT_EQUAL(n.count, 1);
+  CU_ASSERT_EQUAL(kfm_report_node_by_name(r, "zzz", &n), KFM_ENONODE);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_open_node_is_active(void) {
+  kfm_session_t *s = new_session("level=basic,rate=off");
+  kfm_node_id_t a;
+  KT_OK(s, kfm_node_register(s, "open", &a));
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_enter(s, a));
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "open", &n));
+  CU_ASSERT_EQUAL(n.count, 0);
+  CU_ASSERT_EQUAL(n.active, 1);
+  kfm_report_free(r);
+  KT_OK(s, kfm_exit(s, a));
+  kfm_session_destroy(s); /* destroy stops a running session */
+}
+
+static void test_two_sessions_one_thread(void) {
+  kfm_session_t *s1 = new_session("level=basic,rate=off");
+  kfm_session_t *s2 = new_session("level=basic,rate=off");
+  kfm_node_id_t a, b;
+  KT_OK(s1, kfm_node_register(s1, "x", &a));
+  KT_OK(s2, kfm_node_register(s2, "y", &b));
+  KT_OK(s1, kfm_session_start(s1));
+  KT_OK(s2, kfm_session_start(s2));
+  for (int i = 0; i < 10; i++) {
+    KT_OK(s1, kfm_enter(s1, a));
+    KT_OK(s2, kfm_enter(s2, b));
+    KT_OK(s2, kfm_exit(s2, b));
+    KT_OK(s1, kfm_exit(s1, a));
+  }
+  kfm_report_t *r1, *r2;
+  kfm_node_stats_t n;
+  KT_OK(s1, kfm_session_report(s1, &r1));
+  KT_OK(s2, kfm_session_report(s2, &r2));
+  KT_OK(s1, kfm_report_node_by_name(r1, "x", &n));
+  CU_ASSERT_EQUAL(n.count, 10);
+  CU_ASSERT_EQUAL(kfm_report_node_count(r1), 1);
+  KT_OK(s2, kfm_report_node_by_name(r2, "y", &n));
+  CU_ASSERT_EQUAL(n.count, 10);
+  kfm_report_free(r1);
+  kfm_report_free(r2);
+  kfm_session_destroy(s1);
+  /* A new session may land at the old address: the thread must not reuse
+   * its stale slot. */
+  kfm_session_t *s3 = new_session("level=basic,rate=off");
+  KT_OK(s3, kfm_node_register(s3, "z", &a));
+  KT_OK(s3, kfm_session_start(s3));
+  KT_OK(s3, kfm_enter(s3, a));
+  KT_OK(s3, kfm_exit(s3, a));
+  KT_OK(s3, kfm_session_report(s3, &r1));
+  CU_ASSERT_EQUAL(kfm_report_node_count(r1), 1);
+  kfm_report_free(r1);
+  kfm_session_destroy(s3);
+  kfm_session_destroy(s2);
+}
+
+int main(void) {
+  unsetenv("KFM_CONFIG");
+  static const struct kt_case cases[] = {
+      {"registry interns names and rejects bad ones", test_registry},
+      {"a node sleeping 20 ms reports 20 ms within 10%", test_sleep_20ms},
+      {"percentiles and stddev from the histogram", test_busy_percentiles},
+      {"exclusive times add up; nested and follows edges", test_nesting_adds_up},
+      {"start twice, stopped session, NULL handles", test_state_errors},
+      {"unbalanced exits are rejected and counted, nothing lost", test_unbalanced},
+      {"an open node is reported active", test_open_node_is_active},
+      {"two sessions on one thread; stale slot after destroy", test_two_sessions_one_thread},
+      {NULL, NULL},
+  };
+  return kt_run("session", cases);
+}
