@@ -13,6 +13,14 @@
 
 #include "kfm/kfm.h"
 
+/* ThreadSanitizer keeps shadow memory for every application page touched,
+ * so under it the process's RSS truly rises twice as much. */
+#if defined(__SANITIZE_THREAD__)
+#define KT_RSS_SCALE 2.0
+#else
+#define KT_RSS_SCALE 1.0
+#endif
+
 #define KT_OK(s, call)                                                                             \
   do {                                                                                             \
     int kt_rc_ = (call);                                                                           \

@@ -9,7 +9,7 @@
 #include "kfm_kernels.h"
 #include "kfm_test.h"
 
-#define MB (1024.0 * 1024.0)
+#define MB (1024.0 * 1024.0 * KT_RSS_SCALE)
 
 static int metric(const kfm_report_t *r, const char *name) {
   int i = kfm_report_metric_index(r, name);
@@ -125,7 +125,8 @@ static void test_detailed_cpu_and_faults(void) {
   CU_ASSERT_TRUE(ns.inclusive[usr] + ns.inclusive[sys] < 10e6);
   CU_ASSERT_TRUE(ns.inclusive[vcsw] >= 1);
   CU_ASSERT_TRUE(nf.inclusive[minflt] >= 2000);
-  CU_ASSERT_TRUE(nb.inclusive[minflt] < 100);
+  /* The faults stay on their node (TSan adds a few of its own on shadow pages). */
+  CU_ASSERT_TRUE(nb.inclusive[minflt] < 0.1 * nf.inclusive[minflt]);
   kfm_report_free(r);
   kfm_session_destroy(s);
 }

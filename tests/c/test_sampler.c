@@ -109,14 +109,13 @@ static void test_samples_tagged(void) {
   }
   CU_ASSERT_TRUE(tagged > 400);
   CU_ASSERT_TRUE(checked > 400);
-  /* Per-node counts follow durations at 1 kHz (wake jitter allowed). */
-  kfm_node_stats_t n;
-  KT_OK(s, kfm_report_node_by_name(r, "alpha", &n));
-  KT_NEAR(n.samples, 200, 0.25);
-  KT_OK(s, kfm_report_node_by_name(r, "beta", &n));
-  KT_NEAR(n.samples, 200, 0.25);
-  KT_OK(s, kfm_report_node_by_name(r, "gamma", &n));
-  KT_NEAR(n.samples, 150, 0.25);
+  /* Per-node counts follow each node's measured duration at 1 kHz (wake
+   * jitter and missed wakes under load allowed). */
+  for (size_t j = 0; j < niv; j++) {
+    kfm_node_stats_t n;
+    KT_OK(s, kfm_report_node_by_name(r, kfm_node_name(s, iv[j].node), &n));
+    KT_NEAR(n.samples, (iv[j].t1 - iv[j].t0) / 1e6, 0.25);
+  }
   kfm_summary_t sum;
   kfm_report_summary(r, &sum);
   CU_ASSERT_EQUAL(sum.samples, ns);
