@@ -615,6 +615,29 @@ int kfm_depth(kfm_session_t *s) {
 /* ---- session lifecycle ------------------------------------------------- */
 
 static const char *session_not_built_reason(const char *name) {
+  /* The build found the dependency but this version has no backend for it. */
+  static const char *const pending[] = {
+#ifdef KFM_HAVE_PAPI
+      "papi",
+#endif
+#ifdef KFM_HAVE_HWLOC
+      "hwloc",
+#endif
+#ifdef KFM_HAVE_CUPTI
+      "cupti",
+#endif
+#ifdef KFM_HAVE_NVML
+      "nvml",
+#endif
+#ifdef KFM_HAVE_ROCM_SMI
+      "rocm_smi",
+#endif
+      NULL};
+  for (size_t i = 0; pending[i]; i++) {
+    if (strcmp(pending[i], name) == 0) {
+      return "no backend for it in kfm " KFM_VERSION_STRING " yet (dependency found at build time)";
+    }
+  }
   static const struct {
     const char *name, *why;
   } hints[] = {
@@ -714,9 +737,14 @@ static int session_open_backends(kfm_session_t *s) {
     }
     s->nbackends++;
   }
-  /* Names in the config that are known but not built: say why they are off. */
+  /* Names that are known but not built: say why they are off, for those the
+   * config names and, at COMPREHENSIVE (which wants every source), all. */
   char buf[sizeof s->cfg.backends];
-  memcpy(buf, want, sizeof buf);
+  if (want[0] == '\0' && s->cfg.level == KFM_LEVEL_COMPREHENSIVE) {
+    snprintf(buf, sizeof buf, "papi,hwloc,cupti,nvml,rocm_smi");
+  } else {
+    memcpy(buf, want, sizeof buf);
+  }
   char *save = NULL;
   for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     int built = 0;
