@@ -28,13 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ThreadSanitizer keeps shadow memory for every application page touched,
- * so under it the process's RSS truly rises twice as much. */
-#if defined(__SANITIZE_THREAD__)
-#define KT_RSS_SCALE 2.0
-#else
-#define KT_RSS_SCALE 1.0
-#endif
+#include "kfm_test.h"
 
 #define ATTEMPTS 3
 
