@@ -304,6 +304,75 @@ static int kfm_close_summary(kfm_session_t *s, kfm_summary_t *sum, char *why, si
 }
 
 /* ---------------------------------------------------------------------- */
+/* Worker threads                                                           */
+
+/*
+ * PAPI keeps one running EventSet per component and thread, and PAPI-HL's
+ * never stops.  So that the PAPI-HL peer, the raw PAPI_read floor and kfm's
+ * own backends can be measured interleaved, each PAPI case runs on a worker
+ * thread of its own, pinned to the main CPU; the main thread sleeps on a
+ * condition variable meanwhile, so the worker has the CPU to itself.
+ */
+struct worker {
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  void (*job)(void *);
+  void *arg;
+  int pending, quit, cpu;
+};
+
+static void *worker_main(void *p) {
+  struct worker *w = p;
+  pin_to(w->cpu); /* best effort: unpinned only adds noise */
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->pending && !w->quit) {
+      pthread_cond_wait(&w->cv, &w->mu);
+    }
+    if (!w->pending) {
+      break;
+    }
+    pthread_mutex_unlock(&w->mu);
+    w->job(w->arg);
+    pthread_mutex_lock(&w->mu);
+    w->pending = 0;
+    pthread_cond_broadcast(&w->cv);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+static int worker_start(struct worker *w, int cpu) {
+  memset(w, 0, sizeof *w);
+  w->cpu = cpu;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  return pthread_create(&w->th, NULL, worker_main, w);
+}
+
+/* Runs job(arg) on w and waits for it to finish. */
+static void worker_call(struct worker *w, void (*job)(void *), void *arg) {
+  pthread_mutex_lock(&w->mu);
+  w->job = job;
+  w->arg = arg;
+  w->pending = 1;
+  pthread_cond_broadcast(&w->cv);
+  while (w->pending) {
+    pthread_cond_wait(&w->cv, &w->mu);
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void worker_stop(struct worker *w) {
+  pthread_mutex_lock(&w->mu);
+  w->quit = 1;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->th, NULL);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Hot-path cases                                                           */
 
 enum case_kind { CASE_RDTSC, CASE_KFM, CASE_PAPI_HL, CASE_PAPI_READ };
@@ -320,6 +389,7 @@ struct bcase {
   char why[512];
   double rate_hz;    /* kfm: configured sampler rate seen in the summary */
   uint64_t dropped;  /* kfm: trace events dropped, over all repetitions */
+  struct worker *worker; /* run on this thread instead of the main one */
 #ifdef KFM_HAVE_PAPI
   int eventset;      /* CASE_PAPI_READ */
 #endif
@@ -453,13 +523,35 @@ static double case_run(struct bcase *c, int calibrate) {
   return per;
 }
 
+struct case_job {
+  struct bcase *c;
+  int calibrate;
+  double result;
+};
+
+static void case_job_run(void *p) {
+  struct case_job *j = p;
+  j->result = case_run(j->c, j->calibrate);
+}
+
+/* case_run on the case's worker thread, or on this one. */
+static double case_run_any(struct bcase *c, int calibrate) {
+  struct case_job j = {.c = c, .calibrate = calibrate, .result = NAN};
+  if (c->worker != NULL) {
+    worker_call(c->worker, case_job_run, &j);
+  } else {
+    case_job_run(&j);
+  }
+  return j.result;
+}
+
 /* Calibrates, then runs REPS repetitions of the cases in cs[], interleaved. */
 static void cases_measure(struct bcase *cs, size_t ncs) {
   for (size_t i = 0; i < ncs; i++) {
     if (cs[i].failed) {
       continue;
     }
-    if (!isfinite(case_run(&cs[i], 1))) {
+    if (!isfinite(case_run_any(&cs[i], 1))) {
       cs[i].failed = 1;
       progress("%s: %s", cs[i].name, cs[i].why);
     } else {
@@ -472,7 +564,7 @@ static void cases_measure(struct bcase *cs, size_t ncs) {
       if (c->failed) {
         continue;
       }
-      double v = case_run(c, 0);
+      double v = case_run_any(c, 0);
       if (!isfinite(v)) {
         c->failed = 1;
         progress("%s: %s", c->name, c->why);
@@ -543,8 +635,9 @@ static int papi_env_setup(char *why, size_t len) {
 static int papi_read_setup(struct bcase *c) {
   static const char *const events[] = {"perf::TASK-CLOCK", "perf::PAGE-FAULTS",
                                        "perf::CONTEXT-SWITCHES"};
-  int rc = PAPI_library_init(PAPI_VER_CURRENT);
-  if (rc != PAPI_VER_CURRENT) {
+  int rc;
+  if (PAPI_is_initialized() == PAPI_NOT_INITED &&
+      (rc = PAPI_library_init(PAPI_VER_CURRENT)) != PAPI_VER_CURRENT) {
     snprintf(c->why, sizeof c->why, "PAPI_library_init: %s",
              rc < 0 ? PAPI_strerror(rc) : "version mismatch");
     return -1;
@@ -577,7 +670,27 @@ static void papi_read_teardown(struct bcase *c) {
   }
 }
 
-/* The first region call initialises PAPI-HL (~ms); keep it out of the timing. */
+/* Worker-thread adapters: set-up and tear-down run where the case runs. */
+static void papi_read_setup_job(void *p) {
+  struct bcase *c = p;
+  c->failed = papi_read_setup(c) != 0;
+}
+
+static void papi_read_teardown_job(void *p) {
+  papi_read_teardown(p);
+}
+
+static int papi_hl_setup(struct bcase *c);
+static void papi_hl_setup_job(void *p) {
+  struct bcase *c = p;
+  c->failed = papi_hl_setup(c) != 0;
+}
+
+/*
+ * The first region call initialises PAPI-HL (library, thread support, its
+ * EventSet; ~ms): keep it out of the timing.  It must come before any other
+ * EventSet exists, or PAPI-HL's PAPI_thread_init fails.
+ */
 static int papi_hl_setup(struct bcase *c) {
   int rc = PAPI_hl_region_begin("r");
   if (rc == PAPI_OK) {

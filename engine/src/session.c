@@ -349,6 +349,9 @@ struct kfm__thread *kfm__thread_attach(kfm_session_t *s) {
     pp = &l->next;
   }
   pthread_mutex_unlock(&live_lock);
+  /* The key must always hold the current head: pruning may have freed the
+   * link it held, and the exit destructor walks from it. */
+  pthread_setspecific(links_key, tls_links);
   if (found == NULL) {
     struct kfm__link *l = calloc(1, sizeof *l);
     if (l == NULL) {

@@ -135,7 +135,12 @@ KFM_EXPORT int kfm_session_start(kfm_session_t *s);
  * Results stay readable.  KFM_ESTATE if not running.
  */
 KFM_EXPORT int kfm_session_stop(kfm_session_t *s);
-/** Stop if running and free everything.  NULL is accepted. */
+/**
+ * Stop if running and free everything.  NULL is accepted.  No other thread
+ * may be inside a kfm call on s meanwhile; threads that used s and are still
+ * alive simply forget it (their next transition in another session is not
+ * affected).
+ */
 KFM_EXPORT void kfm_session_destroy(kfm_session_t *s);
 /**
  * Detail of the last error on s (naming the bad value), or, with s NULL, of
