@@ -50,35 +50,46 @@ static void test_registry(void) {
   kfm_session_destroy(s);
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 static void test_sleep_20ms(void) {
   kfm_session_t *s = new_session("level=basic,rate=off");
   kfm_node_id_t id;
   KT_OK(s, kfm_node_register(s, "sleep20", &id));
   KT_OK(s, kfm_session_start(s));
+  double wall[5];
   for (int i = 0; i < 5; i++) {
+    double t0 = now_ns();
     KT_OK(s, kfm_enter(s, id));
     kfmk_sleep_ms(20);
     KT_OK(s, kfm_exit(s, id));
+    wall[i] = now_ns() - t0;
   }
   KT_OK(s, kfm_session_stop(s));
+  qsort(wall, 5, sizeof wall[0], cmp_double);
   kfm_report_t *r;
   kfm_node_stats_t n;
   KT_OK(s, kfm_session_report(s, &r));
   KT_OK(s, kfm_report_node_by_name(r, "sleep20", &n));
   CU_ASSERT_EQUAL(n.count, 5);
-  /* Sleeps overshoot by the timer slack (~50-100 us), never undershoot. */
+  /* The ground truth: 20 ms within 10% (sleeps only overshoot). */
   KT_NEAR(n.mean_ns, 20e6, 0.10);
-  KT_NEAR(n.total_ns, 100e6, 0.10);
   CU_ASSERT_TRUE(n.min_ns >= 19.9e6);
-  CU_ASSERT_TRUE(n.max_ns >= n.min_ns);
-  KT_NEAR(n.p50_ns, 20e6, 0.10);
-  KT_NEAR(n.p99_ns, 20e6, 0.10);
-  CU_ASSERT_TRUE(n.stddev_ns < 2e6);
+  /* Against the test's own clock around each activation: min/max exact to
+   * the bracket, percentiles to the histogram's 6.25% half-bucket. */
+  CU_ASSERT_TRUE(n.min_ns <= wall[0] && n.max_ns <= wall[4] && n.max_ns >= n.min_ns);
+  KT_NEAR(n.max_ns, wall[4], 0.01);
+  KT_NEAR(n.p50_ns, wall[2], 0.07);
+  KT_NEAR(n.p99_ns, wall[4], 0.07);
+  CU_ASSERT_TRUE(n.stddev_ns <= wall[4] - wall[0] + 1e5);
   CU_ASSERT_DOUBLE_EQUAL(n.exclusive_ns, n.total_ns, 1);
   CU_ASSERT_TRUE(isnan(n.peak_rss)); /* BASIC reads no memory */
   kfm_summary_t sum;
   kfm_report_summary(r, &sum);
-  KT_NEAR(sum.wall_ns, 100e6, 0.2);
+  CU_ASSERT_TRUE(sum.wall_ns >= n.total_ns && sum.wall_ns < n.total_ns + 50e6);
   CU_ASSERT_EQUAL(sum.unbalanced, 0);
   CU_ASSERT_EQUAL(sum.threads, 1);
   kfm_report_free(r);
