@@ -199,6 +199,7 @@ struct kfm_session {
   int sampler_running;
   _Atomic int sampler_stop;
   int timerfd;
+  uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
   _Atomic uint64_t sampler_cpu_ns;
   _Atomic uint64_t nsamples, samples_dropped;
   uint64_t *sample_t;      /* [samples] ticks */

@@ -103,7 +103,7 @@ static void *sampler_main(void *arg) {
   }
   uint64_t cpu0 = sampler_cpu_now();
   uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
-  uint64_t base = kfm__mono_ns();
+  uint64_t base = s->sampler_base;
   uint64_t ticks = 0, wakes = 0;
   for (;;) {
     uint64_t exp;
@@ -146,9 +146,14 @@ int kfm__sampler_start(kfm_session_t *s) {
   struct itimerspec its = {
       .it_interval = {.tv_sec = (time_t)(period / 1000000000u), .tv_nsec = (long)(period % 1000000000u)},
   };
-  its.it_value = its.it_interval;
+  /* Deadlines are counted from an absolute start taken here, before the
+   * thread exists, so wake lateness is measured against the real schedule. */
+  s->sampler_base = kfm__mono_ns() + period;
+  its.it_value.tv_sec = (time_t)(s->sampler_base / 1000000000u);
+  its.it_value.tv_nsec = (long)(s->sampler_base % 1000000000u);
+  s->sampler_base -= period;
   atomic_store(&s->sampler_stop, 0);
-  if (timerfd_settime(s->timerfd, 0, &its, NULL) != 0 ||
+  if (timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL) != 0 ||
       pthread_create(&s->sampler, NULL, sampler_main, s) != 0) {
     close(s->timerfd);
     s->timerfd = -1;

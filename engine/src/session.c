@@ -893,7 +893,8 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
     c->trace_ring = 16384;
   }
   if (!c->trace_events) {
-    c->trace_events = 1u << 20;
+    /* 256 Ki events: ~27 MB at DETAILED (106-byte records), committed only as used. */
+    c->trace_events = 1u << 18;
   }
   static const double default_rate[] = {-1, 100, 100, 1000};
   s->rate_hz = c->rate_hz == 0 ? default_rate[c->level] : c->rate_hz;

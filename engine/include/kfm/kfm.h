@@ -101,7 +101,7 @@ typedef struct kfm_config {
   uint32_t max_threads; /**< thread slots (default 256) */
   uint32_t samples;    /**< sample storage capacity (default 65536) */
   uint32_t trace_ring; /**< per-thread trace ring, events (default 16384) */
-  uint32_t trace_events; /**< session trace storage, events (default 1M) */
+  uint32_t trace_events; /**< session trace storage, events (default 262144) */
   int sampler_cpu;     /**< CPU the sampler is pinned to; -1 = not pinned */
 } kfm_config_t;
 
