@@ -84,6 +84,7 @@ static void json_write(FILE *f, const kfm_report_t *r) {
   json_num(f, s->sampler_cpu_ns);
   fputs(",\"sampler_late_p99_ns\":", f);
   json_num(f, s->sampler_late_p99_ns);
+  fprintf(f, ",\"sampler_missed\":%llu", (unsigned long long)s->sampler_missed);
   fputs("},\"backends\":[", f);
   for (size_t i = 0; i < r->nb; i++) {
     fputs(i ? ",{\"name\":" : "{\"name\":", f);
@@ -264,9 +265,12 @@ int kfm_session_print(kfm_session_t *s, void *file) {
     }
   }
   if (sum->rate_hz > 0) {
-    fprintf(f, "sampler: %.0f Hz, %llu samples (%llu dropped), %.2f ms CPU (%.2f%% of a core)",
+    fprintf(f,
+            "sampler: %.0f Hz, %llu samples (%llu dropped, %llu ticks missed), %.2f ms CPU (%.2f%% "
+            "of a core)",
             sum->rate_hz, (unsigned long long)sum->samples,
-            (unsigned long long)sum->samples_dropped, sum->sampler_cpu_ns / 1e6,
+            (unsigned long long)sum->samples_dropped, (unsigned long long)sum->sampler_missed,
+            sum->sampler_cpu_ns / 1e6,
             sum->wall_ns > 0 ? 100.0 * sum->sampler_cpu_ns / sum->wall_ns : 0.0);
     if (isfinite(sum->sampler_late_p99_ns)) {
       fprintf(f, ", p99 lateness %.0f us", sum->sampler_late_p99_ns / 1e3);

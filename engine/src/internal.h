@@ -201,7 +201,7 @@ struct kfm_session {
   int timerfd;
   uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
   _Atomic uint64_t sampler_cpu_ns;
-  _Atomic uint64_t nsamples, samples_dropped;
+  _Atomic uint64_t nsamples, samples_dropped, sampler_missed;
   uint64_t *sample_t;      /* [samples] ticks */
   uint64_t *sample_vals;   /* [samples][ns] */
   uint32_t *sample_first;  /* [samples + 1] index into active pairs */

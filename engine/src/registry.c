@@ -39,10 +39,25 @@ void kfm__registry_free(kfm_session_t *s) {
   free(s->hash);
 }
 
-int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
-  if (s == NULL || id == NULL) {
-    return KFM_EINVAL;
+/* Finds name under s->lock: 1 with *id set, or 0 with *slot at the empty
+ * hash entry where it would go. */
+static int registry_find(kfm_session_t *s, const char *name, uint32_t h, kfm_node_id_t *id,
+                         uint32_t *slot) {
+  uint32_t i = h & s->hash_mask;
+  for (;; i = (i + 1) & s->hash_mask) {
+    uint32_t e = s->hash[i];
+    if (e == 0) {
+      *slot = i;
+      return 0;
+    }
+    if (strcmp(s->names[e - 1], name) == 0) {
+      *id = e - 1;
+      return 1;
+    }
   }
+}
+
+static int registry_check_name(kfm_session_t *s, const char *name, size_t *len) {
   if (name == NULL) {
     return kfm__err(s, KFM_ENAME, "node name is NULL");
   }
@@ -51,19 +66,24 @@ int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
     return kfm__err(s, KFM_ENAME, "node name %s (length must be 1..%d bytes)",
                     n == 0 ? "is empty" : "is too long", KFM_NAME_MAX);
   }
-  uint32_t h = registry_hash(name, n);
+  *len = n;
+  return 0;
+}
+
+int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
+  if (s == NULL || id == NULL) {
+    return KFM_EINVAL;
+  }
+  size_t n;
+  int rc = registry_check_name(s, name, &n);
+  if (rc) {
+    return rc;
+  }
+  uint32_t h = registry_hash(name, n), i;
   pthread_mutex_lock(&s->lock);
-  uint32_t i = h & s->hash_mask;
-  for (;; i = (i + 1) & s->hash_mask) {
-    uint32_t e = s->hash[i];
-    if (e == 0) {
-      break;
-    }
-    if (strcmp(s->names[e - 1], name) == 0) {
-      *id = e - 1;
-      pthread_mutex_unlock(&s->lock);
-      return 0;
-    }
+  if (registry_find(s, name, h, id, &i)) {
+    pthread_mutex_unlock(&s->lock);
+    return 0;
   }
   uint32_t nn = atomic_load_explicit(&s->nnodes, memory_order_relaxed);
   if (nn >= s->cfg.max_nodes) {
@@ -99,7 +119,22 @@ int kfm_enter_name(kfm_session_t *s, const char *name) {
 }
 
 int kfm_exit_name(kfm_session_t *s, const char *name) {
+  /* Look up only: exiting a name never entered must not register it. */
+  if (s == NULL) {
+    return KFM_EINVAL;
+  }
+  size_t n;
+  int rc = registry_check_name(s, name, &n);
+  if (rc) {
+    return rc;
+  }
   kfm_node_id_t id;
-  int rc = kfm_node_register(s, name, &id);
-  return rc ? rc : kfm_exit(s, id);
+  uint32_t slot;
+  pthread_mutex_lock(&s->lock);
+  int found = registry_find(s, name, registry_hash(name, n), &id, &slot);
+  pthread_mutex_unlock(&s->lock);
+  if (!found) {
+    return kfm__err(s, KFM_ENOTENTERED, "exit('%s'): no node of that name was ever entered", name);
+  }
+  return kfm_exit(s, id);
 }

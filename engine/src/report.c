@@ -293,6 +293,7 @@ static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
   }
   o->samples = KFM__LD(s->nsamples);
   o->samples_dropped = KFM__LD(s->samples_dropped);
+  o->sampler_missed = KFM__LD(s->sampler_missed);
   o->threads = s->threads_seen;
   o->sampler_cpu_ns = (double)KFM__LD(s->sampler_cpu_ns);
   uint64_t unb = s->retired_unbalanced;

@@ -118,6 +118,9 @@ static void *sampler_main(void *arg) {
       break;
     }
     ticks += exp;
+    if (exp > 1) {
+      KFM__ST(s->sampler_missed, KFM__LD(s->sampler_missed) + exp - 1);
+    }
     uint64_t due = base + ticks * period;
     uint64_t now_ns = kfm__mono_ns();
     uint64_t late = now_ns > due ? now_ns - due : 0;

@@ -123,6 +123,9 @@ static void test_samples_tagged(void) {
   CU_ASSERT_TRUE(sum.sampler_cpu_ns > 0);
   CU_ASSERT_TRUE(sum.sampler_cpu_ns < 0.5 * sum.wall_ns);
   CU_ASSERT_TRUE(isfinite(sum.sampler_late_p99_ns));
+  CU_ASSERT_TRUE(sum.sampler_late_p99_ns > 0 && sum.sampler_late_p99_ns < 50e6);
+  /* Every timer tick of the run is a sample or is counted as missed. */
+  KT_NEAR((double)(sum.samples + sum.sampler_missed), sum.wall_ns / 1e6, 0.05);
   kfm_report_free(r);
   kfm_session_destroy(s);
 }

@@ -261,6 +261,9 @@ static void test_unbalanced(void) {
   for (int i = 0; i < KFM_STACK_MAX; i++) {
     KT_OK(s, kfm_exit(s, c));
   }
+  CU_ASSERT_EQUAL(kfm_exit_name(s, "never seen"), KFM_ENOTENTERED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "'never seen'"));
+  CU_ASSERT_EQUAL(kfm_exit_name(s, ""), KFM_ENAME);
   KT_OK(s, kfm_enter_name(s, "by name"));
   KT_OK(s, kfm_exit_name(s, "by name"));
   KT_OK(s, kfm_session_stop(s));

@@ -195,7 +195,7 @@ typedef struct kfm_node_stats {
   double total_ns;    /**< inclusive */
   double exclusive_ns;
   double min_ns, max_ns, mean_ns, stddev_ns;
-  double p50_ns, p90_ns, p99_ns; /**< from a log-linear histogram (<= 6.25% bucket width) */
+  double p50_ns, p90_ns, p99_ns; /**< from a log-linear histogram: within 6.25% (half a bucket) */
   uint64_t samples;   /**< sampler ticks at which this node was innermost on a thread */
   uint64_t samples_any; /**< sampler ticks at which this node was on some thread's stack */
   double peak_rss;    /**< highest RSS seen inside the node (bytes); NaN below STANDARD */
@@ -251,6 +251,7 @@ typedef struct kfm_summary {
   uint32_t threads;        /**< threads that made a transition */
   double sampler_cpu_ns;   /**< CPU time the sampler thread used */
   double sampler_late_p99_ns; /**< p99 of wake lateness */
+  uint64_t sampler_missed;  /**< timer ticks that passed while the sampler was late (no sample) */
   const char *clock;       /**< "tsc" or "clock_gettime" */
   double tsc_ghz;          /**< calibrated TSC frequency (0 without TSC) */
 } kfm_summary_t;
