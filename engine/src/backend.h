@@ -41,6 +41,7 @@ struct kfm__metric_def {
 struct kfm__backend_ctx {
   kfm_level_t level;     /**< the session's level */
   const char *proc_root; /**< prefix for /proc paths, "" for the real one */
+  const char *events;    /**< counter events the user asked for (comma list), "" for defaults */
   char *errbuf;          /**< open writes why it failed here */
   size_t errlen;
   /* Filled by open.  Arrays must outlive the session (static const). */

@@ -21,7 +21,7 @@ static const char *const config_backend_names[] = {"clock", "proc", "papi", "hwl
 #define CONFIG_BACKENDS_ACCEPTED "clock, proc, papi, hwloc, cupti, nvml, rocm_smi"
 
 static const char *const config_keys =
-    "level, rate, backends, output, proc_root, trace, max_nodes, max_threads, samples, "
+    "level, rate, backends, events, output, proc_root, trace, max_nodes, max_threads, samples, "
     "trace_ring, trace_events, sampler_cpu";
 
 void kfm_config_init(kfm_config_t *cfg) {
@@ -93,6 +93,28 @@ static int config_add_backend(kfm_config_t *cfg, const char *name, char *err, si
   return 0;
 }
 
+/* Appends event names ('+'-separated in v) to cfg->events.  Names are
+ * checked by the counter backend, which knows what the machine offers. */
+static int config_add_event(kfm_config_t *cfg, const char *v, char *err, size_t len) {
+  size_t used = strlen(cfg->events), n = strlen(v);
+  if (n == 0) {
+    snprintf(err, len, "events: empty event name");
+    return KFM_EBADVALUE;
+  }
+  if (used + n + 2 > sizeof cfg->events) {
+    snprintf(err, len, "events: list too long at '%s' (at most %zu bytes)", v,
+             sizeof cfg->events - 1);
+    return KFM_EBADVALUE;
+  }
+  if (used) {
+    cfg->events[used++] = ',';
+  }
+  for (size_t i = 0; i <= n; i++) {
+    cfg->events[used + i] = v[i] == '+' ? ',' : v[i];
+  }
+  return 0;
+}
+
 static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *err, size_t len) {
   uint32_t u;
   if (strcmp(key, "level") == 0) {
@@ -135,6 +157,10 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
       }
     }
     return 0;
+  }
+  if (strcmp(key, "events") == 0) {
+    cfg->events[0] = '\0';
+    return config_add_event(cfg, v, err, len);
   }
   if (strcmp(key, "output") == 0 || strcmp(key, "proc_root") == 0) {
     int is_out = key[0] == 'o';
@@ -218,7 +244,7 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
   /* Parse into a scratch copy so a bad string leaves cfg untouched. */
   kfm_config_t tmp = *cfg;
   int rc = 0;
-  int in_backends = 0;
+  int in_backends = 0, in_events = 0;
   char *save = NULL;
   for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     while (isspace((unsigned char)*tok)) {
@@ -233,6 +259,14 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
     }
     char *eq = strchr(tok, '=');
     if (eq == NULL) {
+      /* "events=A,B": a bare name after events= continues it. */
+      if (in_events) {
+        rc = config_add_event(&tmp, tok, errbuf, errlen);
+        if (rc) {
+          break;
+        }
+        continue;
+      }
       /* "backends=proc,papi": a bare name after backends= continues it. */
       if (in_backends && kfm__backend_known(tok)) {
         rc = config_add_backend(&tmp, tok, errbuf, errlen);
@@ -272,6 +306,7 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
       break;
     }
     in_backends = strcmp(key, "backends") == 0;
+    in_events = strcmp(key, "events") == 0;
   }
   free(copy);
   if (rc == 0) {
@@ -298,7 +333,8 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
   }
   if (memchr(cfg->backends, '\0', sizeof cfg->backends) == NULL ||
       memchr(cfg->output, '\0', sizeof cfg->output) == NULL ||
-      memchr(cfg->proc_root, '\0', sizeof cfg->proc_root) == NULL) {
+      memchr(cfg->proc_root, '\0', sizeof cfg->proc_root) == NULL ||
+      memchr(cfg->events, '\0', sizeof cfg->events) == NULL) {
     snprintf(err, len, "a string field of the config is not NUL-terminated");
     return KFM_EINVAL;
   }

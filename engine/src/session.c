@@ -704,6 +704,7 @@ static int session_open_backends(kfm_session_t *s) {
     }
     char err[200] = "";
     struct kfm__backend_ctx ctx = {.level = s->cfg.level, .proc_root = s->cfg.proc_root,
+                                   .events = s->cfg.events,
                                    .errbuf = err, .errlen = sizeof err};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||

@@ -26,6 +26,12 @@ static void test_issue_example(void) {
   CU_ASSERT_DOUBLE_EQUAL(c.rate_hz, 1000, 0);
   CU_ASSERT_STRING_EQUAL(c.backends, "proc,papi");
   CU_ASSERT_STRING_EQUAL(c.output, "profile.json");
+  rc = kfm_config_parse(&c, "events=perf::TASK-CLOCK,perf::PAGE-FAULTS+PAPI_TOT_INS,rate=5", err,
+                        sizeof err);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT_STRING_EQUAL(c.events, "perf::TASK-CLOCK,perf::PAGE-FAULTS,PAPI_TOT_INS");
+  CU_ASSERT_EQUAL(kfm_config_parse(&c, "events=", err, sizeof err), KFM_EBADVALUE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "events"));
   rc = kfm_config_parse(&c, " level = Detailed , backends=proc+clock , trace=off, rate=off", err,
                         sizeof err);
   CU_ASSERT_EQUAL_FATAL(rc, 0);

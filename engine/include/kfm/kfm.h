@@ -103,6 +103,7 @@ typedef struct kfm_config {
   uint32_t trace_ring; /**< per-thread trace ring, events (default 16384) */
   uint32_t trace_events; /**< session trace storage, events (default 262144) */
   int sampler_cpu;     /**< CPU the sampler is pinned to; -1 = not pinned */
+  char events[512];    /**< hardware/software counter events, comma list; empty = level default */
 } kfm_config_t;
 
 KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
@@ -111,7 +112,8 @@ KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
  * Apply "key=value,key=value" to cfg.  Keys: level (basic|standard|detailed|
  * comprehensive), rate (Hz, 0 = level default, off = no sampler), backends
  * (names separated by ',' or '+'; a bare word after backends= that is a
- * backend name continues the list), output, proc_root, trace (on|off|auto),
+ * backend name continues the list), events (counter names separated by ',' or
+ * '+'; bare words after events= continue it), output, proc_root, trace (on|off|auto),
  * max_nodes, max_threads, samples, trace_ring, trace_events, sampler_cpu.
  * On error returns KFM_EBADKEY / KFM_EBADVALUE / KFM_ECONFIG and writes a
  * message naming the key, the value and the accepted values into errbuf.
