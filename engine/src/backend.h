@@ -44,7 +44,10 @@ struct kfm__backend_ctx {
   const char *events;    /**< counter events the user asked for (comma list), "" for defaults */
   char *errbuf;          /**< open writes why it failed here */
   size_t errlen;
-  /* Filled by open.  Arrays must outlive the session (static const). */
+  char *note;            /**< open may write one line shown as the backend's status */
+  size_t notelen;        /**< (e.g. which event set was chosen and why) */
+  /* Filled by open.  Arrays and their strings must stay valid until close
+   * (static const, or kept in the backend's session state). */
   unsigned n_transition; /**< values read writes at each transition */
   const struct kfm__metric_def *transition;
   unsigned n_sample; /**< values sample writes at each sampler tick */
@@ -77,6 +80,21 @@ struct kfm__backend {
   void (*sample)(void *state, uint64_t *out);
   /** Per-session tear-down.  May be NULL. */
   void (*close)(void *state);
+
+  /* Hooks added in ABI 1 for counter, topology and GPU backends.  All may be NULL. */
+
+  /** Hot path, after read at enter / before read at exit, with the node id
+   * (e.g. CUPTI pushes / pops an external correlation id).  No allocation, no lock. */
+  void (*enter)(void *state, void *tstate, uint32_t node);
+  void (*exit)(void *state, void *tstate, uint32_t node);
+  /** At stop, before the export: deliver buffered data (e.g. CUPTI activity flush). */
+  void (*flush)(void *state);
+  /** Write one JSON value (object) describing what the backend found and
+   * measured beyond its metrics (topology, chosen events, per-kernel tables
+   * keyed by node id).  file is a FILE*.  Called by export and report. */
+  void (*export_json)(void *state, void *file);
+  /** Bind the calling thread to logical CPU cpu (the sampler uses it).  0 or KFM_E*. */
+  int (*bind_thread)(void *state, int cpu);
 };
 
 /** NULL-terminated builtin list (backends.c). */

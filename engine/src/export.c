@@ -64,7 +64,22 @@ static void json_metrics(FILE *f, const kfm_metric_info_t *m, size_t n) {
   fputc(']', f);
 }
 
-static void json_write(FILE *f, const kfm_report_t *r) {
+/* "backend_info": {"name": {...}, ...} from the backends' export_json hooks. */
+static void json_backend_info(FILE *f, kfm_session_t *s) {
+  fputs(",\"backend_info\":{", f);
+  int first = 1;
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    const struct kfm__backend_use *u = &s->be[i];
+    if (u->ops->export_json) {
+      fprintf(f, "%s\"%s\":", first ? "" : ",", u->ops->name);
+      u->ops->export_json(u->state, f);
+      first = 0;
+    }
+  }
+  fputc('}', f);
+}
+
+static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   const kfm_summary_t *s = &r->sum;
   fprintf(f, "{\"schema\":\"kfm.profile\",\"schema_version\":%d,\"kfm_version\":\"%s\",",
           KFM_SCHEMA_VERSION, KFM_VERSION_STRING);
@@ -173,7 +188,35 @@ static void json_write(FILE *f, const kfm_report_t *r) {
     }
     fputs("]}", f);
   }
-  fputs("]}\n", f);
+  fputc(']', f);
+  json_backend_info(f, ses);
+  fputs("}\n", f);
+}
+
+int kfm_session_backend_json(kfm_session_t *s, const char *backend, char **json) {
+  if (s == NULL || backend == NULL || json == NULL) {
+    return KFM_EINVAL;
+  }
+  *json = NULL;
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    const struct kfm__backend_use *u = &s->be[i];
+    if (strcmp(u->ops->name, backend) == 0 && u->ops->export_json) {
+      size_t len = 0;
+      FILE *f = open_memstream(json, &len);
+      if (f == NULL) {
+        return KFM_ENOMEM;
+      }
+      u->ops->export_json(u->state, f);
+      if (fclose(f) != 0) {
+        free(*json);
+        *json = NULL;
+        return KFM_ENOMEM;
+      }
+      return 0;
+    }
+  }
+  return kfm__err(s, KFM_EBACKEND, "backend '%s' is not enabled in this session or has no "
+                                   "description", backend);
 }
 
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path) {
@@ -189,7 +232,7 @@ int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path) 
     free(tmp);
     return kfm__err(s, KFM_EIO, "export: cannot write '%s': %s", path, strerror(e));
   }
-  json_write(f, r);
+  json_write(f, s, r);
   int bad = ferror(f);
   int e = errno;
   if (fclose(f) != 0 && !bad) {

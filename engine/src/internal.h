@@ -168,6 +168,8 @@ struct kfm_session {
 
   /* metrics and backends */
   unsigned nbackends;
+  unsigned nhook_enter, nhook_exit; /* backends with enter / exit hooks */
+  uint8_t hook_enter[KFM__MAX_BACKENDS], hook_exit[KFM__MAX_BACKENDS];
   unsigned nbstat;
   struct kfm__bstat bstat[KFM__MAX_BSTAT];
   struct kfm__backend_use be[KFM__MAX_BACKENDS];
@@ -232,6 +234,12 @@ int kfm__backend_status(size_t i, const char **reason);
 
 /* session.c */
 struct kfm__thread *kfm__thread_attach(kfm_session_t *s);
+/* The session the calling thread last made a transition in (still live and
+ * running) and its innermost node there (KFM__NONE outside every node).
+ * For runtime tools (OMPT) that must find the encountering thread's node. */
+int kfm__tls_current(kfm_session_t **s, uint64_t *uid, uint32_t *node);
+/* Whether the session with that uid is still live; if so, *s is it. */
+int kfm__session_live(uint64_t uid, kfm_session_t *s);
 static inline struct kfm__agg *kfm__agg_at(const kfm_session_t *s, struct kfm__agg *block,
                                            uint32_t id) {
   return (struct kfm__agg *)((char *)block + (size_t)(id % KFM__BLOCK_NODES) * s->agg_size);

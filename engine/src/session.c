@@ -481,6 +481,10 @@ int kfm_enter(kfm_session_t *s, kfm_node_id_t id) {
       f->peak = r;
     }
   }
+  for (unsigned i = 0; i < s->nhook_enter; i++) {
+    const struct kfm__backend_use *u = &s->be[s->hook_enter[i]];
+    u->ops->enter(u->state, t->bstate[s->hook_enter[i]], id);
+  }
   KFM__ST(t->ids[top], id);
   atomic_store_explicit(&t->depth, top + 1, memory_order_release);
   KFM__ST(t->current, id);
@@ -530,6 +534,10 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
   }
   struct kfm__frame *f = &t->stack[top];
   uint64_t dt = t1 - f->t0;
+  for (unsigned i = 0; i < s->nhook_exit; i++) {
+    const struct kfm__backend_use *u = &s->be[s->hook_exit[i]];
+    u->ops->exit(u->state, t->bstate[s->hook_exit[i]], id);
+  }
   struct kfm__agg *blk = atomic_load_explicit(&t->blocks[id / KFM__BLOCK_NODES],
                                               memory_order_relaxed);
   if (KFM__UNLIKELY(blk == NULL)) {
@@ -597,6 +605,47 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
   if (s->trace) {
     ring_push(&t->ring, t1, id, t->index, KFM_EVENT_EXIT, end, nm);
   }
+  return 0;
+}
+
+int kfm__tls_current(kfm_session_t **s, uint64_t *uid, uint32_t *node) {
+  struct kfm__thread *t = tls_cache.t;
+  if (tls_cache.s == NULL || t == NULL) {
+    return 0;
+  }
+  *s = tls_cache.s;
+  *uid = tls_cache.uid;
+  *node = t->top > 0 ? t->stack[t->top - 1].node : KFM__NONE;
+  return 1;
+}
+
+int kfm__session_live(uint64_t uid, kfm_session_t *s) {
+  pthread_mutex_lock(&live_lock);
+  int i = live_find(uid);
+  int ok = i >= 0 && live[i] == s;
+  pthread_mutex_unlock(&live_lock);
+  return ok;
+}
+
+int kfm_current_node(kfm_session_t *s, kfm_node_id_t *id) {
+  if (s == NULL || id == NULL) {
+    return KFM_EINVAL;
+  }
+  struct kfm__thread *t = NULL;
+  if (tls_cache.s == s && tls_cache.uid == s->uid) {
+    t = tls_cache.t;
+  } else {
+    for (struct kfm__link *l = tls_links; l; l = l->next) {
+      if (l->s == s && l->uid == s->uid) {
+        t = l->t;
+      }
+    }
+  }
+  if (t == NULL || t->top == 0) {
+    *id = KFM_NODE_ROOT;
+    return KFM_ENOTENTERED;
+  }
+  *id = t->stack[t->top - 1].node;
   return 0;
 }
 
@@ -702,10 +751,10 @@ static int session_open_backends(kfm_session_t *s) {
     if (b->state_size && u->state == NULL) {
       return KFM_ENOMEM;
     }
-    char err[200] = "";
+    char err[200] = "", note[200] = "";
     struct kfm__backend_ctx ctx = {.level = s->cfg.level, .proc_root = s->cfg.proc_root,
-                                   .events = s->cfg.events,
-                                   .errbuf = err, .errlen = sizeof err};
+                                   .events = s->cfg.events, .errbuf = err, .errlen = sizeof err,
+                                   .note = note, .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||
                     s->ns + ctx.n_sample > KFM__MAX_METRICS)) {
@@ -720,7 +769,13 @@ static int session_open_backends(kfm_session_t *s) {
       continue;
     }
     st->enabled = 1;
-    snprintf(st->reason, sizeof st->reason, "%s", reason);
+    snprintf(st->reason, sizeof st->reason, "%s%s%s", reason, note[0] ? "; " : "", note);
+    if (b->enter) {
+      s->hook_enter[s->nhook_enter++] = (uint8_t)s->nbackends;
+    }
+    if (b->exit) {
+      s->hook_exit[s->nhook_exit++] = (uint8_t)s->nbackends;
+    }
     u->t_off = s->nm;
     u->n_t = ctx.n_transition;
     u->s_off = s->ns;
@@ -976,6 +1031,11 @@ int kfm_session_stop(kfm_session_t *s) {
                     expect == KFM__CREATED ? "not started" : "already stopped");
   }
   kfm__sampler_stop(s);
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    if (s->be[i].ops->flush) {
+      s->be[i].ops->flush(s->be[i].state);
+    }
+  }
   kfm__clock_pair(&s->t_stop, &s->ns_stop);
   kfm__drain_all(s, 1);
   if (s->cfg.output[0]) {

@@ -168,6 +168,13 @@ KFM_EXPORT int kfm_exit(kfm_session_t *s, kfm_node_id_t id);
 /** Convenience forms: register (or look up) the name, then enter/exit. */
 KFM_EXPORT int kfm_enter_name(kfm_session_t *s, const char *name);
 KFM_EXPORT int kfm_exit_name(kfm_session_t *s, const char *name);
+/**
+ * Innermost open node of the calling thread: 0, or KFM_ENOTENTERED with *id
+ * KFM_NODE_ROOT outside every node.  With kfm_enter on worker threads this
+ * is the portable way to attribute parallel work (e.g. OpenMP on libgomp,
+ * which has no OMPT) to the node that spawned it.
+ */
+KFM_EXPORT int kfm_current_node(kfm_session_t *s, kfm_node_id_t *id);
 /** Depth of the calling thread's node stack (0 when outside every node). */
 KFM_EXPORT int kfm_depth(kfm_session_t *s);
 
@@ -258,7 +265,11 @@ typedef struct kfm_summary {
   double tsc_ghz;          /**< calibrated TSC frequency (0 without TSC) */
 } kfm_summary_t;
 
-/** Merge every thread's aggregates into a snapshot.  Free with kfm_report_free. */
+/**
+ * Merge every thread's aggregates into a snapshot.  Free with
+ * kfm_report_free, before the session is destroyed: metric and backend names
+ * in it point into the session.
+ */
 KFM_EXPORT int kfm_session_report(kfm_session_t *s, kfm_report_t **out);
 KFM_EXPORT void kfm_report_free(kfm_report_t *r);
 KFM_EXPORT void kfm_report_summary(const kfm_report_t *r, kfm_summary_t *out);
@@ -282,6 +293,14 @@ KFM_EXPORT size_t kfm_report_sample_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out);
 KFM_EXPORT size_t kfm_report_event_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out);
+
+/**
+ * What a backend found beyond its metrics (topology, chosen counter events,
+ * GPU kernel tables keyed by node id), as one JSON object in a string the
+ * caller frees with kfm_free.  KFM_EBACKEND if the backend
+ * is not enabled in s or has nothing to describe.
+ */
+KFM_EXPORT int kfm_session_backend_json(kfm_session_t *s, const char *backend, char **json);
 
 /** Names of the builtin backends and whether each is available here. */
 KFM_EXPORT size_t kfm_backend_count(void);
