@@ -42,6 +42,8 @@ struct kfm__backend_ctx {
   kfm_level_t level;     /**< the session's level */
   const char *proc_root; /**< prefix for /proc paths, "" for the real one */
   const char *events;    /**< counter events the user asked for (comma list), "" for defaults */
+  double rate_hz;        /**< the session's sampler rate, 0 without a sampler */
+  const char *selected;  /**< comma list of the backends this session opens */
   char *errbuf;          /**< open writes why it failed here */
   size_t errlen;
   char *note;            /**< open may write one line shown as the backend's status */

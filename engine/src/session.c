@@ -722,16 +722,31 @@ static int list_has(const char *list, const char *name) {
   return 0;
 }
 
+static int session_wants(const kfm_session_t *s, const struct kfm__backend *b) {
+  const char *want = s->cfg.backends;
+  return want[0] ? (list_has(want, b->name) || (b->caps & KFM_CAP_CLOCK))
+                 : b->min_level <= s->cfg.level;
+}
+
 static int session_open_backends(kfm_session_t *s) {
   const char *want = s->cfg.backends;
+  /* Backends see which others open, e.g. proc leaves thread CPU to papi. */
+  char selected[256] = "";
+  for (size_t i = 0; kfm__builtin_backends[i]; i++) {
+    const char *why;
+    if (session_wants(s, kfm__builtin_backends[i]) && kfm__backend_status(i, &why)) {
+      size_t u = strlen(selected);
+      snprintf(selected + u, sizeof selected - u, "%s%s", u ? "," : "",
+               kfm__builtin_backends[i]->name);
+    }
+  }
   for (size_t i = 0; kfm__builtin_backends[i]; i++) {
     const struct kfm__backend *b = kfm__builtin_backends[i];
     struct kfm__bstat *st = &s->bstat[s->nbstat++];
     st->name = b->name;
     const char *reason;
     st->available = kfm__backend_status(i, &reason);
-    int wanted = want[0] ? (list_has(want, b->name) || (b->caps & KFM_CAP_CLOCK))
-                         : b->min_level <= s->cfg.level;
+    int wanted = session_wants(s, b);
     if (!wanted) {
       snprintf(st->reason, sizeof st->reason, "%s (not selected at level %s)", reason,
                kfm_level_name(s->cfg.level));
@@ -753,7 +768,8 @@ static int session_open_backends(kfm_session_t *s) {
     }
     char err[200] = "", note[200] = "";
     struct kfm__backend_ctx ctx = {.level = s->cfg.level, .proc_root = s->cfg.proc_root,
-                                   .events = s->cfg.events, .errbuf = err, .errlen = sizeof err,
+                                   .events = s->cfg.events, .rate_hz = s->rate_hz,
+                                   .selected = selected, .errbuf = err, .errlen = sizeof err,
                                    .note = note, .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||

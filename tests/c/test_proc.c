@@ -458,6 +458,8 @@ static void test_metric_lists(void) {
       {"proc.cpu", "ns", KFM_METRIC_COUNTER},
       {"proc.net_rx", "bytes", KFM_METRIC_COUNTER},
       {"proc.net_tx", "bytes", KFM_METRIC_COUNTER},
+      {"proc.io_read", "bytes", KFM_METRIC_COUNTER},
+      {"proc.io_write", "bytes", KFM_METRIC_COUNTER},
   };
   static const kfm_level_t levels[] = {KFM_LEVEL_BASIC, KFM_LEVEL_STANDARD, KFM_LEVEL_DETAILED,
                                        KFM_LEVEL_COMPREHENSIVE};
@@ -477,7 +479,7 @@ static void test_metric_lists(void) {
       break;
     default:
       check_defs(s.ctx.transition, s.ctx.n_transition, trans, 11);
-      check_defs(s.ctx.sample, s.ctx.n_sample, samp, 4);
+      check_defs(s.ctx.sample, s.ctx.n_sample, samp, 6);
       break;
     }
     sess_close(&s);
@@ -548,9 +550,59 @@ static void test_fixture_detailed(void) {
     CU_ASSERT_EQUAL(smp[sidx(&s, "proc.cpu")], ticks_ns(250 + 150));
     CU_ASSERT_EQUAL(smp[sidx(&s, "proc.net_rx")], 1000u + 123456u + 40u + 10000000000u);
     CU_ASSERT_EQUAL(smp[sidx(&s, "proc.net_tx")], 1000u + 654321u + 80u + 20000000000u);
-    CU_ASSERT_EQUAL(smp[4], UINT64_MAX);
+    /* Process I/O bytes (rchar/wchar of proc/self/io), not the thread's. */
+    CU_ASSERT_EQUAL(smp[sidx(&s, "proc.io_read")], 1048576);
+    CU_ASSERT_EQUAL(smp[sidx(&s, "proc.io_write")], 524288);
+    CU_ASSERT_EQUAL(smp[6], UINT64_MAX);
     sess_close(&s);
   }
+}
+
+/* COMPREHENSIVE with a sampler: process values come from the sampler's
+ * cache (filled at open, refreshed by sample), thread values from getrusage
+ * or, when papi is selected, not from proc at all. */
+static void test_sampled_modes(void) {
+  char root[PATH_MAX];
+  uint64_t out[16], smp[16];
+  struct sess s;
+  fixture_path(root, sizeof root, "proc_b");
+  static const char *const selected[] = {"clock,proc", "clock,proc,papi"};
+  for (int k = 0; k < 2; k++) {
+    memset(&s, 0, sizeof s);
+    s.st = calloc(1, B.state_size);
+    s.ts = calloc(1, B.thread_state_size);
+    char note[256] = "";
+    s.ctx.level = KFM_LEVEL_COMPREHENSIVE;
+    s.ctx.proc_root = root;
+    s.ctx.errbuf = s.err;
+    s.ctx.errlen = sizeof s.err;
+    s.ctx.note = note;
+    s.ctx.notelen = sizeof note;
+    s.ctx.rate_hz = 1000;
+    s.ctx.selected = selected[k];
+    CU_ASSERT_EQUAL_FATAL(B.open(s.st, &s.ctx), 0);
+    CU_ASSERT_EQUAL(B.thread_open(s.st, s.ts), 0);
+    s.thread_opened = 1;
+    CU_ASSERT_PTR_NOT_NULL(strstr(note, "sampler's latest values (1000 Hz)"));
+    CU_ASSERT_EQUAL(s.ctx.n_transition, k == 0 ? 11u : 5u);
+    CU_ASSERT_EQUAL(find_def(s.ctx.transition, s.ctx.n_transition, "proc.cpu_user") >= 0, k == 0);
+    memset(out, 0xff, sizeof out);
+    B.read(s.st, s.ts, out);
+    CU_ASSERT_EQUAL(out[tidx(&s, "proc.rss")], 1500 * page_size);
+    /* The process's bytes (proc/self/io), not the thread's (thread-self/io). */
+    CU_ASSERT_EQUAL(out[tidx(&s, "proc.io_read")], 1048576);
+    CU_ASSERT_EQUAL(out[tidx(&s, "proc.io_write")], 524288);
+    CU_ASSERT_EQUAL(out[tidx(&s, "proc.net_rx")], 1000u + 123456u + 40u + 10000000000u);
+    CU_ASSERT_EQUAL(out[s.ctx.n_transition], UINT64_MAX);
+    B.sample(s.st, smp);
+    CU_ASSERT_EQUAL(smp[sidx(&s, "proc.rss")], 1500 * page_size);
+    sess_close(&s);
+  }
+  /* Without a sampler the cache would never move: exact reads instead. */
+  CU_ASSERT_EQUAL_FATAL(sess_open(&s, KFM_LEVEL_COMPREHENSIVE, root, 1), 0);
+  B.read(s.st, s.ts, out);
+  CU_ASSERT_EQUAL(out[tidx(&s, "proc.io_read")], 111111);
+  sess_close(&s);
 }
 
 static void test_fixture_captured(void) {
@@ -617,7 +669,7 @@ static void test_degrade_partial(void) {
   fixture_path(root, sizeof root, "proc_b/partial");
   CU_ASSERT_EQUAL_FATAL(sess_open(&s, KFM_LEVEL_DETAILED, root, 1), 0);
   CU_ASSERT_EQUAL(s.ctx.n_transition, 11);
-  CU_ASSERT_EQUAL(s.ctx.n_sample, 4);
+  CU_ASSERT_EQUAL(s.ctx.n_sample, 6);
   B.read(s.st, s.ts, out);
   CU_ASSERT_EQUAL(out[tidx(&s, "proc.rss")], 2500 * page_size);
   CU_ASSERT_EQUAL(out[tidx(&s, "proc.io_read")], 0);
@@ -960,6 +1012,7 @@ int main(void) {
       !CU_add_test(backend, "standard exact values", test_fixture_standard) ||
       !CU_add_test(backend, "detailed exact values", test_fixture_detailed) ||
       !CU_add_test(backend, "captured tree exact values", test_fixture_captured) ||
+      !CU_add_test(backend, "COMPREHENSIVE sampled modes", test_sampled_modes) ||
       !CU_add_test(backend, "nonexistent root: KFM_EIO naming the path",
                    test_open_nonexistent_root) ||
       !CU_add_test(backend, "malformed statm: KFM_EIO", test_open_malformed_statm) ||
