@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -51,7 +52,9 @@ static int kk_ms_valid(double ms) {
 /* The spin's result is stored here so the arithmetic has an observable effect
  * and cannot be deleted.  Racy stores from several threads are harmless: only
  * the act of storing matters, never the value. */
-static volatile uint64_t kk_sink;
+/* Keeps the busy loop's result alive; busy threads run concurrently, so
+ * the store is atomic (relaxed) rather than a racy volatile. */
+static _Atomic uint64_t kk_sink;
 
 int kfmk_busy_ms(double ms) {
   if (!kk_ms_valid(ms))
@@ -69,7 +72,7 @@ int kfmk_busy_ms(double ms) {
       x ^= x << 17;
       x *= 0x9E3779B97F4A7C15ull;
     }
-    kk_sink = x;
+    atomic_store_explicit(&kk_sink, x, memory_order_relaxed);
   }
   return 0;
 }

@@ -29,7 +29,7 @@ void kfm_config_init(kfm_config_t *cfg) {
   cfg->abi = KFM_CONFIG_ABI;
   cfg->level = KFM_LEVEL_BASIC;
   cfg->trace = -1;
-  cfg->sampler_cpu = -1;
+  cfg->sampler_cpu = KFM_SAMPLER_CPU_AUTO;
 }
 
 int kfm__backend_known(const char *name) {
@@ -208,14 +208,18 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
   }
   if (strcmp(key, "sampler_cpu") == 0) {
     if (strcmp(v, "-1") == 0 || strcmp(v, "none") == 0) {
-      cfg->sampler_cpu = -1;
+      cfg->sampler_cpu = KFM_SAMPLER_CPU_NONE;
+      return 0;
+    }
+    if (strcmp(v, "auto") == 0) {
+      cfg->sampler_cpu = KFM_SAMPLER_CPU_AUTO;
       return 0;
     }
     if (config_u32(v, 0, 4095, &u) == 0) {
       cfg->sampler_cpu = (int)u;
       return 0;
     }
-    snprintf(err, len, "sampler_cpu: bad value '%s' (accepted: a CPU number from 0 to 4095, or none)",
+    snprintf(err, len, "sampler_cpu: bad value '%s' (accepted: a CPU number from 0 to 4095, auto, or none)",
              v);
     return KFM_EBADVALUE;
   }

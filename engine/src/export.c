@@ -99,7 +99,8 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   json_num(f, s->sampler_cpu_ns);
   fputs(",\"sampler_late_p99_ns\":", f);
   json_num(f, s->sampler_late_p99_ns);
-  fprintf(f, ",\"sampler_missed\":%llu", (unsigned long long)s->sampler_missed);
+  fprintf(f, ",\"sampler_missed\":%llu,\"sampler_bound_cpu\":%d,\"sampler_rebinds\":%u",
+          (unsigned long long)s->sampler_missed, s->sampler_bound_cpu, s->sampler_rebinds);
   fputs("},\"backends\":[", f);
   for (size_t i = 0; i < r->nb; i++) {
     fputs(i ? ",{\"name\":" : "{\"name\":", f);
@@ -130,8 +131,21 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
       fprintf(f, ",\"%s\":", kv[k].k);
       json_num(f, kv[k].v);
     }
-    fprintf(f, ",\"samples\":%llu,\"samples_any\":%llu,\"metrics\":{",
-            (unsigned long long)n->samples, (unsigned long long)n->samples_any);
+    fprintf(f, ",\"samples\":%llu,\"samples_any\":%llu", (unsigned long long)n->samples,
+            (unsigned long long)n->samples_any);
+    if (n->ncpus) {
+      /* Where the node ran: {"cpu": thread-samples}, CPUs it was seen on only. */
+      fputs(",\"cpus\":{", f);
+      int first = 1;
+      for (uint32_t c = 0; c < n->ncpus; c++) {
+        if (n->cpu_samples[c]) {
+          fprintf(f, "%s\"%u\":%u", first ? "" : ",", c, n->cpu_samples[c]);
+          first = 0;
+        }
+      }
+      fprintf(f, "},\"migrations\":%llu", (unsigned long long)n->migrations);
+    }
+    fputs(",\"metrics\":{", f);
     for (size_t m = 0; m < r->nm; m++) {
       fputs(m ? "," : "", f);
       json_str(f, r->metrics[m].name);
@@ -171,7 +185,8 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
     }
     fputs("],\"active\":[", f);
     for (uint32_t j = r->sfirst[i]; j < r->sfirst[i + 1]; j++) {
-      fprintf(f, "%s[%u,%u]", j > r->sfirst[i] ? "," : "", r->athread[j], r->anode[j]);
+      fprintf(f, "%s[%u,%u,%d]", j > r->sfirst[i] ? "," : "", r->athread[j], r->anode[j],
+              r->acpu[j]);
     }
     fputs("]}", f);
   }

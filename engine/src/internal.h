@@ -119,6 +119,12 @@ struct kfm__thread {
   _Atomic int32_t depth;    /* published stack depth, read by the sampler */
   _Atomic uint32_t ids[KFM_STACK_MAX];
   _Atomic uint64_t peak_rss; /* raised by the sampler, consumed at transitions */
+  /* The kernel keeps this thread's CPU number here (its rseq area), readable
+   * from the sampler for free; NULL where rseq is not registered. */
+  const uint32_t *rseq_cpu;
+  _Atomic int32_t cpu; /* fallback: sched_getcpu() stored at each enter */
+  int32_t seen_cpu;     /* sampler-private: CPU at the previous sample */
+  uint32_t seen_node;   /* sampler-private: innermost node at the previous sample */
   pid_t tid;
   int top; /* owner's private stack depth */
   uint32_t last_root;
@@ -200,6 +206,7 @@ struct kfm_session {
   pthread_t sampler;
   int sampler_running;
   _Atomic int sampler_stop;
+  _Atomic int in_tick; /* the sampler is reading slots: retire waits (see sampler.c) */
   int timerfd;
   uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
   _Atomic uint64_t sampler_cpu_ns;
@@ -214,6 +221,15 @@ struct kfm_session {
   _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
   _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
   _Atomic uint32_t late_hist[KFM__HIST_BUCKETS]; /* wake lateness, ns */
+  /* CPU locations (COMPREHENSIVE): per node and CPU, thread-samples. */
+  int track_cpu;
+  uint32_t ncpus;
+  _Atomic uint32_t *node_cpu;        /* [max_nodes][ncpus] */
+  _Atomic uint64_t *node_migrations; /* [max_nodes] */
+  int32_t *act_cpu;                  /* [pair capacity] */
+  uint64_t *cpu_use;                 /* [ncpus] sampler-private, this binding window */
+  _Atomic int32_t sampler_bound;
+  _Atomic uint32_t sampler_rebinds;
 
   /* trace storage, filled by draining the rings */
   pthread_mutex_t drain_lock;

@@ -119,8 +119,9 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
   r->nodes = calloc(nn ? nn : 1, sizeof *r->nodes);
   r->mvals = calloc((size_t)(nn ? nn : 1) * 2 * (nm ? nm : 1), sizeof *r->mvals);
   r->names = calloc(nn ? nn : 1, sizeof *r->names);
+  r->cpu_counts = calloc((size_t)(nn ? nn : 1) * (s->ncpus ? s->ncpus : 1), sizeof *r->cpu_counts);
   uint64_t *active = calloc(nn ? nn : 1, sizeof *active);
-  if (!merged || !r->nodes || !r->mvals || !r->names || !active) {
+  if (!merged || !r->nodes || !r->mvals || !r->names || !active || !r->cpu_counts) {
     free(merged);
     free(active);
     return KFM_ENOMEM;
@@ -192,6 +193,15 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
       o->p90_ns = report_percentile(a, 0.90) * npt;
       o->p99_ns = report_percentile(a, 0.99) * npt;
       o->samples = KFM__LD(s->node_samples[id]);
+      if (s->track_cpu) {
+        o->ncpus = s->ncpus;
+        uint32_t *cs = r->cpu_counts + k * s->ncpus;
+        for (uint32_t c = 0; c < s->ncpus; c++) {
+          cs[c] = KFM__LD(s->node_cpu[(size_t)id * s->ncpus + c]);
+        }
+        o->cpu_samples = cs;
+        o->migrations = KFM__LD(s->node_migrations[id]);
+      }
       o->samples_any = KFM__LD(s->node_samples_any[id]);
       if (s->rss_index >= 0 || s->srss_index >= 0) {
         uint64_t p = KFM__LD(a->peak_rss), q = KFM__LD(s->node_sample_peak[id]);
@@ -226,7 +236,8 @@ static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
   r->sfirst = malloc((n + 1) * sizeof *r->sfirst);
   r->athread = malloc((npairs ? npairs : 1) * sizeof *r->athread);
   r->anode = malloc((npairs ? npairs : 1) * sizeof *r->anode);
-  if (!r->st || !r->svals || !r->sfirst || !r->athread || !r->anode) {
+  r->acpu = malloc((npairs ? npairs : 1) * sizeof *r->acpu);
+  if (!r->st || !r->svals || !r->sfirst || !r->athread || !r->anode || !r->acpu) {
     return KFM_ENOMEM;
   }
   for (size_t i = 0; i < n; i++) {
@@ -238,6 +249,7 @@ static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
   memcpy(r->sfirst, s->sample_first, (n + 1) * sizeof *r->sfirst);
   memcpy(r->athread, s->act_thread, npairs * sizeof *r->athread);
   memcpy(r->anode, s->act_node, npairs * sizeof *r->anode);
+  memcpy(r->acpu, s->act_cpu, npairs * sizeof *r->acpu);
   return 0;
 }
 
@@ -320,6 +332,8 @@ static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
     }
   }
   o->clock = kfm__clock_use_tsc ? "tsc" : "clock_gettime";
+  o->sampler_bound_cpu = KFM__LD(s->sampler_bound);
+  o->sampler_rebinds = KFM__LD(s->sampler_rebinds);
   o->tsc_ghz = kfm__clock_use_tsc ? 1.0 / npt : 0;
 }
 
@@ -402,6 +416,8 @@ void kfm_report_free(kfm_report_t *r) {
   free(r->sfirst);
   free(r->athread);
   free(r->anode);
+  free(r->acpu);
+  free(r->cpu_counts);
   free(r->events);
   free(r->evals);
   free(r);
@@ -507,6 +523,7 @@ int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out) {
   out->nactive = r->sfirst[i + 1] - r->sfirst[i];
   out->threads = r->athread + r->sfirst[i];
   out->nodes = r->anode + r->sfirst[i];
+  out->cpus = r->acpu + r->sfirst[i];
   return 0;
 }
 

@@ -22,6 +22,8 @@ struct kfm_report {
   size_t nsamples;
   double *st, *svals;
   uint32_t *sfirst, *athread, *anode;
+  int32_t *acpu;
+  uint32_t *cpu_counts; /* [nnodes][ncpus] */
   size_t nevents;
   kfm_event_t *events;
   double *evals;

@@ -50,16 +50,37 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
    * bounded arrays and are kept even when storage is full. */
   int store = i < s->cfg.samples && s->act_used + nslots <= s->act_cap;
   uint32_t nn = s->cfg.max_nodes;
+  /* Dekker handshake with thread_retire: announce the tick, then look at
+   * each slot's state, both seq_cst, so a retiring thread either is seen as
+   * free here or waits until this tick is over before its rseq area dies. */
+  atomic_store(&s->in_tick, 1);
   for (uint32_t j = 0; j < nslots; j++) {
     struct kfm__thread *t = s->slots[j];
-    if (KFM__LD(t->state) != KFM__SLOT_LIVE) {
+    if (atomic_load(&t->state) != KFM__SLOT_LIVE) {
       continue;
     }
     int32_t d = atomic_load_explicit(&t->depth, memory_order_acquire);
     uint32_t cur = KFM__LD(t->current);
     if (d <= 0 || cur >= nn) {
+      t->seen_node = KFM__NONE;
       continue;
     }
+    int32_t cpu = t->rseq_cpu ? (int32_t)__atomic_load_n(t->rseq_cpu, __ATOMIC_RELAXED)
+                              : KFM__LD(t->cpu);
+    if (cpu >= 0 && (uint32_t)cpu < s->ncpus) {
+      s->cpu_use[cpu]++;
+      if (s->track_cpu) {
+        _Atomic uint32_t *c = &s->node_cpu[(size_t)cur * s->ncpus + (uint32_t)cpu];
+        KFM__ST(*c, KFM__LD(*c) + 1);
+        if (t->seen_node == cur && t->seen_cpu >= 0 && t->seen_cpu != cpu) {
+          KFM__ST(s->node_migrations[cur], KFM__LD(s->node_migrations[cur]) + 1);
+        }
+      }
+    } else {
+      cpu = -1;
+    }
+    t->seen_cpu = cpu;
+    t->seen_node = cur;
     KFM__ST(s->node_samples[cur], KFM__LD(s->node_samples[cur]) + 1);
     for (int32_t k = 0; k < d && k < KFM_STACK_MAX; k++) {
       uint32_t id = KFM__LD(t->ids[k]);
@@ -76,9 +97,11 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
     if (store) {
       s->act_thread[s->act_used] = j;
       s->act_node[s->act_used] = cur;
+      s->act_cpu[s->act_used] = cpu;
       s->act_used++;
     }
   }
+  atomic_store(&s->in_tick, 0);
   if (!store) {
     KFM__ST(s->samples_dropped, KFM__LD(s->samples_dropped) + 1);
     return;
@@ -91,16 +114,55 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
   atomic_store_explicit(&s->nsamples, i + 1, memory_order_release);
 }
 
+/* Binds the sampler thread, through a topology backend when one is enabled. */
+static int sampler_bind(kfm_session_t *s, int cpu) {
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    if (s->be[i].ops->bind_thread) {
+      return s->be[i].ops->bind_thread(s->be[i].state, cpu);
+    }
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : KFM_EINVAL;
+}
+
+/*
+ * Automatic placement: every half second of ticks, move the sampler to the
+ * allowed CPU on which profiled threads were seen least, so its wakes steal
+ * the least from them.  Nothing moves while no profiled thread was seen.
+ */
+static void sampler_rebind(kfm_session_t *s, const cpu_set_t *allowed) {
+  uint64_t seen = 0, best = UINT64_MAX;
+  int pick = -1;
+  for (uint32_t c = 0; c < s->ncpus; c++) {
+    seen += s->cpu_use[c];
+    if (CPU_ISSET(c, allowed) && s->cpu_use[c] < best) {
+      best = s->cpu_use[c];
+      pick = (int)c;
+    }
+  }
+  if (seen && pick >= 0 && pick != KFM__LD(s->sampler_bound) && sampler_bind(s, pick) == 0) {
+    KFM__ST(s->sampler_bound, pick);
+    KFM__ST(s->sampler_rebinds, KFM__LD(s->sampler_rebinds) + 1);
+  }
+  memset(s->cpu_use, 0, s->ncpus * sizeof *s->cpu_use);
+}
+
 static void *sampler_main(void *arg) {
   kfm_session_t *s = arg;
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   prctl(PR_SET_NAME, (unsigned long)"kfm-sampler", 0, 0, 0);
-  if (s->cfg.sampler_cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(s->cfg.sampler_cpu, &set);
-    sched_setaffinity(0, sizeof set, &set); /* best effort: a missing CPU leaves it unpinned */
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    CPU_ZERO(&allowed);
   }
+  KFM__ST(s->sampler_bound, -1);
+  if (s->cfg.sampler_cpu >= 0 && sampler_bind(s, s->cfg.sampler_cpu) == 0) {
+    /* A CPU that does not exist leaves the sampler unpinned (reported). */
+    KFM__ST(s->sampler_bound, s->cfg.sampler_cpu);
+  }
+  uint64_t window = s->rate_hz >= 4 ? (uint64_t)(s->rate_hz / 2) : 2;
   uint64_t cpu0 = sampler_cpu_now();
   uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
   uint64_t base = s->sampler_base;
@@ -128,6 +190,9 @@ static void *sampler_main(void *arg) {
     KFM__ST(s->late_hist[hb], KFM__LD(s->late_hist[hb]) + 1);
     kfm__sample_once(s, kfm__now());
     kfm__drain_all(s, 0);
+    if (s->cfg.sampler_cpu == KFM_SAMPLER_CPU_AUTO && wakes % window == window - 1) {
+      sampler_rebind(s, &allowed);
+    }
     /* A CPU-time read costs ~0.6 us here: refresh the figure every 64 wakes. */
     if ((++wakes & 63) == 0) {
       KFM__ST(s->sampler_cpu_ns, sampler_cpu_now() - cpu0);

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -320,6 +322,14 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
   edges_merge(&s->rfollows, &t->follows);
   edges_reset(&t->nested);
   edges_reset(&t->follows);
+  /* The sampler reads the thread's rseq area, which dies with the thread:
+   * after the slot is marked free, wait out a tick that may have seen it
+   * live (seq_cst on both sides: the sampler sets in_tick, then loads state). */
+  atomic_store(&t->state, KFM__SLOT_FREE);
+  while (atomic_load(&s->in_tick)) {
+    sched_yield();
+  }
+  t->rseq_cpu = NULL;
   /* Activations still open when a thread ends never complete: count them
    * with the rejected exits so the loss is visible. */
   s->retired_unbalanced += KFM__LD(t->unbalanced) + (uint64_t)t->top;
@@ -328,7 +338,6 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
   t->last_root = KFM__NONE;
   KFM__ST(t->depth, 0);
   KFM__ST(t->current, KFM__NONE);
-  atomic_store(&t->state, KFM__SLOT_FREE);
 }
 
 struct kfm__thread *kfm__thread_attach(kfm_session_t *s) {
@@ -383,6 +392,15 @@ struct kfm__thread *kfm__thread_attach(kfm_session_t *s) {
       return NULL;
     }
     t->tid = (pid_t)syscall(SYS_gettid);
+    /* glibc >= 2.35 registers rseq for every thread; the kernel then keeps
+     * cpu_id current, so the sampler can read where this thread runs. */
+    t->rseq_cpu = __rseq_size > 0 ? (const uint32_t *)((const char *)__builtin_thread_pointer() +
+                                                         __rseq_offset +
+                                                         offsetof(struct rseq, cpu_id))
+                                  : NULL;
+    KFM__ST(t->cpu, -1);
+    t->seen_cpu = -1;
+    t->seen_node = KFM__NONE;
     t->top = 0;
     t->last_root = KFM__NONE;
     KFM__ST(t->current, KFM__NONE);
@@ -484,6 +502,9 @@ int kfm_enter(kfm_session_t *s, kfm_node_id_t id) {
   for (unsigned i = 0; i < s->nhook_enter; i++) {
     const struct kfm__backend_use *u = &s->be[s->hook_enter[i]];
     u->ops->enter(u->state, t->bstate[s->hook_enter[i]], id);
+  }
+  if (KFM__UNLIKELY(s->track_cpu && t->rseq_cpu == NULL)) {
+    KFM__ST(t->cpu, sched_getcpu());
   }
   KFM__ST(t->ids[top], id);
   atomic_store_explicit(&t->depth, top + 1, memory_order_release);
@@ -872,6 +893,10 @@ static void session_free(kfm_session_t *s) {
   free(s->node_samples);
   free(s->node_samples_any);
   free(s->node_sample_peak);
+  free(s->node_cpu);
+  free(s->node_migrations);
+  free(s->act_cpu);
+  free(s->cpu_use);
   free(s->events);
   pthread_mutex_destroy(&s->lock);
   pthread_mutex_destroy(&s->drain_lock);
@@ -904,8 +929,21 @@ static int session_alloc(kfm_session_t *s) {
     s->act_cap = c->samples * 4u < c->samples ? UINT32_MAX : c->samples * 4u;
     s->act_thread = calloc(s->act_cap, sizeof *s->act_thread);
     s->act_node = calloc(s->act_cap, sizeof *s->act_node);
-    if (!s->sample_t || !s->sample_vals || !s->sample_first || !s->act_thread || !s->act_node) {
+    s->act_cpu = calloc(s->act_cap, sizeof *s->act_cpu);
+    long nc = sysconf(_SC_NPROCESSORS_CONF);
+    s->ncpus = nc < 1 ? 1 : nc > 1024 ? 1024 : (uint32_t)nc;
+    s->cpu_use = calloc(s->ncpus, sizeof *s->cpu_use);
+    if (!s->sample_t || !s->sample_vals || !s->sample_first || !s->act_thread || !s->act_node ||
+        !s->act_cpu || !s->cpu_use) {
       return KFM_ENOMEM;
+    }
+    if (c->level >= KFM_LEVEL_COMPREHENSIVE) {
+      s->track_cpu = 1;
+      s->node_cpu = calloc((size_t)c->max_nodes * s->ncpus, sizeof *s->node_cpu);
+      s->node_migrations = calloc(c->max_nodes, sizeof *s->node_migrations);
+      if (!s->node_cpu || !s->node_migrations) {
+        return KFM_ENOMEM;
+      }
     }
   }
   if (s->trace) {
@@ -931,6 +969,7 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
   pthread_mutex_init(&s->drain_lock, NULL);
   s->rss_index = -1;
   s->srss_index = -1;
+  atomic_init(&s->sampler_bound, -1);
   s->timerfd = -1;
   if (cfg) {
     s->cfg = *cfg;

@@ -11,7 +11,7 @@ static void test_defaults(void) {
   CU_ASSERT_EQUAL(c.abi, KFM_CONFIG_ABI);
   CU_ASSERT_EQUAL(c.level, KFM_LEVEL_BASIC);
   CU_ASSERT_EQUAL(c.trace, -1);
-  CU_ASSERT_EQUAL(c.sampler_cpu, -1);
+  CU_ASSERT_EQUAL(c.sampler_cpu, KFM_SAMPLER_CPU_AUTO);
   CU_ASSERT_STRING_EQUAL(c.backends, "");
 }
 
@@ -55,6 +55,10 @@ static void test_numbers(void) {
   CU_ASSERT_EQUAL(c.trace_ring, 64);
   CU_ASSERT_EQUAL(c.trace_events, 1000);
   CU_ASSERT_EQUAL(c.sampler_cpu, 1);
+  CU_ASSERT_EQUAL(kfm_config_parse(&c, "sampler_cpu=none", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.sampler_cpu, KFM_SAMPLER_CPU_NONE);
+  CU_ASSERT_EQUAL(kfm_config_parse(&c, "sampler_cpu=auto", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.sampler_cpu, KFM_SAMPLER_CPU_AUTO);
 }
 
 struct bad {

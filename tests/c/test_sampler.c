@@ -6,6 +6,8 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include "kfm_kernels.h"
 #include "kfm_test.h"
@@ -191,12 +193,140 @@ static void test_rate_off_and_default(void) {
   kfm_session_destroy(s);
 }
 
+struct pinned {
+  kfm_session_t *s;
+  kfm_node_id_t id;
+  int cpu;     /* pinned here; -1: hop between CPU 0 and 1 every 40 ms */
+  double ms;
+  int rc;
+};
+
+static int pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+}
+
+static void *pinned_main(void *arg) {
+  struct pinned *p = arg;
+  if (p->cpu >= 0 && pin(p->cpu) != 0) {
+    p->rc = -1;
+    return NULL;
+  }
+  p->rc = kfm_enter(p->s, p->id);
+  if (p->cpu >= 0) {
+    kfmk_busy_ms(p->ms);
+  } else {
+    for (int i = 0; i < (int)(p->ms / 40); i++) {
+      pin(i & 1);
+      kfmk_busy_ms(40);
+    }
+  }
+  if (p->rc == 0) {
+    p->rc = kfm_exit(p->s, p->id);
+  }
+  return NULL;
+}
+
+static void test_cpu_locations(void) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+    printf("needs 2 CPUs: skipped ");
+    return;
+  }
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=comprehensive,rate=1000,sampler_cpu=none"));
+  kfm_node_id_t on0, on1, hop;
+  KT_OK(s, kfm_node_register(s, "on_cpu0", &on0));
+  KT_OK(s, kfm_node_register(s, "on_cpu1", &on1));
+  KT_OK(s, kfm_node_register(s, "hopping", &hop));
+  KT_OK(s, kfm_session_start(s));
+  struct pinned p[3] = {{s, on0, 0, 150, 0}, {s, on1, 1, 150, 0}, {s, hop, -1, 400, 0}};
+  pthread_t th[3];
+  for (int i = 0; i < 2; i++) {
+    pthread_create(&th[i], NULL, pinned_main, &p[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    pthread_join(th[i], NULL);
+  }
+  pthread_create(&th[2], NULL, pinned_main, &p[2]);
+  pthread_join(th[2], NULL);
+  KT_OK(s, kfm_session_stop(s));
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT_EQUAL(p[i].rc, 0);
+  }
+  kfm_report_t *r;
+  kfm_node_stats_t n0, n1, nh;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "on_cpu0", &n0));
+  KT_OK(s, kfm_report_node_by_name(r, "on_cpu1", &n1));
+  KT_OK(s, kfm_report_node_by_name(r, "hopping", &nh));
+  CU_ASSERT_FATAL(n0.ncpus >= 2 && n0.cpu_samples != NULL);
+  /* A pinned thread is seen on its CPU only, in every sample of its node. */
+  CU_ASSERT_TRUE(n0.cpu_samples[0] > 50);
+  CU_ASSERT_EQUAL(n0.cpu_samples[1], 0);
+  CU_ASSERT_EQUAL(n0.cpu_samples[0], n0.samples);
+  CU_ASSERT_TRUE(n1.cpu_samples[1] > 50);
+  CU_ASSERT_EQUAL(n1.cpu_samples[0], 0);
+  CU_ASSERT_EQUAL(n0.migrations, 0);
+  CU_ASSERT_EQUAL(n1.migrations, 0);
+  /* 10 hops of 40 ms at 1 kHz: each hop is seen by the next sample. */
+  CU_ASSERT_TRUE(nh.migrations >= 5 && nh.migrations <= 12);
+  CU_ASSERT_TRUE(nh.cpu_samples[0] > 50 && nh.cpu_samples[1] > 50);
+  /* The samples' own entries carry the same CPUs. */
+  size_t seen0 = 0;
+  for (size_t i = 0; i < kfm_report_sample_count(r); i++) {
+    kfm_sample_t smp;
+    KT_OK(s, kfm_report_sample(r, i, &smp));
+    for (uint32_t k = 0; k < smp.nactive; k++) {
+      if (smp.nodes[k] == on0) {
+        CU_ASSERT_EQUAL(smp.cpus[k], 0);
+        seen0++;
+      }
+    }
+  }
+  CU_ASSERT_EQUAL(seen0, n0.cpu_samples[0]);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
+static void test_sampler_moves_off_busy_cpu(void) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+    printf("needs 2 CPUs: skipped ");
+    return;
+  }
+  for (int busy = 0; busy < 2; busy++) {
+    kfm_session_t *s = NULL;
+    KT_OK(NULL, kfm_session_create_str(&s, "level=standard,rate=1000"));
+    kfm_node_id_t id;
+    KT_OK(s, kfm_node_register(s, "busy", &id));
+    KT_OK(s, kfm_session_start(s));
+    struct pinned p = {s, id, busy, 1300, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, pinned_main, &p);
+    pthread_join(th, NULL);
+    CU_ASSERT_EQUAL(p.rc, 0);
+    KT_OK(s, kfm_session_stop(s));
+    kfm_report_t *r;
+    kfm_summary_t sum;
+    KT_OK(s, kfm_session_report(s, &r));
+    kfm_report_summary(r, &sum);
+    /* The profiled thread runs on CPU `busy`: the sampler ends on the other. */
+    CU_ASSERT_EQUAL(sum.sampler_bound_cpu, 1 - busy);
+    CU_ASSERT_TRUE(sum.sampler_rebinds >= 1);
+    kfm_report_free(r);
+    kfm_session_destroy(s);
+  }
+}
+
 int main(void) {
   unsetenv("KFM_CONFIG");
   static const struct kt_case cases[] = {
       {"samples are tagged with the node each thread is in", test_samples_tagged},
       {"bounded sample storage counts drops, keeps attributing", test_bounded_storage},
       {"rate=off and the level's default rate", test_rate_off_and_default},
+      {"COMPREHENSIVE records the CPU of every sample and migrations", test_cpu_locations},
+      {"the sampler moves to the CPU profiled threads use least", test_sampler_moves_off_busy_cpu},
       {NULL, NULL},
   };
   return kt_run("sampler", cases);

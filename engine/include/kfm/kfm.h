@@ -83,6 +83,8 @@ typedef uint32_t kfm_node_id_t;
 #define KFM_STACK_MAX 128
 
 #define KFM_CONFIG_ABI 1
+#define KFM_SAMPLER_CPU_NONE (-1)
+#define KFM_SAMPLER_CPU_AUTO (-2)
 
 /**
  * Session configuration.  Initialise with kfm_config_init(), then set fields
@@ -102,7 +104,9 @@ typedef struct kfm_config {
   uint32_t samples;    /**< sample storage capacity (default 65536) */
   uint32_t trace_ring; /**< per-thread trace ring, events (default 16384) */
   uint32_t trace_events; /**< session trace storage, events (default 262144) */
-  int sampler_cpu;     /**< CPU the sampler is pinned to; -1 = not pinned */
+  int sampler_cpu;     /**< CPU the sampler is pinned to; KFM_SAMPLER_CPU_AUTO (default):
+                          the one least used by profiled threads, re-chosen every ~0.5 s;
+                          KFM_SAMPLER_CPU_NONE: not pinned */
   char events[512];    /**< hardware/software counter events, comma list; empty = level default */
 } kfm_config_t;
 
@@ -205,8 +209,11 @@ typedef struct kfm_node_stats {
   double exclusive_ns;
   double min_ns, max_ns, mean_ns, stddev_ns;
   double p50_ns, p90_ns, p99_ns; /**< from a log-linear histogram: within 6.25% (half a bucket) */
-  uint64_t samples;   /**< sampler ticks at which this node was innermost on a thread */
-  uint64_t samples_any; /**< sampler ticks at which this node was on some thread's stack */
+  uint64_t samples;   /**< thread-samples in which this node was innermost on a thread */
+  uint64_t samples_any; /**< thread-samples in which this node was on a thread's stack */
+  uint32_t ncpus;     /**< length of cpu_samples (0 when CPUs are not tracked: below COMPREHENSIVE) */
+  const uint32_t *cpu_samples; /**< per logical CPU: thread-samples of this node innermost there */
+  uint64_t migrations; /**< a thread seen on another CPU than at its previous sample, in this node */
   double peak_rss;    /**< highest RSS seen inside the node (bytes); NaN below STANDARD */
   const double *inclusive; /**< per metric (kfm_report_metric), inclusive delta sum */
   const double *exclusive; /**< per metric, exclusive delta sum */
@@ -237,6 +244,7 @@ typedef struct kfm_sample {
   uint32_t nactive;    /**< threads inside a node at that instant */
   const uint32_t *threads; /**< thread index of each active entry */
   const kfm_node_id_t *nodes; /**< innermost node of each active entry */
+  const int32_t *cpus; /**< logical CPU of each active entry, -1 when not tracked */
 } kfm_sample_t;
 
 typedef enum kfm_event_kind { KFM_EVENT_ENTER = 0, KFM_EVENT_EXIT = 1 } kfm_event_kind_t;
@@ -263,6 +271,8 @@ typedef struct kfm_summary {
   uint64_t sampler_missed;  /**< timer ticks that passed while the sampler was late (no sample) */
   const char *clock;       /**< "tsc" or "clock_gettime" */
   double tsc_ghz;          /**< calibrated TSC frequency (0 without TSC) */
+  int32_t sampler_bound_cpu; /**< CPU the sampler is bound to now, -1 when not bound */
+  uint32_t sampler_rebinds; /**< times the automatic choice moved the sampler */
 } kfm_summary_t;
 
 /**
