@@ -50,6 +50,30 @@ static void json_num(FILE *f, double v) {
   }
 }
 
+/* "derived_metrics": {"ipc": "available" | "unavailable: <why>", ...} */
+static void json_derived_status(FILE *f, const kfm_report_t *r) {
+  static const char *const derived[] = {"ipc", "l1_dcm_per_kins", "br_msp_per_kins", "cpu_util"};
+  fputs(",\"derived_metrics\":{", f);
+  for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++) {
+    const char *why = NULL;
+    double v;
+    int rc = KFM_EBACKEND;
+    /* Inputs are per session: any node tells; with no node, ask with none. */
+    for (size_t i = 0; i < r->nnodes && rc != 0; i++) {
+      rc = kfm_report_derived(r, i, derived[d], &v, &why);
+    }
+    fprintf(f, "%s\"%s\":", d ? "," : "", derived[d]);
+    if (rc == 0) {
+      fputs("\"available\"", f);
+    } else {
+      char buf[200];
+      snprintf(buf, sizeof buf, "unavailable: %s", why ? why : "no node completed");
+      json_str(f, buf);
+    }
+  }
+  fputc('}', f);
+}
+
 static void json_metrics(FILE *f, const kfm_metric_info_t *m, size_t n) {
   fputc('[', f);
   for (size_t i = 0; i < n; i++) {
@@ -112,6 +136,7 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   }
   fputs("],\"metrics\":", f);
   json_metrics(f, r->metrics, r->nm);
+  json_derived_status(f, r);
   fputs(",\"nodes\":[", f);
   for (size_t i = 0; i < r->nnodes; i++) {
     const kfm_node_stats_t *n = &r->nodes[i];
@@ -145,6 +170,20 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
       }
       fprintf(f, "},\"migrations\":%llu", (unsigned long long)n->migrations);
     }
+    /* Derived metrics: a value, or null where an input was not measured
+     * (the reasons are listed once, in "derived_metrics"). */
+    static const char *const derived[] = {"ipc", "l1_dcm_per_kins", "br_msp_per_kins", "cpu_util"};
+    fputs(",\"derived\":{", f);
+    for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++) {
+      double v;
+      fprintf(f, "%s\"%s\":", d ? "," : "", derived[d]);
+      if (kfm_report_derived(r, i, derived[d], &v, NULL) == 0) {
+        json_num(f, v);
+      } else {
+        fputs("null", f);
+      }
+    }
+    fputc('}', f);
     fputs(",\"metrics\":{", f);
     for (size_t m = 0; m < r->nm; m++) {
       fputs(m ? "," : "", f);

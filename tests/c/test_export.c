@@ -78,7 +78,10 @@ static void test_output_at_stop(void) {
              "assert d[\"schema\"]==\"kfm.profile\" and d[\"schema_version\"]==1; "
              "n={x[\"name\"]:x for x in d[\"nodes\"]}; "
              "assert n[\"step\"][\"count\"]==7 and len(d[\"events\"])==28; "
-             "assert {e[\"count\"] for e in d[\"edges\"][\"nested\"]}=={7}' %s",
+             "assert {e[\"count\"] for e in d[\"edges\"][\"nested\"]}=={7}; "
+             "assert d[\"derived_metrics\"][\"ipc\"].startswith(\"unavailable: needs\"); "
+             "assert d[\"derived_metrics\"][\"cpu_util\"]==\"available\"; "
+             "assert 0.5 < n[\"step\"][\"derived\"][\"cpu_util\"] < 1.1' %s",
              path);
     CU_ASSERT_EQUAL(system(cmd), 0);
   }

@@ -287,6 +287,21 @@ KFM_EXPORT size_t kfm_report_metric_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out);
 /** Index of a metric by name, or -1. */
 KFM_EXPORT int kfm_report_metric_index(const kfm_report_t *r, const char *name);
+
+/**
+ * Derived metrics of a node, computed from its inclusive metrics when their
+ * inputs were measured:
+ *   "ipc"            instructions per cycle (papi.PAPI_TOT_INS / papi.PAPI_TOT_CYC)
+ *   "l1_dcm_per_kins" L1 data-cache misses per 1000 instructions
+ *   "br_msp_per_kins" branch mispredictions per 1000 instructions
+ *   "cpu_util"       CPU time / wall time of the node (1.0 = one core busy); from
+ *                    papi.perf::TASK-CLOCK, else proc.cpu_user + proc.cpu_sys
+ * Returns 0 with *value set, KFM_ERANGE for a bad node index, KFM_EINVAL for an
+ * unknown name, or KFM_EBACKEND when an input is not measured (*why, if not
+ * NULL, names it; static string).
+ */
+KFM_EXPORT int kfm_report_derived(const kfm_report_t *r, size_t node, const char *name,
+                                  double *value, const char **why);
 /** Nodes that were entered at least once, in id order.  Views valid until kfm_report_free. */
 KFM_EXPORT size_t kfm_report_node_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_node(const kfm_report_t *r, size_t i, kfm_node_stats_t *out);

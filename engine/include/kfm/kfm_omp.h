@@ -122,9 +122,11 @@ static inline int kfm_omp_worker_begin(kfm_session_t *s, kfm_node_id_t parent) {
       rc = rc == 0 ? 1 : rc;
     }
   }
-  /* Beyond 64 levels nothing is entered and the depth still counts, so
-   * the matching end calls stay paired. */
-  n->bits = (n->bits << 1) | (rc == 1 ? 1u : 0u);
+  /* Beyond 64 levels nothing is entered and only the depth counts, so
+   * the matching end calls stay paired and the outer bits survive. */
+  if (n->depth < 64) {
+    n->bits = (n->bits << 1) | (rc == 1 ? 1u : 0u);
+  }
   n->depth++;
   return rc;
 }
@@ -140,8 +142,11 @@ static inline int kfm_omp_worker_end(kfm_session_t *s, kfm_node_id_t parent) {
   if (n->depth == 0) {
     return KFM_ENOTENTERED;
   }
-  int entered = (int)(n->bits & 1u);
-  n->bits >>= 1;
+  int entered = 0;
+  if (n->depth <= 64) {
+    entered = (int)(n->bits & 1u);
+    n->bits >>= 1;
+  }
   n->depth--;
   return entered ? kfm_exit(s, parent) : 0;
 }
