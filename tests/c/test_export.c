@@ -72,7 +72,7 @@ static void test_output_at_stop(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "\"count\":7"));
   free(txt);
   if (access("/usr/bin/python3", X_OK) == 0 || system("command -v python3 >/dev/null 2>&1") == 0) {
-    char cmd[600];
+    char cmd[1200];
     snprintf(cmd, sizeof cmd,
              "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
              "assert d[\"schema\"]==\"kfm.profile\" and d[\"schema_version\"]==1; "
