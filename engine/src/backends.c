@@ -10,10 +10,16 @@
 
 extern const struct kfm__backend kfm__backend_clock;
 extern const struct kfm__backend kfm__backend_proc;
+#ifdef KFM_HAVE_HWLOC
+extern const struct kfm__backend kfm__backend_hwloc;
+#endif
 
 const struct kfm__backend *const kfm__builtin_backends[] = {
     &kfm__backend_clock,
     &kfm__backend_proc,
+#ifdef KFM_HAVE_HWLOC
+    &kfm__backend_hwloc,
+#endif
     NULL,
 };
 

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "report.h"
+#ifdef KFM_HAVE_HWLOC
+#include "hwloc/kfm_hwloc.h"
+#endif
 
 static void json_str(FILE *f, const char *s) {
   fputc('"', f);
@@ -48,6 +51,42 @@ static void json_num(FILE *f, double v) {
   } else {
     fputs("null", f);
   }
+}
+
+/* With the topology loaded, the node's CPU histogram folded onto NUMA
+ * nodes: "numa":{"0": thread-samples, ...}. */
+static void json_numa(FILE *f, kfm_session_t *s, const kfm_node_stats_t *n) {
+#ifdef KFM_HAVE_HWLOC
+  int on = 0;
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    on |= strcmp(s->be[i].ops->name, "hwloc") == 0;
+  }
+  if (!on) {
+    return;
+  }
+  enum { MAXNUMA = 64 };
+  uint64_t numa[MAXNUMA] = {0};
+  for (uint32_t c = 0; c < n->ncpus; c++) {
+    int core, pkg, nu;
+    if (n->cpu_samples[c] && kfm__hwloc_pu_info(c, &core, &pkg, &nu) == 0 && nu >= 0 &&
+        nu < MAXNUMA) {
+      numa[nu] += n->cpu_samples[c];
+    }
+  }
+  fputs(",\"numa\":{", f);
+  int first = 1;
+  for (int i = 0; i < MAXNUMA; i++) {
+    if (numa[i]) {
+      fprintf(f, "%s\"%d\":%llu", first ? "" : ",", i, (unsigned long long)numa[i]);
+      first = 0;
+    }
+  }
+  fputc('}', f);
+#else
+  (void)f;
+  (void)s;
+  (void)n;
+#endif
 }
 
 /* "derived_metrics": {"ipc": "available" | "unavailable: <why>", ...} */
@@ -169,6 +208,7 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
         }
       }
       fprintf(f, "},\"migrations\":%llu", (unsigned long long)n->migrations);
+      json_numa(f, ses, n);
     }
     /* Derived metrics: a value, or null where an input was not measured
      * (the reasons are listed once, in "derived_metrics"). */
