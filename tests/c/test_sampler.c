@@ -111,12 +111,20 @@ static void test_samples_tagged(void) {
   }
   CU_ASSERT_TRUE(tagged > 400);
   CU_ASSERT_TRUE(checked > 400);
-  /* Per-node counts follow each node's measured duration at 1 kHz (wake
-   * jitter and missed wakes under load allowed). */
+  /* Per-node counts equal the stored samples that fall inside the node's
+   * interval (up to the edges), whatever the load did to the wake times. */
   for (size_t j = 0; j < niv; j++) {
     kfm_node_stats_t n;
+    size_t inner = 0, outer = 0;
+    for (size_t i = 0; i < ns; i++) {
+      kfm_sample_t smp;
+      kfm_report_sample(r, i, &smp);
+      inner += smp.t_ns > iv[j].t0 + margin && smp.t_ns < iv[j].t1 - margin;
+      outer += smp.t_ns >= iv[j].t0 - margin && smp.t_ns <= iv[j].t1 + margin;
+    }
     KT_OK(s, kfm_report_node_by_name(r, kfm_node_name(s, iv[j].node), &n));
-    KT_NEAR(n.samples, (iv[j].t1 - iv[j].t0) / 1e6, 0.25);
+    CU_ASSERT_TRUE(n.samples >= inner && n.samples <= outer);
+    CU_ASSERT_TRUE(inner > 50);
   }
   kfm_summary_t sum;
   kfm_report_summary(r, &sum);
