@@ -119,9 +119,11 @@ if(NOT _KFM_MODE_NVML STREQUAL "OFF")
 endif()
 set(_KFM_PKG_NVML "nothing")
 
-# ---- ROCm SMI: linked (librocm_smi64) ----------------------------------------
+# ---- ROCm SMI: found at build time, dlopen'ed at run time --------------------
+# The backend loads librocm_smi64 with dlopen (one binary runs with or without
+# ROCm); linking it is only for builds that want the dependency explicit.
 option(KFM_LINK_ROCM_SMI
-       "Link librocm_smi64 into libkfm (OFF: headers only, for a backend that dlopen's it)" ON)
+       "Link librocm_smi64 into libkfm (default OFF: the backend dlopen's it)" OFF)
 if(NOT _KFM_MODE_ROCM_SMI STREQUAL "OFF")
   find_package(ROCmSMI QUIET)
   if(ROCmSMI_FOUND)

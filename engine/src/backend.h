@@ -97,6 +97,8 @@ struct kfm__backend {
   void (*export_json)(void *state, void *file);
   /** Bind the calling thread to logical CPU cpu (the sampler uses it).  0 or KFM_E*. */
   int (*bind_thread)(void *state, int cpu);
+  /** At session start, with the CLOCK_MONOTONIC ns that report times count from. */
+  void (*start)(void *state, uint64_t mono_ns);
 };
 
 /** NULL-terminated builtin list (backends.c). */

@@ -13,12 +13,36 @@ extern const struct kfm__backend kfm__backend_proc;
 #ifdef KFM_HAVE_HWLOC
 extern const struct kfm__backend kfm__backend_hwloc;
 #endif
+#ifdef KFM_HAVE_PAPI
+extern const struct kfm__backend kfm__backend_papi;
+#endif
+#ifdef KFM_HAVE_CUPTI
+extern const struct kfm__backend kfm__backend_cupti;
+#endif
+#ifdef KFM_HAVE_NVML
+extern const struct kfm__backend kfm__backend_nvml;
+#endif
+#ifdef KFM_HAVE_ROCM_SMI
+extern const struct kfm__backend kfm__backend_rocm_smi;
+#endif
 
 const struct kfm__backend *const kfm__builtin_backends[] = {
     &kfm__backend_clock,
     &kfm__backend_proc,
 #ifdef KFM_HAVE_HWLOC
     &kfm__backend_hwloc,
+#endif
+#ifdef KFM_HAVE_PAPI
+    &kfm__backend_papi,
+#endif
+#ifdef KFM_HAVE_CUPTI
+    &kfm__backend_cupti,
+#endif
+#ifdef KFM_HAVE_NVML
+    &kfm__backend_nvml,
+#endif
+#ifdef KFM_HAVE_ROCM_SMI
+    &kfm__backend_rocm_smi,
 #endif
     NULL,
 };

@@ -32,8 +32,11 @@
 
 #define KFM__NONE UINT32_MAX
 #define KFM__BLOCK_NODES 64u
-#define KFM__MAX_BACKENDS 8
-#define KFM__MAX_METRICS 32
+#define KFM__MAX_BACKENDS 16
+/* Transition metrics bound a stack array on the hot path; sample metrics
+ * grow with the GPU count (about 10 per device). */
+#define KFM__MAX_METRICS 64
+#define KFM__MAX_SMETRICS 256
 
 /* Log-linear histogram: 8 sub-buckets per power of two of ticks, so a
  * bucket is at most 12.5% wide and its midpoint within 6.25% of any value
@@ -145,7 +148,7 @@ struct kfm__backend_use {
   unsigned s_off, n_s; /* offset and count in the sample vector */
 };
 
-#define KFM__MAX_BSTAT 16
+#define KFM__MAX_BSTAT 24
 /* What the session knows of each backend it considered. */
 struct kfm__bstat {
   const char *name; /* builtin name, or NULL: see namebuf */
@@ -184,8 +187,8 @@ struct kfm_session {
   const char *mbackend[KFM__MAX_METRICS];
   int rss_index; /* transition metric index of proc.rss, -1 without */
   unsigned ns;   /* sample metric count */
-  const struct kfm__metric_def *sdef[KFM__MAX_METRICS];
-  const char *sbackend[KFM__MAX_METRICS];
+  const struct kfm__metric_def *sdef[KFM__MAX_SMETRICS];
+  const char *sbackend[KFM__MAX_SMETRICS];
   int srss_index;
   size_t agg_size;
 

@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "internal.h"
 #include "kfm/kfm_omp.h"
@@ -157,12 +158,27 @@ static int ompt_session_ok(kfm_session_t *s, uint64_t uid) {
   return kfm__session_live(uid, s) && atomic_load(&s->state) == KFM__RUNNING;
 }
 
+/* getrusage(RUSAGE_THREAD), which the proc backend reads at DETAILED,
+ * advances for a running thread only at scheduler ticks (every 4 ms here)
+ * or context switches: a worker activation of a few milliseconds would read
+ * the same CPU time at enter and exit and its CPU would land outside the
+ * node.  Reading CLOCK_THREAD_CPUTIME_ID makes the kernel bring the
+ * thread's accounting up to date first (~0.6 us, once per worker per region
+ * boundary).  Redundant once the proc backend does this itself. */
+static void ompt_cpu_sync(const kfm_session_t *s) {
+  if (s->cfg.level >= KFM_LEVEL_DETAILED) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  }
+}
+
 static void ompt_work_close(struct ompt_work *w) {
   if (w->open) {
     w->open = 0;
     /* A session destroyed meanwhile has taken the worker's slot with it;
      * a stopped one rejects the exit itself. */
     if (kfm__session_live(w->uid, w->s)) {
+      ompt_cpu_sync(w->s);
       kfm_exit(w->s, w->node);
     }
   }
@@ -236,7 +252,11 @@ static void ompt_on_implicit_task(ompt_scope_endpoint_t endpoint, ompt_data_t *p
       return; /* the encountering thread is in the node already */
     }
     const struct ompt_par *p = parallel_data->ptr;
-    if (p == NULL || !ompt_session_ok(p->s, p->uid) || kfm_enter(p->s, p->node) != 0) {
+    if (p == NULL || !ompt_session_ok(p->s, p->uid)) {
+      return;
+    }
+    ompt_cpu_sync(p->s);
+    if (kfm_enter(p->s, p->node) != 0) {
       return;
     }
     struct ompt_work *w = &ompt_work_stack[ompt_work_top++];
@@ -275,6 +295,19 @@ static void ompt_on_sync_region(ompt_sync_region_t kind, ompt_scope_endpoint_t e
   }
 }
 
+#ifdef OMPT_REAL_HEADER
+/* With the runtime's header at hand, let the compiler check the handlers
+ * against its callback types (they are cast to ompt_callback_t below). */
+__attribute__((unused)) static const ompt_callback_parallel_begin_t ompt_check_pb =
+    ompt_on_parallel_begin;
+__attribute__((unused)) static const ompt_callback_parallel_end_t ompt_check_pe =
+    ompt_on_parallel_end;
+__attribute__((unused)) static const ompt_callback_implicit_task_t ompt_check_it =
+    ompt_on_implicit_task;
+__attribute__((unused)) static const ompt_callback_sync_region_t ompt_check_sr =
+    ompt_on_sync_region;
+#endif
+
 static int ompt_initialize(ompt_function_lookup_t lookup, int initial_device_num,
                            ompt_data_t *tool_data) {
   (void)initial_device_num;
@@ -291,8 +324,7 @@ static int ompt_initialize(ompt_function_lookup_t lookup, int initial_device_num
   if (set(ompt_callback_parallel_begin, (ompt_callback_t)ompt_on_parallel_begin) !=
           ompt_set_always ||
       set(ompt_callback_parallel_end, (ompt_callback_t)ompt_on_parallel_end) != ompt_set_always ||
-      set(ompt_callback_implicit_task, (ompt_callback_t)ompt_on_implicit_task) !=
-          ompt_set_always) {
+      set(ompt_callback_implicit_task, (ompt_callback_t)ompt_on_implicit_task) != ompt_set_always) {
     return 0;
   }
   /* Optional: without it workers leave the node at implicit-task-end. */

@@ -243,7 +243,9 @@ static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
   for (size_t i = 0; i < n; i++) {
     r->st[i] = (double)(int64_t)(s->sample_t[i] - s->t_start) * npt;
     for (size_t m = 0; m < ns; m++) {
-      r->svals[i * ns + m] = (double)s->sample_vals[i * ns + m];
+      /* UINT64_MAX is a backend's "not measured at this tick". */
+      uint64_t v = s->sample_vals[i * ns + m];
+      r->svals[i * ns + m] = v == UINT64_MAX ? NAN : (double)v;
     }
   }
   memcpy(r->sfirst, s->sample_first, (n + 1) * sizeof *r->sfirst);

@@ -36,7 +36,7 @@ static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v) {
 }
 
 void kfm__sample_once(kfm_session_t *s, uint64_t now) {
-  uint64_t v[KFM__MAX_METRICS];
+  uint64_t v[KFM__MAX_SMETRICS];
   for (unsigned i = 0; i < s->nbackends; i++) {
     const struct kfm__backend_use *u = &s->be[i];
     if (u->n_s) {

@@ -634,10 +634,21 @@ int kfm__tls_current(kfm_session_t **s, uint64_t *uid, uint32_t *node) {
   if (tls_cache.s == NULL || t == NULL) {
     return 0;
   }
-  *s = tls_cache.s;
-  *uid = tls_cache.uid;
-  *node = t->top > 0 ? t->stack[t->top - 1].node : KFM__NONE;
-  return 1;
+  /* Another thread may have destroyed the session, freeing t, since this
+   * thread's last transition: read t only while live_lock proves it alive
+   * (destroy unlists the session under that lock before freeing it). */
+  pthread_mutex_lock(&live_lock);
+  int ok = live_find(tls_cache.uid) >= 0;
+  if (ok) {
+    *s = tls_cache.s;
+    *uid = tls_cache.uid;
+    *node = t->top > 0 ? t->stack[t->top - 1].node : KFM__NONE;
+  }
+  pthread_mutex_unlock(&live_lock);
+  if (!ok) {
+    tls_cache.s = NULL;
+  }
+  return ok;
 }
 
 int kfm__session_live(uint64_t uid, kfm_session_t *s) {
@@ -794,9 +805,10 @@ static int session_open_backends(kfm_session_t *s) {
                                    .note = note, .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||
-                    s->ns + ctx.n_sample > KFM__MAX_METRICS)) {
+                    s->ns + ctx.n_sample > KFM__MAX_SMETRICS)) {
       kfm__backend_close(b, u->state);
-      snprintf(err, sizeof err, "more than %d metrics in one session", KFM__MAX_METRICS);
+      snprintf(err, sizeof err, "more than %d transition or %d sample metrics in one session",
+               KFM__MAX_METRICS, KFM__MAX_SMETRICS);
       rc = KFM_EFULL;
     }
     if (rc != 0) {
@@ -1068,6 +1080,11 @@ int kfm_session_start(kfm_session_t *s) {
                     expect == KFM__RUNNING ? "running" : "stopped (create a new session)");
   }
   kfm__clock_pair(&s->t_start, &s->ns_start);
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    if (s->be[i].ops->start) {
+      s->be[i].ops->start(s->be[i].state, s->ns_start);
+    }
+  }
   int rc = kfm__sampler_start(s);
   if (rc) {
     atomic_store(&s->state, KFM__CREATED);

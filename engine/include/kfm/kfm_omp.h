@@ -12,7 +12,12 @@
  *     encountering thread's innermost node when its implicit task begins
  *     and leaves it when it reaches the region's closing barrier.  Nothing
  *     to write in the program.  KFM_OMPT=off in the environment disables
- *     it; kfm_omp_tool_active() says whether it runs.
+ *     it; kfm_omp_tool_active() says whether it runs.  A gcc -fopenmp
+ *     program can use it without recompiling: libomp implements libgomp's
+ *     GOMP_* entry points, so linking it against libomp instead of libgomp,
+ *     or LD_PRELOAD=/usr/lib/llvm-<N>/lib/libomp.so.5, is enough.  The
+ *     runtime looks for the tool once, when it initialises: libkfm must be
+ *     loaded by then (linked, not dlopen'ed after the first OpenMP call).
  *
  *  2. The helpers below, for GNU libgomp, which has no OMPT: capture the
  *     node before the region, then enter/leave it on the workers inside:
@@ -50,6 +55,7 @@
 #define KFM_KFM_OMP_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "kfm/kfm.h"
 
@@ -65,10 +71,12 @@ extern "C" {
  */
 KFM_EXPORT int kfm_omp_tool_active(void);
 
-#ifdef __cplusplus
+#if defined(__cplusplus)
 #define KFM__OMP_TLS thread_local
-#else
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define KFM__OMP_TLS _Thread_local
+#else
+#define KFM__OMP_TLS __thread /* C99 with GNU extensions */
 #endif
 
 /* Which of the calling thread's open kfm_omp_worker_begin calls entered a
@@ -83,6 +91,22 @@ struct kfm__omp_nest {
 static inline struct kfm__omp_nest *kfm__omp_nest(void) {
   static KFM__OMP_TLS struct kfm__omp_nest nest;
   return &nest;
+}
+
+/* getrusage(RUSAGE_THREAD), read by the proc backend at DETAILED, advances
+ * for a running thread only at scheduler ticks (every 1-10 ms, the kernel's HZ) or
+ * context switches, so a worker activation of a few milliseconds would see
+ * no CPU time.  Reading CLOCK_THREAD_CPUTIME_ID (~0.6 us) makes the kernel
+ * bring the thread's accounting up to date first. */
+static inline void kfm__omp_cpu_sync(kfm_session_t *s) {
+#ifdef CLOCK_THREAD_CPUTIME_ID /* absent in strict ISO C builds: then skipped */
+  if (kfm_session_level(s) >= KFM_LEVEL_DETAILED) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  }
+#else
+  (void)s;
+#endif
 }
 
 /**
@@ -118,6 +142,7 @@ static inline int kfm_omp_worker_begin(kfm_session_t *s, kfm_node_id_t parent) {
   if (s != NULL && parent != KFM_NODE_ROOT && n->depth < 64) {
     kfm_node_id_t cur = KFM_NODE_ROOT;
     if (kfm_current_node(s, &cur) != 0 || cur != parent) {
+      kfm__omp_cpu_sync(s);
       rc = kfm_enter(s, parent);
       rc = rc == 0 ? 1 : rc;
     }
@@ -148,7 +173,11 @@ static inline int kfm_omp_worker_end(kfm_session_t *s, kfm_node_id_t parent) {
     n->bits >>= 1;
   }
   n->depth--;
-  return entered ? kfm_exit(s, parent) : 0;
+  if (!entered) {
+    return 0;
+  }
+  kfm__omp_cpu_sync(s);
+  return kfm_exit(s, parent);
 }
 
 #ifdef __cplusplus

@@ -1,0 +1,721 @@
+/*
+ * nvml.c - the "nvml" backend: per-GPU utilisation, memory, power, clocks,
+ * temperature, PCIe throughput and this process's GPU memory on NVIDIA
+ * GPUs, read through NVML and sampled by the engine's sampler thread.
+ *
+ * Loading.  libnvidia-ml.so.1 is opened with dlopen at probe time (see
+ * kfm_nvml.h for the declared subset of the API and the version each
+ * function comes from).  The probe also runs nvmlInit_v2 and counts devices,
+ * so "disabled" always carries the precise reason: library missing, NVML
+ * error code and name, or no device.  The library stays initialised for the
+ * life of the process; fini shuts it down.
+ *
+ * Why a poller thread.  nvmlDeviceGetPcieThroughput measures a byte counter
+ * over 20 ms and returns only then, and the other queries are driver ioctls
+ * whose cost is not bounded.  The sample hook runs on the engine's sampler
+ * thread, which must not block, so each session starts two threads of its
+ * own: one reads the fast metrics of every device every KFM__NVML_POLL_MS,
+ * the other reads PCIe throughput in a loop.  They publish each value in a
+ * relaxed atomic; sample() only copies those, so a sample carries the
+ * latest reading, at most one poll period (plus the read itself) old.  The
+ * driver refreshes utilisation every 1/6 s to 1 s and averages power over
+ * 1 s on recent GPUs, so 100 ms polling loses nothing it reports.
+ *
+ * Unmeasured values.  A value whose last read failed (unsupported on this
+ * GPU, permission, GPU lost) or that was not read yet is KFM_GPU_UNMEASURED
+ * (UINT64_MAX); the engine and reports must show it as null/unavailable,
+ * never as a number.  export_json names the NVML error of each such value.
+ *
+ * Per-process memory.  NVML lists the compute processes of a device with
+ * pids of the initial PID namespace.  Inside a container the list holds the
+ * host's pids, so our own pid is not found; then the value is unknown rather
+ * than 0 (kfm__nvml_proc_mem).
+ *
+ * Global state: the process-wide library handle and symbol table (nvml_lib)
+ * are written only by set-up and tear-down, which the engine runs once under
+ * its probe pthread_once and at unload; sessions only read them.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* readlink, pthread_condattr_setclock */
+#endif
+
+#include "kfm_nvml.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Devices a session samples; more are listed in the note, not sampled. */
+#define NVML_MAX_DEV 16
+/* Fast-metric poll period, and the pause between two PCIe rounds. */
+#define KFM__NVML_POLL_MS 100
+#define NVML_PCIE_PAUSE_MS 100
+/* Process list entries read per device; a longer list leaves proc_mem unmeasured. */
+#define NVML_PROC_CAP 256
+/* err[] value for a value whose NVML function the library does not export. */
+#define NVML_ERR_NO_SYMBOL (-1)
+/* err[] value for "not read yet". */
+#define NVML_ERR_PENDING (-2)
+/* err[] value for a process list whose answer is unknown (see kfm__nvml_proc_mem). */
+#define NVML_ERR_PID_UNKNOWN (-3)
+
+/* Per-device values, in the order sample() writes them. */
+enum {
+  NVML_M_UTIL,
+  NVML_M_MEM_UTIL,
+  NVML_M_MEM_USED,
+  NVML_M_POWER,
+  NVML_M_SM_CLOCK,
+  NVML_M_MEM_CLOCK,
+  NVML_M_TEMP,
+  NVML_M_PCIE_TX,
+  NVML_M_PCIE_RX,
+  NVML_M_PROC_MEM,
+  NVML_NMET
+};
+
+static const struct {
+  const char *suffix, *unit;
+} nvml_metric[NVML_NMET] = {
+    [NVML_M_UTIL] = {"util", "%"},
+    [NVML_M_MEM_UTIL] = {"mem_util", "%"},
+    [NVML_M_MEM_USED] = {"mem_used", "bytes"},
+    [NVML_M_POWER] = {"power", "mW"},
+    [NVML_M_SM_CLOCK] = {"sm_clock", "MHz"},
+    [NVML_M_MEM_CLOCK] = {"mem_clock", "MHz"},
+    [NVML_M_TEMP] = {"temp", "C"},
+    [NVML_M_PCIE_TX] = {"pcie_tx", "KB/s"},
+    [NVML_M_PCIE_RX] = {"pcie_rx", "KB/s"},
+    [NVML_M_PROC_MEM] = {"proc_mem", "bytes"},
+};
+
+/* ---------------------------------------------------------------------- */
+/* Process-wide library state.                                             */
+
+static struct {
+  int ready;                     /* init succeeded and at least one device exists */
+  void *handle;                  /* dlopen handle, NULL for an injected table */
+  const struct kfm__nvml_dl *dl; /* how handle was opened */
+  unsigned ndev;                 /* nvmlDeviceGetCount_v2 at set-up */
+  struct kfm__nvml_syms fn;
+  char reason[256]; /* why not ready, for open's error */
+} nvml_lib;
+
+static const struct kfm__nvml_dl nvml_real_dl = {
+    .open = dlopen, .sym = dlsym, .error = dlerror, .close = dlclose};
+
+/* Symbol name -> table slot.  Resolved through a void* copied into the
+ * slot: POSIX guarantees data and function pointers share a representation. */
+static const struct {
+  const char *name;
+  size_t off;
+  int required;
+} nvml_symtab[] = {
+#define NVML_SYM(name, field, req)                                                                 \
+  { name, offsetof(struct kfm__nvml_syms, field), req }
+    NVML_SYM("nvmlInit_v2", init_v2, 1),
+    NVML_SYM("nvmlShutdown", shutdown, 1),
+    NVML_SYM("nvmlErrorString", error_string, 1),
+    NVML_SYM("nvmlDeviceGetCount_v2", device_get_count_v2, 1),
+    NVML_SYM("nvmlDeviceGetHandleByIndex_v2", device_get_handle_by_index_v2, 1),
+    NVML_SYM("nvmlDeviceGetName", device_get_name, 0),
+    NVML_SYM("nvmlDeviceGetPciInfo_v3", device_get_pci_info_v3, 0),
+    NVML_SYM("nvmlDeviceGetUtilizationRates", device_get_utilization_rates, 0),
+    NVML_SYM("nvmlDeviceGetMemoryInfo", device_get_memory_info, 0),
+    NVML_SYM("nvmlDeviceGetPowerUsage", device_get_power_usage, 0),
+    NVML_SYM("nvmlDeviceGetClockInfo", device_get_clock_info, 0),
+    NVML_SYM("nvmlDeviceGetTemperature", device_get_temperature, 0),
+    NVML_SYM("nvmlDeviceGetPcieThroughput", device_get_pcie_throughput, 0),
+    NVML_SYM("nvmlDeviceGetComputeRunningProcesses", device_get_compute_running_processes, 0),
+#undef NVML_SYM
+};
+
+__attribute__((format(printf, 3, 4))) static void nvml_fmt(char *buf, size_t len, const char *fmt,
+                                                           ...) {
+  va_list ap;
+  if (buf == NULL || len == 0) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+}
+
+/* Appends "; " (unless buf is empty) and a formatted item, truncating safely. */
+__attribute__((format(printf, 3, 4))) static void nvml_append(char *buf, size_t len,
+                                                              const char *fmt, ...) {
+  size_t n = strlen(buf);
+  va_list ap;
+  if (n + 3 >= len) {
+    return;
+  }
+  if (n) {
+    memcpy(buf + n, "; ", 3);
+    n += 2;
+  }
+  va_start(ap, fmt);
+  vsnprintf(buf + n, len - n, fmt, ap);
+  va_end(ap);
+}
+
+/* "<code> <nvmlErrorString>", tolerating a library that returns NULL. */
+static const char *nvml_errstr(kfm__nvml_return_t rc) {
+  const char *s = nvml_lib.fn.error_string ? nvml_lib.fn.error_string(rc) : NULL;
+  return s ? s : "unknown error";
+}
+
+void kfm__nvml_teardown(void) {
+  if (nvml_lib.ready && nvml_lib.fn.shutdown) {
+    nvml_lib.fn.shutdown();
+  }
+  if (nvml_lib.handle && nvml_lib.dl && nvml_lib.dl->close) {
+    nvml_lib.dl->close(nvml_lib.handle);
+  }
+  memset(&nvml_lib, 0, sizeof nvml_lib);
+  nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "NVML not set up");
+}
+
+/* Runs init and count on the table already in nvml_lib.fn. */
+static int nvml_start(char *reason, size_t len) {
+  unsigned n = 0;
+  kfm__nvml_return_t rc = nvml_lib.fn.init_v2();
+  if (rc != KFM__NVML_SUCCESS) {
+    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlInit_v2 failed: %d %s", rc,
+             nvml_errstr(rc));
+    goto fail;
+  }
+  rc = nvml_lib.fn.device_get_count_v2(&n);
+  if (rc != KFM__NVML_SUCCESS) {
+    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlDeviceGetCount_v2 failed: %d %s", rc,
+             nvml_errstr(rc));
+    nvml_lib.fn.shutdown();
+    goto fail;
+  }
+  if (n == 0) {
+    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "no NVIDIA GPU (nvmlDeviceGetCount = 0)");
+    nvml_lib.fn.shutdown();
+    goto fail;
+  }
+  nvml_lib.ndev = n;
+  nvml_lib.ready = 1;
+  nvml_fmt(reason, len, "available: %u NVIDIA GPU%s (%s)", n, n == 1 ? "" : "s",
+           nvml_lib.handle ? KFM__NVML_LIBRARY : "injected symbol table");
+  return 1;
+fail:
+  nvml_fmt(reason, len, "%s", nvml_lib.reason);
+  if (nvml_lib.handle && nvml_lib.dl->close) {
+    nvml_lib.dl->close(nvml_lib.handle);
+  }
+  nvml_lib.handle = NULL;
+  /* The functions may be unmapped now: nothing may call them again. */
+  memset(&nvml_lib.fn, 0, sizeof nvml_lib.fn);
+  return 0;
+}
+
+int kfm__nvml_setup_table(const struct kfm__nvml_syms *syms, char *reason, size_t len) {
+  kfm__nvml_teardown();
+  if (syms == NULL || syms->init_v2 == NULL || syms->shutdown == NULL ||
+      syms->error_string == NULL || syms->device_get_count_v2 == NULL ||
+      syms->device_get_handle_by_index_v2 == NULL) {
+    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
+             "NVML symbol table lacks a required function");
+    nvml_fmt(reason, len, "%s", nvml_lib.reason);
+    return 0;
+  }
+  nvml_lib.fn = *syms;
+  return nvml_start(reason, len);
+}
+
+int kfm__nvml_setup_dl(const struct kfm__nvml_dl *dl, char *reason, size_t len) {
+  void *h;
+  kfm__nvml_teardown();
+  h = dl->open(KFM__NVML_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    const char *e = dl->error();
+    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "%s not found (dlopen: %s)",
+             KFM__NVML_LIBRARY, e ? e : "no error text");
+    nvml_fmt(reason, len, "%s", nvml_lib.reason);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof nvml_symtab / sizeof nvml_symtab[0]; i++) {
+    void *p;
+    dl->error(); /* clear a stale error so the one below is dlsym's */
+    p = dl->sym(h, nvml_symtab[i].name);
+    if (p == NULL && nvml_symtab[i].required) {
+      const char *e = dl->error();
+      nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
+               "%s lacks %s (driver older than NVML 5.319?): %s", KFM__NVML_LIBRARY,
+               nvml_symtab[i].name, e ? e : "no error text");
+      nvml_fmt(reason, len, "%s", nvml_lib.reason);
+      dl->close(h);
+      memset(&nvml_lib.fn, 0, sizeof nvml_lib.fn);
+      return 0;
+    }
+    memcpy((char *)&nvml_lib.fn + nvml_symtab[i].off, &p, sizeof p);
+  }
+  /* Newest process-list entry point first; _v3 and _v2 share a layout. */
+  {
+    void *p = dl->sym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+    if (p == NULL) {
+      p = dl->sym(h, "nvmlDeviceGetComputeRunningProcesses_v2");
+    }
+    memcpy(&nvml_lib.fn.device_get_compute_running_processes_v2, &p, sizeof p);
+  }
+  nvml_lib.handle = h;
+  nvml_lib.dl = dl;
+  return nvml_start(reason, len);
+}
+
+uint64_t kfm__nvml_proc_mem(const void *infos, size_t stride, unsigned n, unsigned pid,
+                            int pid_visible) {
+  const char *p = infos;
+  for (unsigned i = 0; i < n; i++, p += stride) {
+    unsigned ipid;
+    unsigned long long mem;
+    memcpy(&ipid, p, sizeof ipid);
+    memcpy(&mem, p + 8, sizeof mem);
+    if (ipid == pid) {
+      return mem; /* all-ones (NVML_VALUE_NOT_AVAILABLE) is KFM_GPU_UNMEASURED */
+    }
+  }
+  /* Absent: no memory used here, if the pids were comparable at all. */
+  return n == 0 || pid_visible ? 0 : KFM_GPU_UNMEASURED;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Session state and the poller threads.                                   */
+
+struct nvml_dev {
+  unsigned index; /* NVML index, used in metric names */
+  kfm__nvml_device_t h;
+  char name[KFM__NVML_NAME_SIZE]; /* "" when nvmlDeviceGetName failed */
+  char bus_id[KFM__NVML_BUS_ID_SIZE];
+  uint64_t mem_total; /* KFM_GPU_UNMEASURED when unknown */
+};
+
+struct nvml_state {
+  int open;
+  unsigned ndev; /* devices sampled */
+  unsigned nmet; /* ndev * NVML_NMET */
+  struct nvml_dev dev[NVML_MAX_DEV];
+  char skipped[256]; /* devices that could not be opened, for export and the note */
+  unsigned pid;
+  int pid_visible;
+  /* Published by the pollers, read by sample() and export: value and last NVML code. */
+  _Atomic uint64_t val[NVML_MAX_DEV * NVML_NMET];
+  _Atomic int err[NVML_MAX_DEV * NVML_NMET];
+  struct kfm__metric_def defs[NVML_MAX_DEV * NVML_NMET];
+  char names[NVML_MAX_DEV * NVML_NMET][40];
+  /* Fast poller's process list buffer (only that thread touches it). */
+  union {
+    struct kfm__nvml_process_info_v2 v2[NVML_PROC_CAP];
+    struct kfm__nvml_process_info_v1 v1[NVML_PROC_CAP];
+  } procs;
+  /* Poller control: stop is set under lock and signalled through cv. */
+  pthread_mutex_t lock;
+  pthread_cond_t cv;
+  int stop;
+  int nthreads;
+  pthread_t thr[2];
+};
+
+static void nvml_put(struct nvml_state *st, unsigned d, unsigned m, kfm__nvml_return_t rc,
+                     uint64_t v) {
+  unsigned i = d * NVML_NMET + m;
+  atomic_store_explicit(&st->val[i], rc == KFM__NVML_SUCCESS ? v : KFM_GPU_UNMEASURED,
+                        memory_order_relaxed);
+  atomic_store_explicit(&st->err[i], rc, memory_order_relaxed);
+}
+
+static void nvml_read_procs(struct nvml_state *st, unsigned d) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  kfm__nvml_device_t h = st->dev[d].h;
+  unsigned n = NVML_PROC_CAP;
+  kfm__nvml_return_t rc;
+  uint64_t v;
+  if (fn->device_get_compute_running_processes_v2) {
+    rc = fn->device_get_compute_running_processes_v2(h, &n, st->procs.v2);
+    v = kfm__nvml_proc_mem(st->procs.v2, sizeof st->procs.v2[0], n, st->pid, st->pid_visible);
+  } else if (fn->device_get_compute_running_processes) {
+    rc = fn->device_get_compute_running_processes(h, &n, st->procs.v1);
+    v = kfm__nvml_proc_mem(st->procs.v1, sizeof st->procs.v1[0], n, st->pid, st->pid_visible);
+  } else {
+    nvml_put(st, d, NVML_M_PROC_MEM, NVML_ERR_NO_SYMBOL, 0);
+    return;
+  }
+  if (rc == KFM__NVML_SUCCESS && n > NVML_PROC_CAP) {
+    rc = KFM__NVML_ERROR_INSUFFICIENT_SIZE; /* a library that overstates n */
+  }
+  if (rc == KFM__NVML_SUCCESS && v == KFM_GPU_UNMEASURED) {
+    rc = NVML_ERR_PID_UNKNOWN;
+  }
+  nvml_put(st, d, NVML_M_PROC_MEM, rc, v);
+}
+
+/* Everything but PCIe throughput, for every device. */
+static void nvml_read_fast(struct nvml_state *st) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  for (unsigned d = 0; d < st->ndev; d++) {
+    kfm__nvml_device_t h = st->dev[d].h;
+    kfm__nvml_return_t rc;
+    unsigned u = 0;
+    if (fn->device_get_utilization_rates) {
+      struct kfm__nvml_utilization ut = {0, 0};
+      rc = fn->device_get_utilization_rates(h, &ut);
+      nvml_put(st, d, NVML_M_UTIL, rc, ut.gpu);
+      nvml_put(st, d, NVML_M_MEM_UTIL, rc, ut.memory);
+    } else {
+      nvml_put(st, d, NVML_M_UTIL, NVML_ERR_NO_SYMBOL, 0);
+      nvml_put(st, d, NVML_M_MEM_UTIL, NVML_ERR_NO_SYMBOL, 0);
+    }
+    if (fn->device_get_memory_info) {
+      struct kfm__nvml_memory mem = {0, 0, 0};
+      rc = fn->device_get_memory_info(h, &mem);
+      nvml_put(st, d, NVML_M_MEM_USED, rc, mem.used);
+    } else {
+      nvml_put(st, d, NVML_M_MEM_USED, NVML_ERR_NO_SYMBOL, 0);
+    }
+    rc = fn->device_get_power_usage ? fn->device_get_power_usage(h, &u) : NVML_ERR_NO_SYMBOL;
+    nvml_put(st, d, NVML_M_POWER, rc, u);
+    rc = fn->device_get_clock_info ? fn->device_get_clock_info(h, KFM__NVML_CLOCK_SM, &u)
+                                   : NVML_ERR_NO_SYMBOL;
+    nvml_put(st, d, NVML_M_SM_CLOCK, rc, u);
+    rc = fn->device_get_clock_info ? fn->device_get_clock_info(h, KFM__NVML_CLOCK_MEM, &u)
+                                   : NVML_ERR_NO_SYMBOL;
+    nvml_put(st, d, NVML_M_MEM_CLOCK, rc, u);
+    rc = fn->device_get_temperature ? fn->device_get_temperature(h, KFM__NVML_TEMPERATURE_GPU, &u)
+                                    : NVML_ERR_NO_SYMBOL;
+    nvml_put(st, d, NVML_M_TEMP, rc, u);
+    nvml_read_procs(st, d);
+  }
+}
+
+/* PCIe throughput of one device: two 20 ms measurements inside NVML. */
+static void nvml_read_pcie(struct nvml_state *st, unsigned d) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  unsigned v = 0;
+  kfm__nvml_return_t rc;
+  rc = fn->device_get_pcie_throughput
+           ? fn->device_get_pcie_throughput(st->dev[d].h, KFM__NVML_PCIE_UTIL_TX_BYTES, &v)
+           : NVML_ERR_NO_SYMBOL;
+  nvml_put(st, d, NVML_M_PCIE_TX, rc, v);
+  rc = fn->device_get_pcie_throughput
+           ? fn->device_get_pcie_throughput(st->dev[d].h, KFM__NVML_PCIE_UTIL_RX_BYTES, &v)
+           : NVML_ERR_NO_SYMBOL;
+  nvml_put(st, d, NVML_M_PCIE_RX, rc, v);
+}
+
+/* Waits ms or until stop; returns 1 when stopping. */
+static int nvml_wait(struct nvml_state *st, unsigned ms) {
+  struct timespec ts;
+  int stop;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&st->lock);
+  while (!st->stop && pthread_cond_timedwait(&st->cv, &st->lock, &ts) != ETIMEDOUT) {
+  }
+  stop = st->stop;
+  pthread_mutex_unlock(&st->lock);
+  return stop;
+}
+
+static int nvml_stopping(struct nvml_state *st) {
+  int stop;
+  pthread_mutex_lock(&st->lock);
+  stop = st->stop;
+  pthread_mutex_unlock(&st->lock);
+  return stop;
+}
+
+static void *nvml_fast_main(void *arg) {
+  struct nvml_state *st = arg;
+  while (!nvml_wait(st, KFM__NVML_POLL_MS)) {
+    nvml_read_fast(st);
+  }
+  return NULL;
+}
+
+static void *nvml_pcie_main(void *arg) {
+  struct nvml_state *st = arg;
+  do {
+    for (unsigned d = 0; d < st->ndev && !nvml_stopping(st); d++) {
+      nvml_read_pcie(st, d);
+    }
+  } while (!nvml_wait(st, NVML_PCIE_PAUSE_MS));
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Backend hooks.                                                          */
+
+static int nvml_probe(char *reason, size_t len) {
+  return kfm__nvml_setup_dl(&nvml_real_dl, reason, len);
+}
+
+static void nvml_fini(void) {
+  kfm__nvml_teardown();
+}
+
+/* Whether this process sees the pids NVML reports: the initial PID
+ * namespace has the fixed inode PROC_PID_INIT_INO (0xEFFFFFFC). */
+static int nvml_pid_visible(void) {
+  char link[64];
+  ssize_t n = readlink("/proc/self/ns/pid", link, sizeof link - 1);
+  if (n <= 0) {
+    return 0;
+  }
+  link[n] = '\0';
+  return strcmp(link, "pid:[4026531836]") == 0;
+}
+
+static void nvml_stop_threads(struct nvml_state *st) {
+  pthread_mutex_lock(&st->lock);
+  st->stop = 1;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->lock);
+  for (int i = 0; i < st->nthreads; i++) {
+    pthread_join(st->thr[i], NULL);
+  }
+  st->nthreads = 0;
+}
+
+static void nvml_close(void *state) {
+  struct nvml_state *st = state;
+  if (!st->open) {
+    return;
+  }
+  nvml_stop_threads(st);
+  pthread_cond_destroy(&st->cv);
+  pthread_mutex_destroy(&st->lock);
+  st->open = 0;
+}
+
+/* Looks up device i; 0, or an NVML code with what failed in why. */
+static int nvml_open_dev(struct nvml_dev *dv, unsigned i, const char **why) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  kfm__nvml_return_t rc;
+  memset(dv, 0, sizeof *dv);
+  dv->index = i;
+  dv->mem_total = KFM_GPU_UNMEASURED;
+  rc = fn->device_get_handle_by_index_v2(i, &dv->h);
+  if (rc != KFM__NVML_SUCCESS) {
+    *why = "nvmlDeviceGetHandleByIndex_v2";
+    return rc;
+  }
+  if (fn->device_get_name &&
+      fn->device_get_name(dv->h, dv->name, sizeof dv->name) != KFM__NVML_SUCCESS) {
+    dv->name[0] = '\0';
+  }
+  dv->name[sizeof dv->name - 1] = '\0';
+  if (fn->device_get_pci_info_v3) {
+    struct kfm__nvml_pci_info pci;
+    memset(&pci, 0, sizeof pci);
+    if (fn->device_get_pci_info_v3(dv->h, &pci) == KFM__NVML_SUCCESS) {
+      memcpy(dv->bus_id, pci.busId, sizeof dv->bus_id);
+      dv->bus_id[sizeof dv->bus_id - 1] = '\0';
+    }
+  }
+  if (fn->device_get_memory_info) {
+    struct kfm__nvml_memory mem = {0, 0, 0};
+    if (fn->device_get_memory_info(dv->h, &mem) == KFM__NVML_SUCCESS) {
+      dv->mem_total = mem.total;
+    }
+  }
+  return 0;
+}
+
+static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
+  struct nvml_state *st = state;
+  pthread_condattr_t ca;
+  ctx->n_transition = 0;
+  ctx->transition = NULL;
+  ctx->n_sample = 0;
+  ctx->sample = NULL;
+  memset(st, 0, sizeof *st);
+  if (!nvml_lib.ready) {
+    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: %s",
+             nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up");
+    return KFM_EBACKEND;
+  }
+  for (unsigned i = 0; i < nvml_lib.ndev; i++) {
+    const char *why = "";
+    int rc;
+    if (st->ndev == NVML_MAX_DEV) {
+      nvml_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
+                  nvml_lib.ndev - 1, NVML_MAX_DEV);
+      break;
+    }
+    rc = nvml_open_dev(&st->dev[st->ndev], i, &why);
+    if (rc != 0) {
+      nvml_append(st->skipped, sizeof st->skipped, "gpu%u: %s failed: %d %s", i, why, rc,
+                  nvml_errstr(rc));
+      continue;
+    }
+    st->ndev++;
+  }
+  if (st->ndev == 0) {
+    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: no usable device: %s", st->skipped);
+    return KFM_EBACKEND;
+  }
+  st->nmet = st->ndev * NVML_NMET;
+  for (unsigned d = 0; d < st->ndev; d++) {
+    for (unsigned m = 0; m < NVML_NMET; m++) {
+      unsigned i = d * NVML_NMET + m;
+      snprintf(st->names[i], sizeof st->names[i], "nvml.gpu%u.%s", st->dev[d].index,
+               nvml_metric[m].suffix);
+      st->defs[i].name = st->names[i];
+      st->defs[i].unit = nvml_metric[m].unit;
+      st->defs[i].kind = KFM_METRIC_GAUGE;
+      atomic_init(&st->val[i], KFM_GPU_UNMEASURED);
+      atomic_init(&st->err[i], NVML_ERR_PENDING);
+    }
+  }
+  st->pid = (unsigned)getpid();
+  st->pid_visible = nvml_pid_visible();
+  /* A first synchronous read so the first samples carry values; PCIe
+   * throughput (20 ms per counter) arrives with the PCIe poller. */
+  nvml_read_fast(st);
+
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&st->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&st->lock, NULL);
+  st->open = 1;
+  if (pthread_create(&st->thr[0], NULL, nvml_fast_main, st) != 0) {
+    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the poller thread");
+    nvml_close(st);
+    return KFM_ETHREAD;
+  }
+  st->nthreads = 1;
+  if (pthread_create(&st->thr[1], NULL, nvml_pcie_main, st) != 0) {
+    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the PCIe poller thread");
+    nvml_close(st);
+    return KFM_ETHREAD;
+  }
+  st->nthreads = 2;
+
+  if (st->skipped[0]) {
+    nvml_fmt(ctx->note, ctx->notelen, "%u device%s sampled; %s", st->ndev, st->ndev == 1 ? "" : "s",
+             st->skipped);
+  } else {
+    nvml_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms", st->ndev,
+             st->ndev == 1 ? "" : "s", KFM__NVML_POLL_MS);
+  }
+  ctx->n_sample = st->nmet;
+  ctx->sample = st->defs;
+  return 0;
+}
+
+/* Sampler thread: copies the pollers' latest values; no call into NVML. */
+static void nvml_sample(void *state, uint64_t *out) {
+  struct nvml_state *st = state;
+  for (unsigned i = 0; i < st->nmet; i++) {
+    out[i] = atomic_load_explicit(&st->val[i], memory_order_relaxed);
+  }
+}
+
+static void nvml_json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      fprintf(f, "\\%c", *p);
+    } else if (*p < 0x20) {
+      fprintf(f, "\\u%04x", *p);
+    } else {
+      fputc(*p, f);
+    }
+  }
+  fputc('"', f);
+}
+
+static void nvml_export_json(void *state, void *file) {
+  struct nvml_state *st = state;
+  FILE *f = file;
+  if (!st->open) {
+    fputs("{\"available\":false,\"reason\":", f);
+    nvml_json_str(f, nvml_lib.ready ? "not opened in this session"
+                                    : (nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up"));
+    fputc('}', f);
+    return;
+  }
+  fprintf(f, "{\"available\":true,\"library\":\"%s\",\"poll_ms\":%d,\"devices\":[",
+          nvml_lib.handle ? KFM__NVML_LIBRARY : "injected", KFM__NVML_POLL_MS);
+  for (unsigned d = 0; d < st->ndev; d++) {
+    const struct nvml_dev *dv = &st->dev[d];
+    int first = 1;
+    fprintf(f, "%s{\"index\":%u,\"name\":", d ? "," : "", dv->index);
+    if (dv->name[0]) {
+      nvml_json_str(f, dv->name);
+    } else {
+      fputs("null", f);
+    }
+    fputs(",\"pci_bus_id\":", f);
+    if (dv->bus_id[0]) {
+      nvml_json_str(f, dv->bus_id);
+    } else {
+      fputs("null", f);
+    }
+    if (dv->mem_total != KFM_GPU_UNMEASURED) {
+      fprintf(f, ",\"memory_total\":%llu", (unsigned long long)dv->mem_total);
+    } else {
+      fputs(",\"memory_total\":null", f);
+    }
+    /* Why each currently unmeasured value is so. */
+    fputs(",\"unmeasured\":{", f);
+    for (unsigned m = 0; m < NVML_NMET; m++) {
+      int e = atomic_load_explicit(&st->err[d * NVML_NMET + m], memory_order_relaxed);
+      char why[160];
+      if (e == KFM__NVML_SUCCESS) {
+        continue;
+      }
+      if (e == NVML_ERR_NO_SYMBOL) {
+        snprintf(why, sizeof why, "function not exported by this NVML");
+      } else if (e == NVML_ERR_PENDING) {
+        snprintf(why, sizeof why, "not read yet");
+      } else if (e == NVML_ERR_PID_UNKNOWN) {
+        snprintf(why, sizeof why,
+                 "this process not in NVML's list and its pids are another PID namespace's");
+      } else {
+        snprintf(why, sizeof why, "%d %s", e, nvml_errstr(e));
+      }
+      fprintf(f, "%s\"%s\":", first ? "" : ",", nvml_metric[m].suffix);
+      nvml_json_str(f, why);
+      first = 0;
+    }
+    fputs("}}", f);
+  }
+  fputc(']', f);
+  if (st->skipped[0]) {
+    fputs(",\"skipped\":", f);
+    nvml_json_str(f, st->skipped);
+  }
+  fputc('}', f);
+}
+
+const struct kfm__backend kfm__backend_nvml = {
+    .abi = KFM_BACKEND_ABI,
+    .name = "nvml",
+    .caps = KFM_CAP_SAMPLE,
+    .min_level = KFM_LEVEL_COMPREHENSIVE,
+    .state_size = sizeof(struct nvml_state),
+    .thread_state_size = 0,
+    .probe = nvml_probe,
+    .init = NULL,
+    .fini = nvml_fini,
+    .open = nvml_open,
+    .sample = nvml_sample,
+    .close = nvml_close,
+    .export_json = nvml_export_json,
+};
