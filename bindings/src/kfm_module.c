@@ -1,0 +1,902 @@
+/*
+ * kfm_module.c - the CPython extension kfm_debugging._kfm: one Session type
+ * wrapping a kfm session, plus module functions for the backend probe and
+ * level names.
+ *
+ * Hot path: Session.enter(id) / Session.exit(id) are METH_O calls that go
+ * straight to kfm_enter / kfm_exit with the GIL held.  Releasing the GIL
+ * would cost more than the transition itself (tens of ns), and holding it
+ * also means no two threads are ever inside a kfm call on one session while
+ * close() destroys it.
+ *
+ * Results: report() merges the engine's snapshot into plain dicts.  Bulk
+ * series (samples(), events()) are copied once into immutable bytes objects
+ * and returned as typed memoryviews (format 'd' for doubles, 'I' for
+ * uint32, 'B' for the event kind), so a series of N entries costs one copy
+ * and no per-entry Python object.  A view straight into the engine's
+ * report would save that copy but would tie the report's lifetime to
+ * Python objects that can outlive the session, and the report's names point
+ * into the session.
+ *
+ * Errors: the engine's detail message (kfm_errmsg) is the exception text.
+ * Bad values and bad configuration raise ValueError, state and ordering
+ * errors RuntimeError, export failures OSError (with the errno of the failing
+ * file operation when it is known), out of memory MemoryError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "kfm/kfm.h"
+
+typedef struct {
+  PyObject_HEAD
+  kfm_session_t *s;
+  int state; /* 0 created, 1 running, 2 stopped */
+} SessionObject;
+
+/* Exception class for an engine error code. */
+static PyObject *kfm_exc_type(int rc) {
+  switch (rc) {
+  case KFM_EINVAL:
+  case KFM_ECONFIG:
+  case KFM_EBADKEY:
+  case KFM_EBADVALUE:
+  case KFM_ENONODE:
+  case KFM_ENAME:
+  case KFM_ERANGE:
+    return PyExc_ValueError;
+  case KFM_ENOMEM:
+    return PyExc_MemoryError;
+  case KFM_EIO:
+    return PyExc_OSError;
+  default:
+    return PyExc_RuntimeError;
+  }
+}
+
+/* Raise for rc with the session's detail message (or the thread's create
+ * message when s is NULL).  Always returns NULL. */
+static PyObject *kfm_raise(const kfm_session_t *s, int rc, const char *what) {
+  const char *msg = kfm_errmsg(s);
+  if (msg == NULL || msg[0] == '\0') {
+    msg = kfm_strerror(rc);
+  }
+  PyErr_Format(kfm_exc_type(rc), "%s: %s (%s)", what, msg, kfm_err_name(rc));
+  return NULL;
+}
+
+static int session_check(SessionObject *self) {
+  if (self->s == NULL) {
+    PyErr_SetString(PyExc_RuntimeError, "kfm Session is closed");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life cycle                                                              */
+
+static int Session_init(SessionObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"config", NULL};
+  const char *config = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z:Session", kwlist, &config)) {
+    return -1;
+  }
+  if (self->s != NULL) {
+    PyErr_SetString(PyExc_RuntimeError, "Session.__init__ called twice");
+    return -1;
+  }
+  kfm_session_t *s = NULL;
+  int rc = kfm_session_create_str(&s, config);
+  if (rc != 0) {
+    kfm_raise(NULL, rc, "kfm session");
+    return -1;
+  }
+  self->s = s;
+  self->state = 0;
+  return 0;
+}
+
+static void Session_dealloc(SessionObject *self) {
+  /* No other thread can be inside a kfm call on this session: every call
+   * holds the GIL and holds a reference to self. */
+  kfm_session_destroy(self->s);
+  self->s = NULL;
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Session_start(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  int rc = kfm_session_start(self->s);
+  if (rc) {
+    return kfm_raise(self->s, rc, "start");
+  }
+  self->state = 1;
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_stop(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  int rc = kfm_session_stop(self->s);
+  if (rc) {
+    return kfm_raise(self->s, rc, "stop");
+  }
+  self->state = 2;
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_close(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  kfm_session_destroy(self->s);
+  self->s = NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_enter_ctx(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  if (self->state == 0) {
+    int rc = kfm_session_start(self->s);
+    if (rc) {
+      return kfm_raise(self->s, rc, "start");
+    }
+    self->state = 1;
+  }
+  Py_INCREF(self);
+  return (PyObject *)self;
+}
+
+/* __exit__ stops (results stay readable); close() frees the session. */
+static PyObject *Session_exit_ctx(SessionObject *self, PyObject *args) {
+  (void)args;
+  if (self->s != NULL && self->state == 1) {
+    int rc = kfm_session_stop(self->s);
+    if (rc) {
+      return kfm_raise(self->s, rc, "stop");
+    }
+    self->state = 2;
+  }
+  Py_RETURN_FALSE;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Nodes and transitions                                                   */
+
+static PyObject *Session_register(SessionObject *self, PyObject *name) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  const char *n = PyUnicode_AsUTF8(name);
+  if (n == NULL) {
+    return NULL;
+  }
+  kfm_node_id_t id;
+  int rc = kfm_node_register(self->s, n, &id);
+  if (rc) {
+    return kfm_raise(self->s, rc, "register");
+  }
+  return PyLong_FromUnsignedLong(id);
+}
+
+static int node_id_arg(PyObject *arg, kfm_node_id_t *id) {
+  long v = PyLong_AsLong(arg);
+  if (v == -1 && PyErr_Occurred()) {
+    return -1;
+  }
+  if (v < 0 || (unsigned long)v >= KFM_NODE_ROOT) {
+    PyErr_Format(PyExc_ValueError, "node id %ld out of range", v);
+    return -1;
+  }
+  *id = (kfm_node_id_t)v;
+  return 0;
+}
+
+static PyObject *Session_enter(SessionObject *self, PyObject *arg) {
+  kfm_node_id_t id;
+  if (self->s == NULL) {
+    session_check(self);
+    return NULL;
+  }
+  if (node_id_arg(arg, &id)) {
+    return NULL;
+  }
+  int rc = kfm_enter(self->s, id);
+  if (KFM_OK != rc) {
+    return kfm_raise(self->s, rc, "enter");
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_exit(SessionObject *self, PyObject *arg) {
+  kfm_node_id_t id;
+  if (self->s == NULL) {
+    session_check(self);
+    return NULL;
+  }
+  if (node_id_arg(arg, &id)) {
+    return NULL;
+  }
+  int rc = kfm_exit(self->s, id);
+  if (KFM_OK != rc) {
+    return kfm_raise(self->s, rc, "exit");
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_enter_name(SessionObject *self, PyObject *name) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  const char *n = PyUnicode_AsUTF8(name);
+  if (n == NULL) {
+    return NULL;
+  }
+  int rc = kfm_enter_name(self->s, n);
+  if (rc) {
+    return kfm_raise(self->s, rc, "enter_name");
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_exit_name(SessionObject *self, PyObject *name) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  const char *n = PyUnicode_AsUTF8(name);
+  if (n == NULL) {
+    return NULL;
+  }
+  int rc = kfm_exit_name(self->s, n);
+  if (rc) {
+    return kfm_raise(self->s, rc, "exit_name");
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_node_name(SessionObject *self, PyObject *arg) {
+  kfm_node_id_t id;
+  if (session_check(self) || node_id_arg(arg, &id)) {
+    return NULL;
+  }
+  const char *n = kfm_node_name(self->s, id);
+  if (n == NULL) {
+    PyErr_Format(PyExc_ValueError, "unknown node id %lu", (unsigned long)id);
+    return NULL;
+  }
+  return PyUnicode_FromString(n);
+}
+
+static PyObject *Session_current(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  kfm_node_id_t id;
+  if (kfm_current_node(self->s, &id) != 0) {
+    Py_RETURN_NONE;
+  }
+  const char *n = kfm_node_name(self->s, id);
+  return n ? PyUnicode_FromString(n) : PyLong_FromUnsignedLong(id);
+}
+
+static PyObject *Session_depth(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  return PyLong_FromLong(kfm_depth(self->s));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Results                                                                 */
+
+/* d[key] = value, stealing the reference to value.  -1 on error. */
+static int set_steal(PyObject *d, const char *key, PyObject *value) {
+  if (value == NULL) {
+    return -1;
+  }
+  int rc = PyDict_SetItemString(d, key, value);
+  Py_DECREF(value);
+  return rc;
+}
+
+static PyObject *float_or_none(double v) {
+  if (isnan(v)) {
+    Py_RETURN_NONE;
+  }
+  return PyFloat_FromDouble(v);
+}
+
+static PyObject *metric_dict(const kfm_metric_info_t *m) {
+  return Py_BuildValue("{s:s,s:s,s:s,s:s}", "name", m->name, "unit", m->unit, "backend",
+                       m->backend ? m->backend : "", "kind",
+                       m->kind == KFM_METRIC_GAUGE ? "gauge" : "counter");
+}
+
+static PyObject *summary_dict(const kfm_summary_t *u) {
+  const char *ln = kfm_level_name((int)u->level);
+  return Py_BuildValue(
+      "{s:i,s:s,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:d,s:d,s:K,s:s,s:d}", "level",
+      (int)u->level, "level_name", ln ? ln : "?", "wall_ns", u->wall_ns, "rate_hz", u->rate_hz,
+      "samples", (unsigned long long)u->samples, "samples_dropped",
+      (unsigned long long)u->samples_dropped, "events", (unsigned long long)u->events,
+      "events_dropped", (unsigned long long)u->events_dropped, "edges_dropped",
+      (unsigned long long)u->edges_dropped, "unbalanced", (unsigned long long)u->unbalanced,
+      "threads", (unsigned)u->threads, "sampler_cpu_ns", u->sampler_cpu_ns,
+      "sampler_late_p99_ns", u->sampler_late_p99_ns, "sampler_missed",
+      (unsigned long long)u->sampler_missed, "clock", u->clock ? u->clock : "", "tsc_ghz",
+      u->tsc_ghz);
+}
+
+static PyObject *node_dict(const kfm_node_stats_t *n, PyObject *mnames, size_t nm) {
+  PyObject *d = Py_BuildValue(
+      "{s:k,s:s,s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:K,s:K}", "id",
+      (unsigned long)n->id, "name", n->name, "count", (unsigned long long)n->count, "active",
+      (unsigned long long)n->active, "total_ns", n->total_ns, "exclusive_ns", n->exclusive_ns,
+      "min_ns", n->count ? n->min_ns : 0.0, "max_ns", n->max_ns, "mean_ns", n->mean_ns,
+      "stddev_ns", n->stddev_ns, "p50_ns", n->p50_ns, "p90_ns", n->p90_ns, "p99_ns", n->p99_ns,
+      "samples", (unsigned long long)n->samples, "samples_any",
+      (unsigned long long)n->samples_any);
+  if (d == NULL) {
+    return NULL;
+  }
+  if (set_steal(d, "peak_rss", float_or_none(n->peak_rss))) {
+    goto fail;
+  }
+  PyObject *inc = PyDict_New(), *exc = PyDict_New();
+  if (set_steal(d, "inclusive", inc) || set_steal(d, "exclusive", exc)) {
+    goto fail;
+  }
+  for (size_t i = 0; i < nm; i++) {
+    PyObject *k = PyList_GET_ITEM(mnames, (Py_ssize_t)i);
+    PyObject *a = PyFloat_FromDouble(n->inclusive[i]);
+    PyObject *b = PyFloat_FromDouble(n->exclusive[i]);
+    int bad = a == NULL || b == NULL || PyDict_SetItem(inc, k, a) || PyDict_SetItem(exc, k, b);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (bad) {
+      goto fail;
+    }
+  }
+  return d;
+fail:
+  Py_DECREF(d);
+  return NULL;
+}
+
+static PyObject *name_or_none(const kfm_session_t *s, kfm_node_id_t id) {
+  if (id == KFM_NODE_ROOT) {
+    Py_RETURN_NONE;
+  }
+  const char *n = kfm_node_name(s, id);
+  return n ? PyUnicode_FromString(n) : PyLong_FromUnsignedLong(id);
+}
+
+static PyObject *edges_list(const kfm_session_t *s, const kfm_report_t *r, kfm_edge_kind_t kind) {
+  size_t ne = kfm_report_edge_count(r, kind);
+  PyObject *l = PyList_New((Py_ssize_t)ne);
+  if (l == NULL) {
+    return NULL;
+  }
+  for (size_t i = 0; i < ne; i++) {
+    kfm_edge_t e;
+    kfm_report_edge(r, kind, i, &e);
+    PyObject *t = Py_BuildValue("(NNK)", name_or_none(s, e.from), name_or_none(s, e.to),
+                                (unsigned long long)e.count);
+    if (t == NULL) {
+      Py_DECREF(l);
+      return NULL;
+    }
+    PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+  }
+  return l;
+}
+
+static PyObject *backends_list_report(const kfm_report_t *r) {
+  size_t nb = kfm_report_backend_count(r);
+  PyObject *l = PyList_New((Py_ssize_t)nb);
+  if (l == NULL) {
+    return NULL;
+  }
+  for (size_t i = 0; i < nb; i++) {
+    kfm_backend_status_t b;
+    kfm_report_backend(r, i, &b);
+    PyObject *d = Py_BuildValue("{s:s,s:O,s:O,s:s}", "name", b.name, "available",
+                                b.available ? Py_True : Py_False, "enabled",
+                                b.enabled ? Py_True : Py_False, "reason",
+                                b.reason ? b.reason : "");
+    if (d == NULL) {
+      Py_DECREF(l);
+      return NULL;
+    }
+    PyList_SET_ITEM(l, (Py_ssize_t)i, d);
+  }
+  return l;
+}
+
+static PyObject *Session_report(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(self->s, &r);
+  if (rc) {
+    return kfm_raise(self->s, rc, "report");
+  }
+  PyObject *out = PyDict_New(), *mnames = NULL;
+  if (out == NULL) {
+    goto fail;
+  }
+  kfm_summary_t sum;
+  kfm_report_summary(r, &sum);
+  if (set_steal(out, "summary", summary_dict(&sum))) {
+    goto fail;
+  }
+  size_t nm = kfm_report_metric_count(r);
+  mnames = PyList_New((Py_ssize_t)nm);
+  PyObject *metrics = PyList_New((Py_ssize_t)nm);
+  if (mnames == NULL || set_steal(out, "metrics", metrics)) {
+    goto fail;
+  }
+  for (size_t i = 0; i < nm; i++) {
+    kfm_metric_info_t m;
+    kfm_report_metric(r, i, &m);
+    PyObject *md = metric_dict(&m), *nmobj = PyUnicode_FromString(m.name);
+    if (md == NULL || nmobj == NULL) {
+      Py_XDECREF(md);
+      Py_XDECREF(nmobj);
+      goto fail;
+    }
+    PyList_SET_ITEM(metrics, (Py_ssize_t)i, md);
+    PyList_SET_ITEM(mnames, (Py_ssize_t)i, nmobj);
+  }
+  size_t nsm = kfm_report_sample_metric_count(r);
+  PyObject *smetrics = PyList_New((Py_ssize_t)nsm);
+  if (set_steal(out, "sample_metrics", smetrics)) {
+    goto fail;
+  }
+  for (size_t i = 0; i < nsm; i++) {
+    kfm_metric_info_t m;
+    kfm_report_sample_metric(r, i, &m);
+    PyObject *md = metric_dict(&m);
+    if (md == NULL) {
+      goto fail;
+    }
+    PyList_SET_ITEM(smetrics, (Py_ssize_t)i, md);
+  }
+  PyObject *nodes = PyDict_New();
+  if (set_steal(out, "nodes", nodes)) {
+    goto fail;
+  }
+  size_t nn = kfm_report_node_count(r);
+  for (size_t i = 0; i < nn; i++) {
+    kfm_node_stats_t ns;
+    kfm_report_node(r, i, &ns);
+    PyObject *nd = node_dict(&ns, mnames, nm);
+    if (nd == NULL) {
+      goto fail;
+    }
+    int bad = PyDict_SetItemString(nodes, ns.name, nd);
+    Py_DECREF(nd);
+    if (bad) {
+      goto fail;
+    }
+  }
+  PyObject *edges = PyDict_New();
+  if (set_steal(out, "edges", edges) ||
+      set_steal(edges, "nested", edges_list(self->s, r, KFM_EDGE_NESTED)) ||
+      set_steal(edges, "follows", edges_list(self->s, r, KFM_EDGE_FOLLOWS)) ||
+      set_steal(out, "backends", backends_list_report(r))) {
+    goto fail;
+  }
+  Py_DECREF(mnames);
+  kfm_report_free(r);
+  return out;
+fail:
+  Py_XDECREF(mnames);
+  Py_XDECREF(out);
+  kfm_report_free(r);
+  return NULL;
+}
+
+/* An immutable buffer for n x width items of sz bytes; *data receives its
+ * storage, filled before series_view hands the buffer out. */
+static PyObject *new_series(size_t n, size_t width, size_t sz, char **data, PyObject **holder) {
+  *holder = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * width * sz));
+  if (*holder == NULL) {
+    return NULL;
+  }
+  *data = PyBytes_AS_STRING(*holder);
+  return *holder;
+}
+
+static PyObject *series_view(PyObject *holder, const char *fmt, size_t n, size_t width,
+                             int two_d) {
+  PyObject *mv = PyMemoryView_FromObject(holder);
+  if (mv == NULL) {
+    return NULL;
+  }
+  PyObject *v;
+  /* memoryview cannot cast to a shape with a zero in it: an empty series
+   * is an empty 1-D view instead. */
+  if (two_d && n > 0 && width > 0) {
+    v = PyObject_CallMethod(mv, "cast", "s(nn)", fmt, (Py_ssize_t)n, (Py_ssize_t)width);
+  } else {
+    v = PyObject_CallMethod(mv, "cast", "s", fmt);
+  }
+  Py_DECREF(mv);
+  return v;
+}
+
+static PyObject *metric_names_list(const kfm_report_t *r, int sample) {
+  size_t n = sample ? kfm_report_sample_metric_count(r) : kfm_report_metric_count(r);
+  PyObject *l = PyList_New((Py_ssize_t)n);
+  if (l == NULL) {
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    kfm_metric_info_t m;
+    if (sample) {
+      kfm_report_sample_metric(r, i, &m);
+    } else {
+      kfm_report_metric(r, i, &m);
+    }
+    PyObject *s = PyUnicode_FromString(m.name);
+    if (s == NULL) {
+      Py_DECREF(l);
+      return NULL;
+    }
+    PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+  }
+  return l;
+}
+
+/* Node names for every registered id that appears in ids[0..n). */
+static int add_names(PyObject *names, const kfm_session_t *s, const uint32_t *ids, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    PyObject *k = PyLong_FromUnsignedLong(ids[i]);
+    if (k == NULL) {
+      return -1;
+    }
+    int has = PyDict_Contains(names, k);
+    if (has == 0) {
+      const char *nm = kfm_node_name(s, ids[i]);
+      PyObject *v = nm ? PyUnicode_FromString(nm) : (Py_INCREF(Py_None), Py_None);
+      if (v == NULL || PyDict_SetItem(names, k, v)) {
+        Py_XDECREF(v);
+        Py_DECREF(k);
+        return -1;
+      }
+      Py_DECREF(v);
+    }
+    Py_DECREF(k);
+    if (has < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static PyObject *Session_samples(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(self->s, &r);
+  if (rc) {
+    return kfm_raise(self->s, rc, "samples");
+  }
+  size_t n = kfm_report_sample_count(r), ns = kfm_report_sample_metric_count(r);
+  size_t nact = 0;
+  for (size_t i = 0; i < n; i++) {
+    kfm_sample_t smp;
+    kfm_report_sample(r, i, &smp);
+    nact += smp.nactive;
+  }
+  PyObject *out = PyDict_New(), *ht = NULL, *hv = NULL, *ho = NULL, *hth = NULL, *hn = NULL;
+  char *pt, *pv, *po, *pth, *pn;
+  if (out == NULL || !new_series(n, 1, sizeof(double), &pt, &ht) ||
+      !new_series(n, ns, sizeof(double), &pv, &hv) ||
+      !new_series(n + 1, 1, sizeof(uint32_t), &po, &ho) ||
+      !new_series(nact, 1, sizeof(uint32_t), &pth, &hth) ||
+      !new_series(nact, 1, sizeof(uint32_t), &pn, &hn)) {
+    goto fail;
+  }
+  double *t = (double *)pt, *v = (double *)pv;
+  uint32_t *off = (uint32_t *)po, *th = (uint32_t *)pth, *nd = (uint32_t *)pn;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    kfm_sample_t smp;
+    kfm_report_sample(r, i, &smp);
+    t[i] = smp.t_ns;
+    if (ns) {
+      memcpy(v + i * ns, smp.values, ns * sizeof(double));
+    }
+    off[i] = (uint32_t)k;
+    for (uint32_t j = 0; j < smp.nactive; j++, k++) {
+      th[k] = smp.threads[j];
+      nd[k] = smp.nodes[j];
+    }
+  }
+  off[n] = (uint32_t)k;
+  PyObject *names = PyDict_New();
+  if (set_steal(out, "metrics", metric_names_list(r, 1)) ||
+      set_steal(out, "t_ns", series_view(ht, "d", n, 1, 0)) ||
+      set_steal(out, "values", series_view(hv, "d", n, ns, 1)) ||
+      set_steal(out, "offsets", series_view(ho, "I", n + 1, 1, 0)) ||
+      set_steal(out, "threads", series_view(hth, "I", nact, 1, 0)) ||
+      set_steal(out, "nodes", series_view(hn, "I", nact, 1, 0)) || set_steal(out, "names", names) ||
+      add_names(names, self->s, nd, nact)) {
+    goto fail;
+  }
+  Py_DECREF(ht);
+  Py_DECREF(hv);
+  Py_DECREF(ho);
+  Py_DECREF(hth);
+  Py_DECREF(hn);
+  kfm_report_free(r);
+  return out;
+fail:
+  Py_XDECREF(out);
+  Py_XDECREF(ht);
+  Py_XDECREF(hv);
+  Py_XDECREF(ho);
+  Py_XDECREF(hth);
+  Py_XDECREF(hn);
+  kfm_report_free(r);
+  return NULL;
+}
+
+static PyObject *Session_events(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(self->s, &r);
+  if (rc) {
+    return kfm_raise(self->s, rc, "events");
+  }
+  size_t n = kfm_report_event_count(r), nm = kfm_report_metric_count(r);
+  PyObject *out = PyDict_New(), *ht = NULL, *hth = NULL, *hn = NULL, *hk = NULL, *hv = NULL;
+  char *pt, *pth, *pn, *pk, *pv;
+  if (out == NULL || !new_series(n, 1, sizeof(double), &pt, &ht) ||
+      !new_series(n, 1, sizeof(uint32_t), &pth, &hth) ||
+      !new_series(n, 1, sizeof(uint32_t), &pn, &hn) ||
+      !new_series(n, 1, 1, &pk, &hk) ||
+      !new_series(n, nm, sizeof(double), &pv, &hv)) {
+    goto fail;
+  }
+  double *t = (double *)pt, *v = (double *)pv;
+  uint32_t *th = (uint32_t *)pth, *nd = (uint32_t *)pn;
+  unsigned char *kind = (unsigned char *)pk;
+  for (size_t i = 0; i < n; i++) {
+    kfm_event_t e;
+    kfm_report_event(r, i, &e);
+    t[i] = e.t_ns;
+    th[i] = e.thread;
+    nd[i] = e.node;
+    kind[i] = (unsigned char)e.kind;
+    if (nm) {
+      memcpy(v + i * nm, e.values, nm * sizeof(double));
+    }
+  }
+  PyObject *names = PyDict_New();
+  if (set_steal(out, "metrics", metric_names_list(r, 0)) ||
+      set_steal(out, "t_ns", series_view(ht, "d", n, 1, 0)) ||
+      set_steal(out, "thread", series_view(hth, "I", n, 1, 0)) ||
+      set_steal(out, "node", series_view(hn, "I", n, 1, 0)) ||
+      set_steal(out, "kind", series_view(hk, "B", n, 1, 0)) ||
+      set_steal(out, "values", series_view(hv, "d", n, nm, 1)) ||
+      set_steal(out, "names", names) || add_names(names, self->s, nd, n)) {
+    goto fail;
+  }
+  Py_DECREF(ht);
+  Py_DECREF(hth);
+  Py_DECREF(hn);
+  Py_DECREF(hk);
+  Py_DECREF(hv);
+  kfm_report_free(r);
+  return out;
+fail:
+  Py_XDECREF(out);
+  Py_XDECREF(ht);
+  Py_XDECREF(hth);
+  Py_XDECREF(hn);
+  Py_XDECREF(hk);
+  Py_XDECREF(hv);
+  kfm_report_free(r);
+  return NULL;
+}
+
+static PyObject *Session_export(SessionObject *self, PyObject *arg) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  PyObject *bytes = NULL;
+  if (!PyUnicode_FSConverter(arg, &bytes)) {
+    return NULL;
+  }
+  errno = 0;
+  int rc = kfm_session_export(self->s, PyBytes_AS_STRING(bytes));
+  int e = errno;
+  Py_DECREF(bytes);
+  if (rc == KFM_EIO) {
+    /* The engine keeps errno of the failed fopen/rename; keep it so callers
+     * can tell EACCES from ENOENT. */
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", e ? e : EIO, kfm_errmsg(self->s));
+    if (exc) {
+      PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+      Py_DECREF(exc);
+    }
+    return NULL;
+  }
+  if (rc) {
+    return kfm_raise(self->s, rc, "export");
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *Session_backend_json(SessionObject *self, PyObject *name) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  const char *n = PyUnicode_AsUTF8(name);
+  if (n == NULL) {
+    return NULL;
+  }
+  char *json = NULL;
+  int rc = kfm_session_backend_json(self->s, n, &json);
+  if (rc) {
+    return kfm_raise(self->s, rc, "backend_json");
+  }
+  PyObject *s = PyUnicode_FromString(json ? json : "{}");
+  kfm_free(json);
+  return s;
+}
+
+static PyObject *Session_get_level(SessionObject *self, void *Py_UNUSED(closure)) {
+  if (session_check(self)) {
+    return NULL;
+  }
+  return PyLong_FromLong((long)kfm_session_level(self->s));
+}
+
+static PyObject *Session_get_closed(SessionObject *self, void *Py_UNUSED(closure)) {
+  return PyBool_FromLong(self->s == NULL);
+}
+
+static PyObject *Session_get_running(SessionObject *self, void *Py_UNUSED(closure)) {
+  return PyBool_FromLong(self->s != NULL && self->state == 1);
+}
+
+static PyMethodDef Session_methods[] = {
+    {"start", (PyCFunction)Session_start, METH_NOARGS, "Start sampling and accept transitions."},
+    {"stop", (PyCFunction)Session_stop, METH_NOARGS,
+     "Stop: join the sampler, drain traces, write the configured export. Results stay readable."},
+    {"close", (PyCFunction)Session_close, METH_NOARGS,
+     "Stop if running and free the session. Idempotent."},
+    {"__enter__", (PyCFunction)Session_enter_ctx, METH_NOARGS, "Start (if not started)."},
+    {"__exit__", (PyCFunction)Session_exit_ctx, METH_VARARGS,
+     "Stop (if running); results stay readable until close()."},
+    {"register", (PyCFunction)Session_register, METH_O, "Intern a node name; returns its id."},
+    {"enter", (PyCFunction)Session_enter, METH_O, "Enter node id on the calling thread."},
+    {"exit", (PyCFunction)Session_exit, METH_O,
+     "Exit node id (must be the innermost open node of the calling thread)."},
+    {"enter_name", (PyCFunction)Session_enter_name, METH_O, "Register (or look up) and enter."},
+    {"exit_name", (PyCFunction)Session_exit_name, METH_O, "Look up and exit."},
+    {"node_name", (PyCFunction)Session_node_name, METH_O, "Name of a registered node id."},
+    {"current", (PyCFunction)Session_current, METH_NOARGS,
+     "Innermost open node name of the calling thread, or None."},
+    {"depth", (PyCFunction)Session_depth, METH_NOARGS, "Node stack depth of the calling thread."},
+    {"report", (PyCFunction)Session_report, METH_NOARGS,
+     "Merged snapshot as a dict: summary, metrics, sample_metrics, nodes, edges, backends."},
+    {"samples", (PyCFunction)Session_samples, METH_NOARGS,
+     "Sampler series: dict of typed memoryviews (one copy, no per-sample objects)."},
+    {"events", (PyCFunction)Session_events, METH_NOARGS,
+     "Trace events: dict of typed memoryviews (one copy, no per-event objects)."},
+    {"export", (PyCFunction)Session_export, METH_O,
+     "Write the JSON export (kfm.profile schema) atomically; OSError on failure."},
+    {"backend_json", (PyCFunction)Session_backend_json, METH_O,
+     "A backend's description (topology, events, GPU tables) as a JSON string."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Session_getset[] = {
+    {"level", (getter)Session_get_level, NULL, "Engine level (0 basic .. 3 comprehensive).",
+     NULL},
+    {"closed", (getter)Session_get_closed, NULL, "True after close().", NULL},
+    {"running", (getter)Session_get_running, NULL, "True between start() and stop().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SessionType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kfm_debugging._kfm.Session",
+    .tp_doc = PyDoc_STR("Session(config: str | None = None): one kfm profiling session.\n\n"
+                        "config is the engine's 'key=value,...' string (level=, rate=, "
+                        "backends=, trace=, ...). Bad keys or values raise ValueError."),
+    .tp_basicsize = sizeof(SessionObject),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Session_init,
+    .tp_dealloc = (destructor)Session_dealloc,
+    .tp_methods = Session_methods,
+    .tp_getset = Session_getset,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Module functions                                                        */
+
+static PyObject *mod_backends(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
+  size_t n = kfm_backend_count();
+  PyObject *l = PyList_New((Py_ssize_t)n);
+  if (l == NULL) {
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    kfm_backend_status_t b;
+    kfm_backend_probe(i, &b);
+    PyObject *d = Py_BuildValue("{s:s,s:O,s:s}", "name", b.name, "available",
+                                b.available ? Py_True : Py_False, "reason",
+                                b.reason ? b.reason : "");
+    if (d == NULL) {
+      Py_DECREF(l);
+      return NULL;
+    }
+    PyList_SET_ITEM(l, (Py_ssize_t)i, d);
+  }
+  return l;
+}
+
+static PyObject *mod_level_name(PyObject *Py_UNUSED(m), PyObject *arg) {
+  long v = PyLong_AsLong(arg);
+  if (v == -1 && PyErr_Occurred()) {
+    return NULL;
+  }
+  const char *n = kfm_level_name((int)v);
+  if (n == NULL) {
+    PyErr_Format(PyExc_ValueError, "level %ld out of range (0 basic .. 3 comprehensive)", v);
+    return NULL;
+  }
+  return PyUnicode_FromString(n);
+}
+
+static PyMethodDef module_methods[] = {
+    {"backends", mod_backends, METH_NOARGS,
+     "Builtin backends: list of {name, available, reason} from the engine's probe."},
+    {"level_name", mod_level_name, METH_O, "Lower-case name of an engine level number."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef kfm_moduledef = {
+    PyModuleDef_HEAD_INIT, .m_name = "kfm_debugging._kfm",
+    .m_doc = "CPython bindings of the kfm sampling engine.", .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__kfm(void) {
+  if (PyType_Ready(&SessionType) < 0) {
+    return NULL;
+  }
+  PyObject *m = PyModule_Create(&kfm_moduledef);
+  if (m == NULL) {
+    return NULL;
+  }
+  Py_INCREF(&SessionType);
+  if (PyModule_AddObject(m, "Session", (PyObject *)&SessionType) < 0 ||
+      PyModule_AddStringConstant(m, "version", KFM_VERSION_STRING) < 0 ||
+      PyModule_AddIntConstant(m, "SCHEMA_VERSION", KFM_SCHEMA_VERSION) < 0 ||
+      PyModule_AddIntConstant(m, "NAME_MAX", KFM_NAME_MAX) < 0 ||
+      PyModule_AddIntConstant(m, "STACK_MAX", KFM_STACK_MAX) < 0) {
+    Py_DECREF(&SessionType);
+    Py_DECREF(m);
+    return NULL;
+  }
+  return m;
+}
