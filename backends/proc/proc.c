@@ -653,8 +653,19 @@ static int proc_open(void *state, struct kfm__backend_ctx *ctx) {
   ctx->n_sample = PROC_NSAMPLE;
   ctx->sample = proc_sample_defs;
   st->mode = PROC_EXACT;
-  if (ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->rate_hz > 0) {
-    int papi = ctx->selected && proc_list_has(ctx->selected, "papi");
+  if (ctx->proc_reads == KFM_PROC_READS_SAMPLED && !(ctx->rate_hz > 0)) {
+    proc_seterr(ctx, "proc_reads=sampled needs the sampler (rate is off)");
+    proc_close(st);
+    return KFM_EBADVALUE;
+  }
+  int sampled = ctx->proc_reads == KFM_PROC_READS_SAMPLED ||
+                (ctx->proc_reads == KFM_PROC_READS_AUTO &&
+                 ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->rate_hz > 0);
+  if (sampled) {
+    /* papi's software events count the thread's CPU, faults and switches
+     * (at COMPREHENSIVE, where papi is opened). */
+    int papi = ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->selected &&
+               proc_list_has(ctx->selected, "papi");
     st->mode = papi ? PROC_SAMPLED_NOCPU : PROC_SAMPLED;
     if (papi) {
       ctx->n_transition = PROC_NCACHED;

@@ -44,6 +44,7 @@ struct kfm__backend_ctx {
   const char *events;    /**< counter events the user asked for (comma list), "" for defaults */
   double rate_hz;        /**< the session's sampler rate, 0 without a sampler */
   const char *selected;  /**< comma list of the backends this session opens */
+  int proc_reads;        /**< KFM_PROC_READS_* from the config */
   char *errbuf;          /**< open writes why it failed here */
   size_t errlen;
   char *note;            /**< open may write one line shown as the backend's status */

@@ -22,7 +22,7 @@ static const char *const config_backend_names[] = {"clock", "proc", "papi", "hwl
 
 static const char *const config_keys =
     "level, rate, backends, events, output, proc_root, trace, max_nodes, max_threads, samples, "
-    "trace_ring, trace_events, sampler_cpu";
+    "trace_ring, trace_events, sampler_cpu, proc_reads";
 
 void kfm_config_init(kfm_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -206,6 +206,17 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
       return KFM_EBADVALUE;
     }
   }
+  if (strcmp(key, "proc_reads") == 0) {
+    static const char *const modes[] = {"auto", "exact", "sampled"};
+    for (int i = 0; i < 3; i++) {
+      if (strcmp(v, modes[i]) == 0) {
+        cfg->proc_reads = i;
+        return 0;
+      }
+    }
+    snprintf(err, len, "proc_reads: bad value '%s' (accepted: auto, exact, sampled)", v);
+    return KFM_EBADVALUE;
+  }
   if (strcmp(key, "sampler_cpu") == 0) {
     if (strcmp(v, "-1") == 0 || strcmp(v, "none") == 0) {
       cfg->sampler_cpu = KFM_SAMPLER_CPU_NONE;
@@ -341,6 +352,11 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
       memchr(cfg->events, '\0', sizeof cfg->events) == NULL) {
     snprintf(err, len, "a string field of the config is not NUL-terminated");
     return KFM_EINVAL;
+  }
+  if (cfg->proc_reads < KFM_PROC_READS_AUTO || cfg->proc_reads > KFM_PROC_READS_SAMPLED) {
+    snprintf(err, len, "proc_reads: bad value %d (accepted: 0 auto, 1 exact, 2 sampled)",
+             cfg->proc_reads);
+    return KFM_EBADVALUE;
   }
   if (cfg->trace < -1 || cfg->trace > 1) {
     snprintf(err, len, "trace: bad value %d (accepted: -1 auto, 0 off, 1 on)", cfg->trace);

@@ -801,7 +801,7 @@ static int session_open_backends(kfm_session_t *s) {
     char err[200] = "", note[200] = "";
     struct kfm__backend_ctx ctx = {.level = s->cfg.level, .proc_root = s->cfg.proc_root,
                                    .events = s->cfg.events, .rate_hz = s->rate_hz,
-                                   .selected = selected, .errbuf = err, .errlen = sizeof err,
+                                   .selected = selected, .proc_reads = s->cfg.proc_reads, .errbuf = err, .errlen = sizeof err,
                                    .note = note, .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||
@@ -1025,6 +1025,11 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
     s->rate_hz = 0;
   }
   s->trace = c->trace < 0 ? c->level >= KFM_LEVEL_DETAILED : c->trace;
+  if (c->proc_reads == KFM_PROC_READS_SAMPLED && s->rate_hz <= 0) {
+    session_free(s);
+    return kfm__create_err(KFM_EBADVALUE, "proc_reads=sampled needs the sampler, but rate is off "
+                                          "(set a rate, or proc_reads=exact)");
+  }
   rc = session_open_backends(s);
   if (rc == 0) {
     rc = session_alloc(s);

@@ -148,11 +148,28 @@ static void test_comprehensive_sampled(void) {
   done(&x);
 }
 
+static void test_modes_swapped(void) {
+  /* DETAILED with process values from the sampler, COMPREHENSIVE with them
+   * read at every transition: the same attribution either way. */
+  struct run x;
+  run_graph(&x, "level=detailed,rate=1000,proc_reads=sampled", 15);
+  check_common(&x);
+  done(&x);
+  run_graph(&x, "level=comprehensive,proc_reads=exact", 0);
+  check_common(&x);
+  /* Exact mode reads the thread's own I/O (thread-self/io). */
+  int iow = midx(x.r, "proc.io_write");
+  kfm_node_stats_t f = node(&x, "fsync");
+  CU_ASSERT_TRUE(f.inclusive[iow] >= 4 * MB);
+  done(&x);
+}
+
 int main(void) {
   unsetenv("KFM_CONFIG");
   static const struct kt_case cases[] = {
       {"DETAILED: each kernel's effect on its own node only", test_detailed},
       {"COMPREHENSIVE (sampled process values): the same", test_comprehensive_sampled},
+      {"proc_reads=sampled at DETAILED, =exact at COMPREHENSIVE", test_modes_swapped},
       {NULL, NULL},
   };
   return kt_run("attribution", cases);

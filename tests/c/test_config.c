@@ -57,6 +57,14 @@ static void test_numbers(void) {
   CU_ASSERT_EQUAL(c.sampler_cpu, 1);
   CU_ASSERT_EQUAL(kfm_config_parse(&c, "sampler_cpu=none", err, sizeof err), 0);
   CU_ASSERT_EQUAL(c.sampler_cpu, KFM_SAMPLER_CPU_NONE);
+  CU_ASSERT_EQUAL(kfm_config_parse(&c, "proc_reads=sampled", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.proc_reads, KFM_PROC_READS_SAMPLED);
+  CU_ASSERT_EQUAL(kfm_config_parse(&c, "proc_reads=exact", err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.proc_reads, KFM_PROC_READS_EXACT);
+  kfm_session_t *s = NULL;
+  CU_ASSERT_EQUAL(kfm_session_create_str(&s, "level=detailed,proc_reads=sampled,rate=off"),
+                  KFM_EBADVALUE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(NULL), "proc_reads=sampled needs the sampler"));
   CU_ASSERT_EQUAL(kfm_config_parse(&c, "sampler_cpu=auto", err, sizeof err), 0);
   CU_ASSERT_EQUAL(c.sampler_cpu, KFM_SAMPLER_CPU_AUTO);
 }
@@ -81,6 +89,7 @@ static void test_errors_name_the_value(void) {
       {"max_nodes=0", KFM_EBADVALUE, {"max_nodes", "'0'", "1048576"}},
       {"max_threads=12x", KFM_EBADVALUE, {"'12x'", NULL, NULL}},
       {"trace=maybe", KFM_EBADVALUE, {"'maybe'", "on, off, auto", NULL}},
+      {"proc_reads=sometimes", KFM_EBADVALUE, {"'sometimes'", "exact, sampled", NULL}},
       {"sampler_cpu=-3", KFM_EBADVALUE, {"'-3'", NULL, NULL}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -85,6 +85,13 @@ typedef uint32_t kfm_node_id_t;
 #define KFM_CONFIG_ABI 1
 #define KFM_SAMPLER_CPU_NONE (-1)
 #define KFM_SAMPLER_CPU_AUTO (-2)
+/** AUTO: from the sampler's latest values at COMPREHENSIVE (a transition then
+ * costs about one counter read), read at each transition below it.  EXACT:
+ * always read at the transition (~1 us RSS, ~8 us with I/O and network).
+ * SAMPLED: always from the sampler (needs a sampler; at most one period old). */
+#define KFM_PROC_READS_AUTO 0
+#define KFM_PROC_READS_EXACT 1
+#define KFM_PROC_READS_SAMPLED 2
 
 /**
  * Session configuration.  Initialise with kfm_config_init(), then set fields
@@ -108,6 +115,8 @@ typedef struct kfm_config {
                           the one least used by profiled threads, re-chosen every ~0.5 s;
                           KFM_SAMPLER_CPU_NONE: not pinned */
   char events[512];    /**< hardware/software counter events, comma list; empty = level default */
+  int proc_reads;      /**< KFM_PROC_READS_*: how process-wide values (RSS, I/O, network) are
+                          read at transitions */
 } kfm_config_t;
 
 KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
@@ -118,7 +127,8 @@ KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
  * (names separated by ',' or '+'; a bare word after backends= that is a
  * backend name continues the list), events (counter names separated by ',' or
  * '+'; bare words after events= continue it), output, proc_root, trace (on|off|auto),
- * max_nodes, max_threads, samples, trace_ring, trace_events, sampler_cpu.
+ * max_nodes, max_threads, samples, trace_ring, trace_events, sampler_cpu,
+ * proc_reads (auto|exact|sampled).
  * On error returns KFM_EBADKEY / KFM_EBADVALUE / KFM_ECONFIG and writes a
  * message naming the key, the value and the accepted values into errbuf.
  */
