@@ -11,15 +11,26 @@
  * What is measured, and how:
  *
  *  - Hot path.  Cost of one kfm_enter(s,id) + kfm_exit(s,id) pair on one
- *    node, for each level with the sampler off ("level=X,rate=off"), then
- *    at basic with the sampler on.  Basic has no sampler by default, so it
- *    runs at the rate a sampling level (standard) defaults to, read from
- *    that session's summary.  Beside them: the floor, two __rdtsc() with a
+ *    node, for each level with the sampler off ("level=X,rate=off"; the
+ *    comprehensive one is "pair.comprehensive_rate_off"), then at basic
+ *    with the sampler on.  Basic has no sampler by default, so it runs at
+ *    the rate a sampling level (standard) defaults to, read from that
+ *    session's summary.  Beside them: the floor, two __rdtsc() with a
  *    volatile store between; the peer, a PAPI high-level region pair
  *    PAPI_hl_region_begin/_end("r") counting perf::TASK-CLOCK (this VM has
  *    no hardware PMU); and a grouped raw read floor, two PAPI_read calls on
  *    an EventSet of three software events (perf::TASK-CLOCK, PAGE-FAULTS,
- *    CONTEXT-SWITCHES), what a comprehensive transition pays through PAPI.
+ *    CONTEXT-SWITCHES).  These lines keep their meaning from run to run.
+ *  - COMPREHENSIVE as shipped ("pair.comprehensive"): its default sampler
+ *    rate, the sampler on the other CPU.  Its transitions read one grouped
+ *    PAPI_read of the papi backend's events plus the proc backend's cached
+ *    sampler values, so its floor is two PAPI_read calls on an EventSet of
+ *    exactly the events that session counts - read from its report's
+ *    "papi.<event>" metrics, never assumed - ("floor.papi_read_pair_kfm_
+ *    events"; ratio = pair / floor, issue 3's target is <= 1.15), and its
+ *    peer is PAPI-HL with PAPI_EVENTS set to those events ("peer.papi_hl_
+ *    pair_kfm_events", run in a child process: see struct hlproc;
+ *    "pair.comprehensive_vs_papi_hl" ratio = peer / kfm, as for basic).
  *    Each case is timed with CLOCK_MONOTONIC around a loop of n pairs and
  *    divided by n; n is calibrated per case so one repetition lasts about
  *    TARGET_NS (capped at 1M pairs, and lower for PAPI-HL, which keeps
@@ -30,8 +41,10 @@
  *    destroy) so no case inherits another's state.  The main thread is
  *    pinned to one CPU with sched_setaffinity and the engine's sampler (and
  *    the bare sampler loop below) to another, so they do not time-slice
- *    with the timed loop.  The two PAPI cases run on worker threads pinned
- *    to the main CPU (see struct worker) while the main thread sleeps.
+ *    with the timed loop.  PAPI runs one EventSet per thread, so each PAPI
+ *    case runs on a worker thread of its own pinned to the main CPU (see
+ *    struct worker) while the main thread, whose kfm sessions build their
+ *    own EventSet at the first transition, sleeps.
  *  - Sampler CPU share.  A level=standard session at rate=1000 and
  *    rate=10000 runs ~2 s while the main thread sleeps inside a node; the
  *    share is the summary's sampler_cpu_ns / wall_ns.  Its floor is a bare
@@ -52,7 +65,8 @@
  *
  * PAPI-HL writes its measurement file at exit into $PAPI_OUTPUT_DIRECTORY/
  * papi_hl_output; that variable points at a mkdtemp directory which an
- * atexit handler, registered before PAPI's own, removes afterwards.
+ * atexit handler, registered before PAPI's own, removes afterwards (the
+ * child's goes into its "child" subdirectory; the child is reaped first).
  * KFM_CONFIG is unset so the environment cannot change what is measured.
  */
 #ifndef _GNU_SOURCE
@@ -70,7 +84,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -89,6 +106,7 @@
 #define WARM_PAIRS 2000u
 #define SAMPLER_SECONDS 2.0
 #define MEMORY_PAIRS 1000000u
+#define PAPI_READ_MAX_EVENTS 16 /* events of a read-floor EventSet (kfm allows 16) */
 
 static int bench_failed; /* a measurement errored: exit status 1 at the end */
 static int bench_main_cpu = -1;
@@ -395,6 +413,8 @@ struct bcase {
   double rate_hz;        /* kfm: configured sampler rate seen in the summary */
   uint64_t dropped;      /* kfm: trace events dropped, over all repetitions */
   struct worker *worker; /* run on this thread instead of the main one */
+  struct hlproc *proc;   /* run in this child process instead (see struct hlproc) */
+  char events[512];      /* CASE_PAPI_READ: comma list of the EventSet's events */
 #ifdef KFM_HAVE_PAPI
   int eventset; /* CASE_PAPI_READ */
 #endif
@@ -422,7 +442,7 @@ static int papi_hl_pairs(uint64_t n) {
 }
 
 static int papi_read_pairs(int eventset, uint64_t n) {
-  long long v[3];
+  long long v[PAPI_READ_MAX_EVENTS];
   for (uint64_t i = 0; i < n; i++) {
     int a = PAPI_read(eventset, v);
     int b = PAPI_read(eventset, v);
@@ -539,9 +559,18 @@ static void case_job_run(void *p) {
   j->result = case_run(j->c, j->calibrate);
 }
 
-/* case_run on the case's worker thread, or on this one. */
+#ifdef KFM_HAVE_PAPI
+static double hlproc_call(struct hlproc *p, struct bcase *c, int calibrate);
+#endif
+
+/* case_run in the case's child process, on its worker thread, or on this one. */
 static double case_run_any(struct bcase *c, int calibrate) {
   struct case_job j = {.c = c, .calibrate = calibrate, .result = NAN};
+#ifdef KFM_HAVE_PAPI
+  if (c->proc != NULL) {
+    return hlproc_call(c->proc, c, calibrate);
+  }
+#endif
   if (c->worker != NULL) {
     worker_call(c->worker, case_job_run, &j);
   } else {
@@ -636,10 +665,8 @@ static int papi_env_setup(char *why, size_t len) {
   return 0;
 }
 
-/* Library init and the three-software-event EventSet for the read floor. */
+/* Library init and the read floor's EventSet: the events of c->events, started. */
 static int papi_read_setup(struct bcase *c) {
-  static const char *const events[] = {"perf::TASK-CLOCK", "perf::PAGE-FAULTS",
-                                       "perf::CONTEXT-SWITCHES"};
   int rc;
   if (PAPI_is_initialized() == PAPI_NOT_INITED &&
       (rc = PAPI_library_init(PAPI_VER_CURRENT)) != PAPI_VER_CURRENT) {
@@ -652,11 +679,25 @@ static int papi_read_setup(struct bcase *c) {
     snprintf(c->why, sizeof c->why, "PAPI_create_eventset: %s", PAPI_strerror(rc));
     return -1;
   }
-  for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
-    if ((rc = PAPI_add_named_event(c->eventset, events[i])) != PAPI_OK) {
-      snprintf(c->why, sizeof c->why, "PAPI_add_named_event(%s): %s", events[i], PAPI_strerror(rc));
+  char list[sizeof c->events];
+  snprintf(list, sizeof list, "%s", c->events);
+  int n = 0;
+  char *save = NULL;
+  for (char *e = strtok_r(list, ",", &save); e != NULL; e = strtok_r(NULL, ",", &save)) {
+    if (n == PAPI_READ_MAX_EVENTS) {
+      snprintf(c->why, sizeof c->why, "more than %d events in '%.400s'", PAPI_READ_MAX_EVENTS,
+               c->events);
       return -1;
     }
+    if ((rc = PAPI_add_named_event(c->eventset, e)) != PAPI_OK) {
+      snprintf(c->why, sizeof c->why, "PAPI_add_named_event(%s): %s", e, PAPI_strerror(rc));
+      return -1;
+    }
+    n++;
+  }
+  if (n == 0) {
+    snprintf(c->why, sizeof c->why, "no events for the read floor ('%.400s')", c->events);
+    return -1;
   }
   if ((rc = PAPI_start(c->eventset)) != PAPI_OK) {
     snprintf(c->why, sizeof c->why, "PAPI_start: %s", PAPI_strerror(rc));
@@ -666,9 +707,8 @@ static int papi_read_setup(struct bcase *c) {
 }
 
 static void papi_read_teardown(struct bcase *c) {
-  long long v[3];
   if (c->eventset != PAPI_NULL) {
-    PAPI_stop(c->eventset, v);
+    PAPI_stop(c->eventset, NULL);
     PAPI_cleanup_eventset(c->eventset);
     PAPI_destroy_eventset(&c->eventset);
   }
@@ -705,6 +745,181 @@ static int papi_hl_setup(struct bcase *c) {
     return -1;
   }
   return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* PAPI-HL with kfm's events, in a child process                            */
+
+#ifdef KFM_HAVE_PAPI
+
+/*
+ * PAPI-HL reads PAPI_EVENTS once per process, at its first region call, and
+ * the 1-event peer above (perf::TASK-CLOCK, kept so that its figures stay
+ * comparable from run to run) already owns this process's.  So the peer with
+ * the events kfm's COMPREHENSIVE sessions count runs in a child: this same
+ * executable started with HLPROC_ARG, pinned to the main CPU, which takes one
+ * command per line on stdin ("calibrate n cap") and answers on fd 3 with
+ * "ns_per_pair n" or "E why".  It times itself exactly as case_run does, and
+ * the main thread blocks on the answer meanwhile, so the CPU is the child's.
+ * Its stdout is our stderr: PAPI-HL may print at exit.
+ */
+#define HLPROC_ARG "--papi-hl-child"
+
+struct hlproc {
+  pid_t pid;
+  FILE *cmd;   /* to the child's stdin */
+  FILE *reply; /* from the child's fd 3 */
+};
+
+/* The child: argv = exe HLPROC_ARG events output_dir cpu. */
+static int hlproc_child_main(int argc, char **argv) {
+  FILE *reply = fdopen(3, "w");
+  if (reply == NULL || argc != 5) {
+    fprintf(stderr, "bench_engine %s: bad invocation (fd 3 or arguments)\n", HLPROC_ARG);
+    return 2;
+  }
+  setenv("PAPI_EVENTS", argv[2], 1);
+  setenv("PAPI_OUTPUT_DIRECTORY", argv[3], 1);
+  unsetenv("PAPI_REPORT");
+  unsetenv("PAPI_HL_VERBOSE");
+  unsetenv("PAPI_MULTIPLEX");
+  pin_to(atoi(argv[4])); /* best effort, as for the worker threads */
+  struct bcase c = {.name = "papi_hl child", .kind = CASE_PAPI_HL};
+  if (papi_hl_setup(&c) != 0) {
+    fprintf(reply, "E %s\n", c.why);
+    fclose(reply);
+    return 1;
+  }
+  fprintf(reply, "OK\n");
+  fflush(reply);
+  int calibrate;
+  unsigned long long n, cap;
+  while (scanf("%d %llu %llu", &calibrate, &n, &cap) == 3) {
+    c.n = n;
+    c.cap = cap;
+    double v = case_run(&c, calibrate);
+    if (isfinite(v)) {
+      fprintf(reply, "%.17g %llu\n", v, (unsigned long long)c.n);
+    } else {
+      fprintf(reply, "E %s\n", c.why);
+    }
+    fflush(reply);
+  }
+  fclose(reply);
+  return 0; /* PAPI-HL writes its file from its atexit handler */
+}
+
+/* Reads one answer line into buf (newline removed); 0, or -1 at EOF. */
+static int hlproc_line(struct hlproc *p, char *buf, size_t len) {
+  if (fgets(buf, (int)len, p->reply) == NULL) {
+    return -1;
+  }
+  buf[strcspn(buf, "\n")] = '\0';
+  return 0;
+}
+
+/* Starts the child and waits for its set-up; 0, or -1 with c->why written. */
+static int hlproc_start(struct hlproc *p, struct bcase *c, const char *events) {
+  int to[2] = {-1, -1}, from[2] = {-1, -1};
+  char dir[600], cpu[16], line[600];
+  p->pid = -1;
+  p->cmd = p->reply = NULL;
+  snprintf(dir, sizeof dir, "%s/child", papi_dir);
+  if (mkdir(dir, 0700) != 0) {
+    snprintf(c->why, sizeof c->why, "mkdir(%.400s): %s", dir, strerror(errno));
+    return -1;
+  }
+  snprintf(cpu, sizeof cpu, "%d", bench_main_cpu);
+  if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0) {
+    snprintf(c->why, sizeof c->why, "pipe2: %s", strerror(errno));
+    goto fail;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, to[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, from[1], 3);
+  char *args[] = {"bench_engine", HLPROC_ARG, (char *)events, dir, cpu, NULL};
+  extern char **environ;
+  int rc = posix_spawn(&p->pid, "/proc/self/exe", &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(to[0]);
+  close(from[1]);
+  to[0] = from[1] = -1;
+  if (rc != 0) {
+    p->pid = -1;
+    snprintf(c->why, sizeof c->why, "posix_spawn(/proc/self/exe %s): %s", HLPROC_ARG,
+             strerror(rc));
+    goto fail;
+  }
+  if ((p->cmd = fdopen(to[1], "w")) != NULL) {
+    to[1] = -1;
+  }
+  if ((p->reply = fdopen(from[0], "r")) != NULL) {
+    from[0] = -1;
+  }
+  if (p->cmd == NULL || p->reply == NULL) {
+    snprintf(c->why, sizeof c->why, "fdopen: %s", strerror(errno));
+    goto fail;
+  }
+  if (hlproc_line(p, line, sizeof line) != 0) {
+    snprintf(c->why, sizeof c->why, "PAPI-HL child exited during set-up");
+    goto fail;
+  }
+  if (strcmp(line, "OK") != 0) {
+    snprintf(c->why, sizeof c->why, "PAPI-HL child (PAPI_EVENTS=%.200s): %.280s", events,
+             line[0] == 'E' ? line + 2 : line);
+    goto fail;
+  }
+  return 0;
+fail:
+  for (int i = 0; i < 2; i++) {
+    if (to[i] >= 0) {
+      close(to[i]);
+    }
+    if (from[i] >= 0) {
+      close(from[i]);
+    }
+  }
+  return -1; /* hlproc_stop reaps whatever was started */
+}
+
+/* Closes the child's stdin (it returns, PAPI-HL writes its file) and reaps it. */
+static void hlproc_stop(struct hlproc *p) {
+  if (p->cmd != NULL) {
+    fclose(p->cmd);
+    p->cmd = NULL;
+  }
+  if (p->reply != NULL) {
+    fclose(p->reply);
+    p->reply = NULL;
+  }
+  if (p->pid > 0) {
+    int st;
+    while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    p->pid = -1;
+  }
+}
+
+/* case_run(c, calibrate) in the child; NaN with c->why written on failure. */
+static double hlproc_call(struct hlproc *p, struct bcase *c, int calibrate) {
+  char line[600];
+  fprintf(p->cmd, "%d %llu %llu\n", calibrate, (unsigned long long)c->n,
+          (unsigned long long)c->cap);
+  if (fflush(p->cmd) != 0 || hlproc_line(p, line, sizeof line) != 0) {
+    snprintf(c->why, sizeof c->why, "PAPI-HL child went away");
+    return NAN;
+  }
+  double v;
+  unsigned long long n;
+  if (line[0] == 'E' || sscanf(line, "%lg %llu", &v, &n) != 2) {
+    snprintf(c->why, sizeof c->why, "PAPI-HL child: %.480s", line[0] == 'E' ? line + 2 : line);
+    return NAN;
+  }
+  c->n = n;
+  return v;
 }
 #endif
 
@@ -958,6 +1173,56 @@ static double default_sampler_rate(char *why, size_t len) {
   return sum.rate_hz;
 }
 
+/*
+ * The counter events a session with config reads, as a comma list of PAPI
+ * names: its report's metrics "papi.<event>", in report order.  0, or -1
+ * with why written (no papi backend in that session, or it failed).
+ */
+static int session_papi_events(const char *config, char *list, size_t len, char *why,
+                               size_t wlen) {
+  kfm_node_id_t id;
+  kfm_report_t *r = NULL;
+  kfm_session_t *s = kfm_open(config, &id, why, wlen);
+  if (s == NULL) {
+    return -1;
+  }
+  int rc = kfm_session_stop(s);
+  if (rc == 0) {
+    rc = kfm_session_report(s, &r);
+  }
+  if (rc != 0) {
+    snprintf(why, wlen, "%s: stop/report: %s: %s", config, kfm_strerror(rc), kfm_errmsg(s));
+    kfm_session_destroy(s);
+    return -1;
+  }
+  size_t used = 0;
+  list[0] = '\0';
+  for (size_t i = 0; i < kfm_report_metric_count(r); i++) {
+    kfm_metric_info_t m;
+    if (kfm_report_metric(r, i, &m) == 0 && strncmp(m.name, "papi.", 5) == 0 && used < len) {
+      used += (size_t)snprintf(list + used, len - used, "%s%s", used ? "," : "", m.name + 5);
+    }
+  }
+  if (list[0] == '\0') {
+    const char *reason = "not in the report";
+    for (size_t i = 0; i < kfm_report_backend_count(r); i++) {
+      kfm_backend_status_t b;
+      if (kfm_report_backend(r, i, &b) == 0 && strcmp(b.name, "papi") == 0) {
+        reason = b.reason ? b.reason : "no reason given";
+      }
+    }
+    snprintf(why, wlen, "session \"%s\" reads no papi.* metric (papi backend: %s)", config,
+             reason);
+    rc = -1;
+  } else if (used >= len) {
+    snprintf(why, wlen, "session \"%s\": event list longer than %zu bytes", config, len - 1);
+    rc = -1;
+  }
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+  return rc;
+}
+
 /* Which backends a session with config uses (stderr), to read the figures by. */
 static void backends_describe(const char *config) {
   char why[512];
@@ -1009,7 +1274,18 @@ static void choose_cpus(void) {
   progress("main thread on CPU %d, samplers on CPU %d", bench_main_cpu, bench_side_cpu);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+#ifdef KFM_HAVE_PAPI
+  if (argc > 1 && strcmp(argv[1], HLPROC_ARG) == 0) {
+    return hlproc_child_main(argc, argv);
+  }
+#else
+  (void)argv;
+  if (argc > 1) {
+    fprintf(stderr, "bench_engine: takes no arguments\n");
+    return 2;
+  }
+#endif
   unsetenv("KFM_CONFIG");
   choose_cpus();
 #ifdef KFM_HAVE_PAPI
@@ -1034,17 +1310,36 @@ int main(void) {
   sampler_share(1000, "sampler.cpu_share_1khz", "sampler.late_p99_1khz");
   sampler_share(10000, "sampler.cpu_share_10khz", "sampler.late_p99_10khz");
 
-  /* The hot path: floors, kfm at each level, the peer, interleaved. */
-  enum { C_RDTSC, C_BASIC, C_STANDARD, C_DETAILED, C_COMPREHENSIVE, C_SAMPLER, C_HL, C_READ, C_N };
+  /* The hot path: floors, kfm at each level, the peers, interleaved. */
+  enum {
+    C_RDTSC,
+    C_BASIC,
+    C_STANDARD,
+    C_DETAILED,
+    C_COMP_OFF,
+    C_SAMPLER,
+    C_COMP,
+    C_HL,
+    C_READ,
+    C_READ_KFM,
+    C_HL_KFM,
+    C_N
+  };
   struct bcase cs[C_N] = {
       [C_RDTSC] = {.name = "floor.rdtsc_pair", .kind = CASE_RDTSC, .cap = MAX_PAIRS},
       [C_BASIC] = {.name = "pair.basic", .kind = CASE_KFM, .cap = MAX_PAIRS},
       [C_STANDARD] = {.name = "pair.standard", .kind = CASE_KFM, .cap = MAX_PAIRS},
       [C_DETAILED] = {.name = "pair.detailed", .kind = CASE_KFM, .cap = MAX_PAIRS},
-      [C_COMPREHENSIVE] = {.name = "pair.comprehensive", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_COMP_OFF] = {.name = "pair.comprehensive_rate_off", .kind = CASE_KFM, .cap = MAX_PAIRS},
       [C_SAMPLER] = {.name = "pair.basic_sampler_on", .kind = CASE_KFM, .cap = MAX_PAIRS},
+      [C_COMP] = {.name = "pair.comprehensive", .kind = CASE_KFM, .cap = MAX_PAIRS},
       [C_HL] = {.name = "peer.papi_hl_pair", .kind = CASE_PAPI_HL, .cap = PAPI_HL_MAX_PAIRS},
-      [C_READ] = {.name = "floor.papi_read_pair", .kind = CASE_PAPI_READ, .cap = MAX_PAIRS},
+      [C_READ] = {.name = "floor.papi_read_pair", .kind = CASE_PAPI_READ, .cap = MAX_PAIRS,
+                  .events = "perf::TASK-CLOCK,perf::PAGE-FAULTS,perf::CONTEXT-SWITCHES"},
+      [C_READ_KFM] = {.name = "floor.papi_read_pair_kfm_events", .kind = CASE_PAPI_READ,
+                      .cap = MAX_PAIRS},
+      [C_HL_KFM] = {.name = "peer.papi_hl_pair_kfm_events", .kind = CASE_PAPI_HL,
+                    .cap = PAPI_HL_MAX_PAIRS},
   };
   static const char *const levels[] = {"basic", "standard", "detailed", "comprehensive"};
   for (int l = 0; l < 4; l++) {
@@ -1058,15 +1353,35 @@ int main(void) {
   } else {
     cs[C_SAMPLER].failed = 1;
   }
-  backends_describe("level=comprehensive,rate=off");
+  /* Comprehensive as shipped: its default sampler, on the other CPU. */
+  snprintf(cs[C_COMP].config, sizeof cs[0].config, "level=comprehensive,sampler_cpu=%d",
+           bench_side_cpu);
+  backends_describe(cs[C_COMP_OFF].config);
+  backends_describe(cs[C_COMP].config);
+  /* The floor and the PAPI-HL peer count exactly the events kfm chose. */
+  char kfm_events[sizeof cs[0].events] = "";
+  char events_why[512] = "";
+  int have_events = session_papi_events(cs[C_COMP].config, kfm_events, sizeof kfm_events,
+                                        events_why, sizeof events_why) == 0;
+  if (have_events) {
+    progress("%s counts %s", cs[C_COMP].config, kfm_events);
+    snprintf(cs[C_READ_KFM].events, sizeof cs[0].events, "%s", kfm_events);
+  } else {
+    for (int i = C_READ_KFM; i <= C_HL_KFM; i++) {
+      cs[i].failed = 1;
+      snprintf(cs[i].why, sizeof cs[i].why, "%s", events_why);
+    }
+  }
 
 #ifdef KFM_HAVE_PAPI
-  struct worker hl_worker, read_worker;
-  int have_hl_worker = 0, have_read_worker = 0;
+  struct worker hl_worker, read_worker, read_kfm_worker;
+  struct hlproc hl_kfm_proc = {.pid = -1};
+  int have_hl_worker = 0, have_read_worker = 0, have_read_kfm_worker = 0, have_hl_kfm_proc = 0;
   /* PAPI-HL first: its initialisation fails once another EventSet exists. */
   if (!papi_ok) {
-    cs[C_HL].failed = 1;
+    cs[C_HL].failed = cs[C_HL_KFM].failed = 1;
     snprintf(cs[C_HL].why, sizeof cs[C_HL].why, "%s", papi_why);
+    snprintf(cs[C_HL_KFM].why, sizeof cs[C_HL_KFM].why, "%s", papi_why);
   } else if (worker_start(&hl_worker, bench_main_cpu) != 0) {
     cs[C_HL].failed = 1;
     snprintf(cs[C_HL].why, sizeof cs[C_HL].why, "pthread_create failed");
@@ -1075,34 +1390,62 @@ int main(void) {
     cs[C_HL].worker = &hl_worker;
     worker_call(&hl_worker, papi_hl_setup_job, &cs[C_HL]);
   }
-  if (worker_start(&read_worker, bench_main_cpu) != 0) {
-    cs[C_READ].failed = 1;
-    snprintf(cs[C_READ].why, sizeof cs[C_READ].why, "pthread_create failed");
-  } else {
-    have_read_worker = 1;
-    cs[C_READ].worker = &read_worker;
-    cs[C_READ].eventset = PAPI_NULL;
-    worker_call(&read_worker, papi_read_setup_job, &cs[C_READ]);
+  if (!cs[C_HL_KFM].failed) {
+    have_hl_kfm_proc = 1;
+    if (hlproc_start(&hl_kfm_proc, &cs[C_HL_KFM], kfm_events) == 0) {
+      cs[C_HL_KFM].proc = &hl_kfm_proc;
+    } else {
+      cs[C_HL_KFM].failed = 1;
+    }
   }
-  for (int i = C_HL; i <= C_READ; i++) {
+  /* One worker per EventSet: a thread runs one EventSet at a time. */
+  struct {
+    int c;
+    struct worker *w;
+    int *have;
+  } readers[] = {{C_READ, &read_worker, &have_read_worker},
+                 {C_READ_KFM, &read_kfm_worker, &have_read_kfm_worker}};
+  for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++) {
+    struct bcase *c = &cs[readers[k].c];
+    c->eventset = PAPI_NULL;
+    if (c->failed) {
+      continue;
+    }
+    if (worker_start(readers[k].w, bench_main_cpu) != 0) {
+      c->failed = 1;
+      snprintf(c->why, sizeof c->why, "pthread_create failed");
+      continue;
+    }
+    *readers[k].have = 1;
+    c->worker = readers[k].w;
+    worker_call(readers[k].w, papi_read_setup_job, c);
+  }
+  for (int i = C_HL; i <= C_HL_KFM; i++) {
     if (cs[i].failed) {
       progress("%s: %s", cs[i].name, cs[i].why);
     }
   }
 #else
-  for (int i = C_HL; i <= C_READ; i++) {
-    cs[i].failed = 1;
-    snprintf(cs[i].why, sizeof cs[i].why, "built without PAPI");
+  for (int i = C_HL; i <= C_HL_KFM; i++) {
+    if (!cs[i].failed) {
+      cs[i].failed = 1;
+      snprintf(cs[i].why, sizeof cs[i].why, "built without PAPI");
+    }
   }
 #endif
   cases_measure(cs, C_N);
 #ifdef KFM_HAVE_PAPI
-  if (have_read_worker) {
-    worker_call(&read_worker, papi_read_teardown_job, &cs[C_READ]);
-    worker_stop(&read_worker);
+  for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++) {
+    if (*readers[k].have) {
+      worker_call(readers[k].w, papi_read_teardown_job, &cs[readers[k].c]);
+      worker_stop(readers[k].w);
+    }
   }
   if (have_hl_worker) {
     worker_stop(&hl_worker); /* its regions stay recorded for PAPI-HL's exit writer */
+  }
+  if (have_hl_kfm_proc) {
+    hlproc_stop(&hl_kfm_proc); /* before papi_dir_cleanup removes its output directory */
   }
 #endif
 
@@ -1154,7 +1497,54 @@ int main(void) {
   if (cs[C_READ].failed) {
     emit_missing(cs[C_READ].name, "ns", "unavailable", cs[C_READ].why);
   } else {
-    emit(cs[C_READ].name, m[C_READ], "ns", NULL, 0, NULL, 0);
+    struct jline j;
+    jl_begin(&j, cs[C_READ].name);
+    jl_num(&j, "value", m[C_READ]);
+    jl_str(&j, "unit", "ns");
+    jl_str(&j, "events", cs[C_READ].events);
+    jl_end(&j);
+  }
+
+  /* COMPREHENSIVE as shipped, against the grouped read of the same events and PAPI-HL. */
+  for (int i = C_READ_KFM; i <= C_HL_KFM; i++) {
+    if (cs[i].failed) {
+      emit_missing(cs[i].name, "ns", "unavailable", cs[i].why);
+      continue;
+    }
+    struct jline j;
+    jl_begin(&j, cs[i].name);
+    jl_num(&j, "value", m[i]);
+    jl_str(&j, "unit", "ns");
+    jl_str(&j, "events", kfm_events);
+    jl_end(&j);
+  }
+  if (cs[C_COMP].failed) {
+    bench_failed = 1;
+    emit_missing(cs[C_COMP].name, "ns", "error", cs[C_COMP].why);
+  } else {
+    /* ratio = pair / grouped-read pair: what kfm adds to the unavoidable read. */
+    struct jline j;
+    jl_begin(&j, cs[C_COMP].name);
+    jl_num(&j, "value", m[C_COMP]);
+    jl_str(&j, "unit", "ns");
+    jl_num(&j, "floor", m[C_READ_KFM]);
+    jl_num(&j, "ratio", m[C_COMP] / m[C_READ_KFM]);
+    jl_num(&j, "rate_hz", cs[C_COMP].rate_hz);
+    jl_str(&j, "events", have_events ? kfm_events : "unavailable");
+    if (cs[C_COMP].dropped) {
+      jl_u64(&j, "events_dropped", cs[C_COMP].dropped);
+    }
+    jl_end(&j);
+  }
+  /* As pair.basic_vs_papi_hl: ratio = PAPI-HL pair / kfm pair (> 1: kfm is faster). */
+  {
+    struct jline j;
+    jl_begin(&j, "pair.comprehensive_vs_papi_hl");
+    jl_num(&j, "value", m[C_COMP]);
+    jl_str(&j, "unit", "ns");
+    jl_num(&j, "peer", m[C_HL_KFM]);
+    jl_num(&j, "ratio", m[C_HL_KFM] / m[C_COMP]);
+    jl_end(&j);
   }
 
   /* PAPI-HL writes its file at exit; nothing may reach stdout after the JSON. */

@@ -83,6 +83,18 @@ int kfm__backend_status(size_t i, const char **reason) {
   return probe_avail[i];
 }
 
+int kfm__backend_status_override(const char *name, int available, const char *reason) {
+  pthread_once(&probe_once, probe_all);
+  for (size_t i = 0; kfm__builtin_backends[i] && i < KFM__MAX_BACKENDS; i++) {
+    if (strcmp(kfm__builtin_backends[i]->name, name) == 0) {
+      probe_avail[i] = available;
+      snprintf(probe_reason[i], sizeof probe_reason[i], "%s", reason);
+      return 0;
+    }
+  }
+  return KFM_EINVAL;
+}
+
 int kfm_backend_probe(size_t i, kfm_backend_status_t *out) {
   if (out == NULL || i >= kfm_backend_count()) {
     return KFM_ERANGE;

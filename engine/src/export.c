@@ -210,6 +210,16 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
       fprintf(f, "},\"migrations\":%llu", (unsigned long long)n->migrations);
       json_numa(f, ses, n);
     }
+    if (r->ns) {
+      fputs(",\"sampled\":{", f);
+      for (size_t m = 0; m < r->ns; m++) {
+        fputs(m ? "," : "", f);
+        json_str(f, r->smetrics[m].name);
+        fputc(':', f);
+        json_num(f, n->sampled[m]);
+      }
+      fputc('}', f);
+    }
     /* Derived metrics: a value, or null where an input was not measured
      * (the reasons are listed once, in "derived_metrics"). */
     static const char *const derived[] = {"ipc", "l1_dcm_per_kins", "br_msp_per_kins", "cpu_util"};

@@ -223,6 +223,14 @@ struct kfm_session {
   _Atomic uint64_t *node_samples;     /* [max_nodes] innermost */
   _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
   _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
+  /* Sample metrics attributed to nodes (see kfm_node_stats_t.sampled). */
+  _Atomic double *node_ssum;    /* [max_nodes][ns] */
+  _Atomic uint32_t *node_scnt;  /* [max_nodes][ns] ticks that contributed */
+  uint64_t *node_tick;          /* [max_nodes] sampler-private: last tick seen, dedupe */
+  uint32_t *tick_nodes;         /* [max_threads] sampler-private: distinct nodes this tick */
+  uint64_t sprev[KFM__MAX_SMETRICS]; /* sampler-private: previous counter values */
+  uint8_t sprev_ok[KFM__MAX_SMETRICS];
+  uint64_t tick_id;
   _Atomic uint32_t late_hist[KFM__HIST_BUCKETS]; /* wake lateness, ns */
   /* CPU locations (COMPREHENSIVE): per node and CPU, thread-samples. */
   int track_cpu;
@@ -250,6 +258,10 @@ int kfm__backend_known(const char *name);
 
 /* backends.c */
 int kfm__backend_status(size_t i, const char **reason);
+/* Tests only: set the cached probe answer of a backend, e.g. after a test
+ * injected a symbol table that makes a GPU library usable.  Not thread-safe
+ * against sessions being created meanwhile. */
+int kfm__backend_status_override(const char *name, int available, const char *reason);
 
 /* session.c */
 struct kfm__thread *kfm__thread_attach(kfm_session_t *s);

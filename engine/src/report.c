@@ -119,9 +119,11 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
   r->nodes = calloc(nn ? nn : 1, sizeof *r->nodes);
   r->mvals = calloc((size_t)(nn ? nn : 1) * 2 * (nm ? nm : 1), sizeof *r->mvals);
   r->names = calloc(nn ? nn : 1, sizeof *r->names);
+  r->svals_node = calloc((size_t)(nn ? nn : 1) * (s->ns ? s->ns : 1), sizeof *r->svals_node);
   r->cpu_counts = calloc((size_t)(nn ? nn : 1) * (s->ncpus ? s->ncpus : 1), sizeof *r->cpu_counts);
   uint64_t *active = calloc(nn ? nn : 1, sizeof *active);
-  if (!merged || !r->nodes || !r->mvals || !r->names || !active || !r->cpu_counts) {
+  if (!merged || !r->nodes || !r->mvals || !r->names || !active || !r->cpu_counts ||
+      !r->svals_node) {
     free(merged);
     free(active);
     return KFM_ENOMEM;
@@ -209,6 +211,14 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
       } else {
         o->peak_rss = NAN;
       }
+      double *sv = r->svals_node + k * (s->ns ? s->ns : 1);
+      for (size_t m = 0; m < s->ns; m++) {
+        size_t at = (size_t)id * s->ns + m;
+        uint32_t c = s->node_scnt ? KFM__LD(s->node_scnt[at]) : 0;
+        double sum = c ? KFM__LD(s->node_ssum[at]) : NAN;
+        sv[m] = c == 0 ? NAN : s->sdef[m]->kind == KFM_METRIC_GAUGE ? sum / c : sum;
+      }
+      o->sampled = sv;
       double *mv = r->mvals + k * 2 * (nm ? nm : 1);
       for (size_t m = 0; m < nm; m++) {
         mv[m] = (double)KFM__LD(a->metrics[m]);
@@ -420,6 +430,7 @@ void kfm_report_free(kfm_report_t *r) {
   free(r->anode);
   free(r->acpu);
   free(r->cpu_counts);
+  free(r->svals_node);
   free(r->events);
   free(r->evals);
   free(r);

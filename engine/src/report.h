@@ -24,6 +24,7 @@ struct kfm_report {
   uint32_t *sfirst, *athread, *anode;
   int32_t *acpu;
   uint32_t *cpu_counts; /* [nnodes][ncpus] */
+  double *svals_node;   /* [nnodes][ns] */
   size_t nevents;
   kfm_event_t *events;
   double *evals;

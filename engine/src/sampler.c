@@ -35,6 +35,37 @@ static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v) {
   }
 }
 
+/*
+ * Sample metrics onto the nodes innermost at this tick: a gauge's value is
+ * added to each (its mean per node comes out in the report); a counter's
+ * increase since the previous tick is shared equally among them.  Values a
+ * backend could not measure (UINT64_MAX) are skipped.
+ */
+static void sample_attribute(kfm_session_t *s, const uint64_t *v, uint32_t nd) {
+  for (unsigned m = 0; m < s->ns; m++) {
+    if (v[m] == UINT64_MAX) {
+      continue;
+    }
+    double add;
+    if (s->sdef[m]->kind == KFM_METRIC_GAUGE) {
+      add = (double)v[m];
+    } else {
+      int ok = s->sprev_ok[m] && v[m] >= s->sprev[m];
+      add = ok && nd ? (double)(v[m] - s->sprev[m]) / nd : 0;
+      s->sprev[m] = v[m];
+      s->sprev_ok[m] = 1;
+      if (!ok) {
+        continue;
+      }
+    }
+    for (uint32_t k = 0; k < nd; k++) {
+      size_t at = (size_t)s->tick_nodes[k] * s->ns + m;
+      KFM__ST(s->node_ssum[at], KFM__LD(s->node_ssum[at]) + add);
+      KFM__ST(s->node_scnt[at], KFM__LD(s->node_scnt[at]) + 1);
+    }
+  }
+}
+
 void kfm__sample_once(kfm_session_t *s, uint64_t now) {
   uint64_t v[KFM__MAX_SMETRICS];
   for (unsigned i = 0; i < s->nbackends; i++) {
@@ -54,6 +85,8 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
    * each slot's state, both seq_cst, so a retiring thread either is seen as
    * free here or waits until this tick is over before its rseq area dies. */
   atomic_store(&s->in_tick, 1);
+  uint32_t ndistinct = 0;
+  uint64_t tick = ++s->tick_id;
   for (uint32_t j = 0; j < nslots; j++) {
     struct kfm__thread *t = s->slots[j];
     if (atomic_load(&t->state) != KFM__SLOT_LIVE) {
@@ -82,6 +115,10 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
     t->seen_cpu = cpu;
     t->seen_node = cur;
     KFM__ST(s->node_samples[cur], KFM__LD(s->node_samples[cur]) + 1);
+    if (s->node_tick && s->node_tick[cur] != tick) {
+      s->node_tick[cur] = tick;
+      s->tick_nodes[ndistinct++] = cur;
+    }
     for (int32_t k = 0; k < d && k < KFM_STACK_MAX; k++) {
       uint32_t id = KFM__LD(t->ids[k]);
       if (id < nn) {
@@ -102,6 +139,9 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
     }
   }
   atomic_store(&s->in_tick, 0);
+  if (s->node_ssum) {
+    sample_attribute(s, v, ndistinct);
+  }
   if (!store) {
     KFM__ST(s->samples_dropped, KFM__LD(s->samples_dropped) + 1);
     return;

@@ -905,6 +905,10 @@ static void session_free(kfm_session_t *s) {
   free(s->node_samples);
   free(s->node_samples_any);
   free(s->node_sample_peak);
+  free(s->node_ssum);
+  free(s->node_scnt);
+  free(s->node_tick);
+  free(s->tick_nodes);
   free(s->node_cpu);
   free(s->node_migrations);
   free(s->act_cpu);
@@ -948,6 +952,15 @@ static int session_alloc(kfm_session_t *s) {
     if (!s->sample_t || !s->sample_vals || !s->sample_first || !s->act_thread || !s->act_node ||
         !s->act_cpu || !s->cpu_use) {
       return KFM_ENOMEM;
+    }
+    if (s->ns) {
+      s->node_ssum = calloc((size_t)c->max_nodes * s->ns, sizeof *s->node_ssum);
+      s->node_scnt = calloc((size_t)c->max_nodes * s->ns, sizeof *s->node_scnt);
+      s->node_tick = calloc(c->max_nodes, sizeof *s->node_tick);
+      s->tick_nodes = calloc(c->max_threads, sizeof *s->tick_nodes);
+      if (!s->node_ssum || !s->node_scnt || !s->node_tick || !s->tick_nodes) {
+        return KFM_ENOMEM;
+      }
     }
     if (c->level >= KFM_LEVEL_COMPREHENSIVE) {
       s->track_cpu = 1;

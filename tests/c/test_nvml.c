@@ -23,6 +23,7 @@ int main(void) {
 #else
 
 #include <dlfcn.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ int main(void) {
 #include <unistd.h>
 
 #include "kfm_test.h"
+#include "internal.h"
 #include "nvml/kfm_nvml.h"
 
 #define NVML_TEST_MAX_OUT 256
@@ -697,6 +699,47 @@ static void test_session_lists_reason(void) {
   kfm_report_free(r);
   kfm_session_destroy(s);
 }
+/* A fake NVML (the injected table) made available to the engine: the
+ * sampler reads the devices and each node gets the values sampled while it
+ * was innermost, unmeasured values left out. */
+static void test_session_attributes_samples(void) {
+  struct kfm__nvml_syms syms;
+  char reason[256];
+  fake_reset();
+  syms = fake_syms();
+  CU_ASSERT_EQUAL_FATAL(kfm__nvml_setup_table(&syms, reason, sizeof reason), 1);
+  KT_OK(NULL, kfm__backend_status_override("nvml", 1, reason));
+  kfm_session_t *s = NULL;
+  kfm_report_t *r = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=comprehensive,rate=1000,backends=clock,nvml"));
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_enter_name(s, "gpu_phase"));
+  usleep(300000); /* several poller periods: every value is read */
+  KT_OK(s, kfm_exit_name(s, "gpu_phase"));
+  KT_OK(s, kfm_session_stop(s));
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_node_stats_t n;
+  KT_OK(s, kfm_report_node_by_name(r, "gpu_phase", &n));
+  int util0 = -1, util1 = -1, power1 = -1, mem0 = -1;
+  for (size_t i = 0; i < kfm_report_sample_metric_count(r); i++) {
+    kfm_metric_info_t mi;
+    KT_OK(s, kfm_report_sample_metric(r, i, &mi));
+    util0 = strcmp(mi.name, "nvml.gpu0.util") == 0 ? (int)i : util0;
+    util1 = strcmp(mi.name, "nvml.gpu1.util") == 0 ? (int)i : util1;
+    power1 = strcmp(mi.name, "nvml.gpu1.power") == 0 ? (int)i : power1;
+    mem0 = strcmp(mi.name, "nvml.gpu0.mem_used") == 0 ? (int)i : mem0;
+  }
+  CU_ASSERT_FATAL(util0 >= 0 && util1 >= 0 && power1 >= 0 && mem0 >= 0);
+  CU_ASSERT_TRUE(n.samples > 100);
+  CU_ASSERT_DOUBLE_EQUAL(n.sampled[util0], 37, 0);
+  CU_ASSERT_DOUBLE_EQUAL(n.sampled[util1], 99, 0);
+  CU_ASSERT_DOUBLE_EQUAL(n.sampled[mem0], 5368709120.0, 0);
+  CU_ASSERT_TRUE(isnan(n.sampled[power1])); /* never measured: not a zero */
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+  kfm__nvml_teardown();
+  KT_OK(NULL, kfm__backend_status_override("nvml", real_available, real_reason));
+}
 #endif
 
 int main(void) {
@@ -712,6 +755,7 @@ int main(void) {
       {"real GPU readings", test_real_gpu},
 #ifdef KFM_TEST_REGISTERED_NVML
       {"session lists the backend with its reason", test_session_lists_reason},
+      {"a session attributes sampled GPU values to nodes", test_session_attributes_samples},
 #endif
       {NULL, NULL},
   };

@@ -327,6 +327,41 @@ static void test_sampler_moves_off_busy_cpu(void) {
   }
 }
 
+/* Sample metrics land on the node that was innermost: the process CPU
+ * counter's increments on the busy node (only thread, so all of them), the
+ * RSS gauge's mean near the process RSS; a sleeping sibling gets ~no CPU. */
+static void test_sampled_attribution(void) {
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=detailed,rate=1000"));
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_enter_name(s, "burn"));
+  kfmk_busy_ms(200);
+  KT_OK(s, kfm_exit_name(s, "burn"));
+  KT_OK(s, kfm_enter_name(s, "nap"));
+  kfmk_sleep_ms(100);
+  KT_OK(s, kfm_exit_name(s, "nap"));
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  KT_OK(s, kfm_session_report(s, &r));
+  int cpu = -1, rss = -1;
+  for (size_t i = 0; i < kfm_report_sample_metric_count(r); i++) {
+    kfm_metric_info_t mi;
+    kfm_report_sample_metric(r, i, &mi);
+    cpu = strcmp(mi.name, "proc.cpu") == 0 ? (int)i : cpu;
+    rss = strcmp(mi.name, "proc.rss") == 0 ? (int)i : rss;
+  }
+  CU_ASSERT_FATAL(cpu >= 0 && rss >= 0);
+  kfm_node_stats_t burn, nap;
+  KT_OK(s, kfm_report_node_by_name(r, "burn", &burn));
+  KT_OK(s, kfm_report_node_by_name(r, "nap", &nap));
+  /* /proc/self/stat counts in 10 ms ticks: 200 ms within 15%. */
+  KT_NEAR(burn.sampled[cpu], 200e6, 0.15);
+  CU_ASSERT_TRUE(nap.sampled[cpu] < 20e6);
+  KT_NEAR(burn.sampled[rss], kt_rss(), 0.3);
+  kfm_report_free(r);
+  kfm_session_destroy(s);
+}
+
 int main(void) {
   unsetenv("KFM_CONFIG");
   static const struct kt_case cases[] = {
@@ -335,6 +370,7 @@ int main(void) {
       {"rate=off and the level's default rate", test_rate_off_and_default},
       {"COMPREHENSIVE records the CPU of every sample and migrations", test_cpu_locations},
       {"the sampler moves to the CPU profiled threads use least", test_sampler_moves_off_busy_cpu},
+      {"sample metrics are attributed to the innermost nodes", test_sampled_attribution},
       {NULL, NULL},
   };
   return kt_run("sampler", cases);

@@ -225,6 +225,11 @@ typedef struct kfm_node_stats {
   const uint32_t *cpu_samples; /**< per logical CPU: thread-samples of this node innermost there */
   uint64_t migrations; /**< a thread seen on another CPU than at its previous sample, in this node */
   double peak_rss;    /**< highest RSS seen inside the node (bytes); NaN below STANDARD */
+  /** Per sample metric (kfm_report_sample_metric), from the ticks at which this
+   * node was innermost on some thread: a gauge's mean (e.g. GPU utilisation
+   * while the node ran), a counter's deltas shared among the nodes active at
+   * each tick (e.g. process CPU ns).  NaN when never sampled or not measured. */
+  const double *sampled;
   const double *inclusive; /**< per metric (kfm_report_metric), inclusive delta sum */
   const double *exclusive; /**< per metric, exclusive delta sum */
 } kfm_node_stats_t;
