@@ -798,11 +798,17 @@ static int session_open_backends(kfm_session_t *s) {
     if (b->state_size && u->state == NULL) {
       return KFM_ENOMEM;
     }
-    char err[200] = "", note[200] = "";
-    struct kfm__backend_ctx ctx = {.level = s->cfg.level, .proc_root = s->cfg.proc_root,
-                                   .events = s->cfg.events, .rate_hz = s->rate_hz,
-                                   .selected = selected, .proc_reads = s->cfg.proc_reads, .errbuf = err, .errlen = sizeof err,
-                                   .note = note, .notelen = sizeof note};
+    char err[400] = "", note[200] = "";
+    struct kfm__backend_ctx ctx = {.level = s->cfg.level,
+                                   .proc_root = s->cfg.proc_root,
+                                   .events = s->cfg.events,
+                                   .rate_hz = s->rate_hz,
+                                   .selected = selected,
+                                   .proc_reads = s->cfg.proc_reads,
+                                   .errbuf = err,
+                                   .errlen = sizeof err,
+                                   .note = note,
+                                   .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
     if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||
                     s->ns + ctx.n_sample > KFM__MAX_SMETRICS)) {
@@ -814,6 +820,12 @@ static int session_open_backends(kfm_session_t *s) {
     if (rc != 0) {
       free(u->state);
       u->state = NULL;
+      /* A value the user gave is wrong (an unknown event name): that is the
+       * user's error to fix, not a missing device, so creation fails. */
+      if (rc == KFM_EBADVALUE) {
+        snprintf(s->errmsg, sizeof s->errmsg, "%s: %s", b->name, err[0] ? err : kfm_strerror(rc));
+        return rc;
+      }
       snprintf(st->reason, sizeof st->reason, "open failed: %s", err[0] ? err : kfm_strerror(rc));
       continue;
     }
@@ -1044,6 +1056,11 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
                                           "(set a rate, or proc_reads=exact)");
   }
   rc = session_open_backends(s);
+  if (rc == KFM_EBADVALUE) {
+    kfm__create_err(rc, "%s", s->errmsg);
+    session_free(s);
+    return rc;
+  }
   if (rc == 0) {
     rc = session_alloc(s);
   }
