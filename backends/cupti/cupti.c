@@ -56,6 +56,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal.h" /* kfm__json_str */
+
 /* ---------------------------------------------------------------------- */
 /* Sizes.  Everything a callback touches is allocated before it runs.      */
 
@@ -1161,20 +1163,6 @@ void kfm__cupti_counts(void *state, struct kfm__cupti_counts *out) {
   pthread_mutex_unlock(&st->lock);
 }
 
-static void cupti_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      fprintf(f, "\\%c", *p);
-    } else if (*p < 0x20) {
-      fprintf(f, "\\u%04x", *p);
-    } else {
-      fputc(*p, f);
-    }
-  }
-  fputc('"', f);
-}
-
 static void cupti_json_totals(FILE *f, const struct cupti_node *n) {
   const struct kfm__cupti_totals *t = &n->t;
   fprintf(f,
@@ -1213,7 +1201,7 @@ static void cupti_json_kernels(FILE *f, const struct cupti_state *st,
   for (; *pos < n && k[*pos]->node == node; (*pos)++) {
     const struct cupti_kent *e = k[*pos];
     fputs(first ? "{\"name\":" : ",{\"name\":", f);
-    cupti_json_str(f, cupti_name_at(st, e->name));
+    kfm__json_str(f, cupti_name_at(st, e->name));
     fprintf(f,
             ",\"grid\":[%d,%d,%d],\"block\":[%d,%d,%d],\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64
             ",\"untimed\":%" PRIu64 "}",
@@ -1251,13 +1239,13 @@ static void cupti_export_json(void *state, void *file) {
   struct cupti_state *st = state;
   if (!st->active) {
     fputs("{\"available\":false,\"reason\":", f);
-    cupti_json_str(f, st->reason[0] ? st->reason : "unavailable: the backend was not opened");
+    kfm__json_str(f, st->reason[0] ? st->reason : "unavailable: the backend was not opened");
     fputc('}', f);
     return;
   }
   pthread_mutex_lock(&st->lock);
   fputs("{\"available\":true,\"library\":", f);
-  cupti_json_str(f, st->api->lib);
+  kfm__json_str(f, st->api->lib);
   fprintf(f, ",\"cupti_version\":%u,\"activity_kinds\":[", st->api->version);
   int first = 1;
   for (size_t i = 0; i < CUPTI_NKINDS; i++) {
@@ -1271,7 +1259,7 @@ static void cupti_export_json(void *state, void *file) {
   for (size_t i = 0; i < CUPTI_NKINDS; i++) {
     if (st->kind_error[i][0]) {
       fprintf(f, "%s\"%s\":", first ? "" : ",", cupti_kinds[i].name);
-      cupti_json_str(f, st->kind_error[i]);
+      kfm__json_str(f, st->kind_error[i]);
       first = 0;
     }
   }
@@ -1342,7 +1330,7 @@ static void cupti_export_json(void *state, void *file) {
             t0 + (int64_t)(e->end - e->start));
     if (e->cls == CUPTI_R_KERNEL) {
       fputs(",\"name\":", f);
-      cupti_json_str(f, cupti_name_at(st, e->name));
+      kfm__json_str(f, cupti_name_at(st, e->name));
     } else if (e->cls != CUPTI_R_SYNC) {
       fprintf(f, ",\"bytes\":%" PRIu64, e->bytes);
     }

@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h" /* kfm__json_str */
+
 #if HWLOC_API_VERSION < 0x00020000
 #error "the hwloc backend needs hwloc 2.x"
 #endif
@@ -325,28 +327,13 @@ int kfm__hwloc_reload_for_tests(void) {
 /* ---------------------------------------------------------------------- */
 /* JSON export.                                                            */
 
-static void hwl_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      fputc('\\', f);
-      fputc(*p, f);
-    } else if (*p < 0x20) {
-      fprintf(f, "\\u%04x", *p);
-    } else {
-      fputc(*p, f);
-    }
-  }
-  fputc('"', f);
-}
-
 /* "0-15,32-47" of a cpuset, or null without one. */
 static void hwl_json_set(FILE *f, hwloc_const_bitmap_t set) {
   char *txt = NULL;
   if (set == NULL || hwloc_bitmap_list_asprintf(&txt, set) < 0 || txt == NULL) {
     fputs("null", f);
   } else {
-    hwl_json_str(f, txt);
+    kfm__json_str(f, txt);
   }
   free(txt);
 }
@@ -519,9 +506,9 @@ static void hwl_json_gpu(FILE *f, hwloc_topology_t t, const struct hwl_gpu *g) {
     name = g->osdev->name ? g->osdev->name : "unknown";
   }
   fputs("{\"name\":", f);
-  hwl_json_str(f, name);
+  kfm__json_str(f, name);
   fputs(",\"vendor\":", f);
-  hwl_json_str(f, hwl_gpu_vendor(g));
+  kfm__json_str(f, hwl_gpu_vendor(g));
   if (g->pci) {
     const struct hwloc_pcidev_attr_s *a = &g->pci->attr->pcidev;
     fprintf(f,
@@ -552,12 +539,12 @@ static void hwl_json_gpu(FILE *f, hwloc_topology_t t, const struct hwl_gpu *g) {
     for (hwloc_obj_t c = g->pci->io_first_child; c; c = c->next_sibling) {
       if (c->type == HWLOC_OBJ_OS_DEVICE && c->name) {
         fputs(first ? "" : ",", f);
-        hwl_json_str(f, c->name);
+        kfm__json_str(f, c->name);
         first = 0;
       }
     }
   } else if (g->osdev->name) {
-    hwl_json_str(f, g->osdev->name);
+    kfm__json_str(f, g->osdev->name);
   }
   fputs("]}", f);
 }
@@ -569,12 +556,12 @@ static void hwl_export_json(void *state, void *file) {
   hwloc_topology_t t = hwl_g.topo;
   if (t == NULL) {
     fputs("{\"available\":false,\"reason\":", f);
-    hwl_json_str(f, hwl_g.reason);
+    kfm__json_str(f, hwl_g.reason);
     fputc('}', f);
     return;
   }
   fputs("{\"source\":", f);
-  hwl_json_str(f, hwl_g.source);
+  kfm__json_str(f, hwl_g.source);
   fprintf(f, ",\"this_system\":%s,\"packages\":%d,\"cores\":%d,\"pus\":%u",
           hwl_g.thissystem ? "true" : "false", hwl_g.npackages, hwl_g.ncores, hwl_g.npus);
   hwl_json_numa_nodes(f, t);

@@ -14,12 +14,13 @@
  * over 20 ms and returns only then, and the other queries are driver ioctls
  * whose cost is not bounded.  The sample hook runs on the engine's sampler
  * thread, which must not block, so each session starts two threads of its
- * own: one reads the fast metrics of every device every KFM__NVML_POLL_MS,
- * the other reads PCIe throughput in a loop.  They publish each value in a
- * relaxed atomic; sample() only copies those, so a sample carries the
- * latest reading, at most one poll period (plus the read itself) old.  The
- * driver refreshes utilisation every 1/6 s to 1 s and averages power over
- * 1 s on recent GPUs, so 100 ms polling loses nothing it reports.
+ * own (a kfm__poller, engine/src/poller.h): one reads the fast metrics of
+ * every device every KFM__NVML_POLL_MS, the other reads PCIe throughput in
+ * a loop.  They publish each value in a relaxed atomic; sample() only
+ * copies those, so a sample carries the latest reading, at most one poll
+ * period (plus the read itself) old.  The driver refreshes utilisation
+ * every 1/6 s to 1 s and averages power over 1 s on recent GPUs, so 100 ms
+ * polling loses nothing it reports.
  *
  * Unmeasured values.  A value whose last read failed (unsupported on this
  * GPU, permission, GPU lost) or that was not read yet is KFM_GPU_UNMEASURED
@@ -36,20 +37,20 @@
  * its probe pthread_once and at unload; sessions only read them.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* readlink, pthread_condattr_setclock */
+#define _GNU_SOURCE /* readlink */
 #endif
 
 #include "kfm_nvml.h"
 
 #include <dlfcn.h>
-#include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "internal.h" /* kfm__json_str */
+#include "poller.h"
 
 /* Devices a session samples; more are listed in the note, not sampled. */
 #define NVML_MAX_DEV 16
@@ -317,12 +318,7 @@ struct nvml_state {
     struct kfm__nvml_process_info_v2 v2[NVML_PROC_CAP];
     struct kfm__nvml_process_info_v1 v1[NVML_PROC_CAP];
   } procs;
-  /* Poller control: stop is set under lock and signalled through cv. */
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  int stop;
-  int nthreads;
-  pthread_t thr[2];
+  struct kfm__poller poller; /* the fast and the PCIe threads */
 };
 
 static void nvml_put(struct nvml_state *st, unsigned d, unsigned m, kfm__nvml_return_t rc,
@@ -411,36 +407,9 @@ static void nvml_read_pcie(struct nvml_state *st, unsigned d) {
   nvml_put(st, d, NVML_M_PCIE_RX, rc, v);
 }
 
-/* Waits ms or until stop; returns 1 when stopping. */
-static int nvml_wait(struct nvml_state *st, unsigned ms) {
-  struct timespec ts;
-  int stop;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(&st->lock);
-  while (!st->stop && pthread_cond_timedwait(&st->cv, &st->lock, &ts) != ETIMEDOUT) {
-  }
-  stop = st->stop;
-  pthread_mutex_unlock(&st->lock);
-  return stop;
-}
-
-static int nvml_stopping(struct nvml_state *st) {
-  int stop;
-  pthread_mutex_lock(&st->lock);
-  stop = st->stop;
-  pthread_mutex_unlock(&st->lock);
-  return stop;
-}
-
 static void *nvml_fast_main(void *arg) {
   struct nvml_state *st = arg;
-  while (!nvml_wait(st, KFM__NVML_POLL_MS)) {
+  while (!kfm__poller_wait_ms(&st->poller, KFM__NVML_POLL_MS)) {
     nvml_read_fast(st);
   }
   return NULL;
@@ -449,10 +418,10 @@ static void *nvml_fast_main(void *arg) {
 static void *nvml_pcie_main(void *arg) {
   struct nvml_state *st = arg;
   do {
-    for (unsigned d = 0; d < st->ndev && !nvml_stopping(st); d++) {
+    for (unsigned d = 0; d < st->ndev && !kfm__poller_stopping(&st->poller); d++) {
       nvml_read_pcie(st, d);
     }
-  } while (!nvml_wait(st, NVML_PCIE_PAUSE_MS));
+  } while (!kfm__poller_wait_ms(&st->poller, NVML_PCIE_PAUSE_MS));
   return NULL;
 }
 
@@ -479,25 +448,12 @@ static int nvml_pid_visible(void) {
   return strcmp(link, "pid:[4026531836]") == 0;
 }
 
-static void nvml_stop_threads(struct nvml_state *st) {
-  pthread_mutex_lock(&st->lock);
-  st->stop = 1;
-  pthread_cond_broadcast(&st->cv);
-  pthread_mutex_unlock(&st->lock);
-  for (int i = 0; i < st->nthreads; i++) {
-    pthread_join(st->thr[i], NULL);
-  }
-  st->nthreads = 0;
-}
-
 static void nvml_close(void *state) {
   struct nvml_state *st = state;
   if (!st->open) {
     return;
   }
-  nvml_stop_threads(st);
-  pthread_cond_destroy(&st->cv);
-  pthread_mutex_destroy(&st->lock);
+  kfm__poller_destroy(&st->poller); /* stops and joins the pollers first */
   st->open = 0;
 }
 
@@ -537,7 +493,6 @@ static int nvml_open_dev(struct nvml_dev *dv, unsigned i, const char **why) {
 
 static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
   struct nvml_state *st = state;
-  pthread_condattr_t ca;
   ctx->n_transition = 0;
   ctx->transition = NULL;
   ctx->n_sample = 0;
@@ -587,24 +542,21 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
    * throughput (20 ms per counter) arrives with the PCIe poller. */
   nvml_read_fast(st);
 
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&st->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&st->lock, NULL);
+  if (kfm__poller_init(&st->poller) != 0) {
+    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot set up the poller threads' mutex");
+    return KFM_ETHREAD;
+  }
   st->open = 1;
-  if (pthread_create(&st->thr[0], NULL, nvml_fast_main, st) != 0) {
+  if (kfm__poller_start(&st->poller, nvml_fast_main, st) != 0) {
     nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the poller thread");
     nvml_close(st);
     return KFM_ETHREAD;
   }
-  st->nthreads = 1;
-  if (pthread_create(&st->thr[1], NULL, nvml_pcie_main, st) != 0) {
+  if (kfm__poller_start(&st->poller, nvml_pcie_main, st) != 0) {
     nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the PCIe poller thread");
     nvml_close(st);
     return KFM_ETHREAD;
   }
-  st->nthreads = 2;
 
   if (st->skipped[0]) {
     nvml_fmt(ctx->note, ctx->notelen, "%u device%s sampled; %s", st->ndev, st->ndev == 1 ? "" : "s",
@@ -626,26 +578,12 @@ static void nvml_sample(void *state, uint64_t *out) {
   }
 }
 
-static void nvml_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      fprintf(f, "\\%c", *p);
-    } else if (*p < 0x20) {
-      fprintf(f, "\\u%04x", *p);
-    } else {
-      fputc(*p, f);
-    }
-  }
-  fputc('"', f);
-}
-
 static void nvml_export_json(void *state, void *file) {
   struct nvml_state *st = state;
   FILE *f = file;
   if (!st->open) {
     fputs("{\"available\":false,\"reason\":", f);
-    nvml_json_str(f, nvml_lib.ready ? "not opened in this session"
+    kfm__json_str(f, nvml_lib.ready ? "not opened in this session"
                                     : (nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up"));
     fputc('}', f);
     return;
@@ -657,13 +595,13 @@ static void nvml_export_json(void *state, void *file) {
     int first = 1;
     fprintf(f, "%s{\"index\":%u,\"name\":", d ? "," : "", dv->index);
     if (dv->name[0]) {
-      nvml_json_str(f, dv->name);
+      kfm__json_str(f, dv->name);
     } else {
       fputs("null", f);
     }
     fputs(",\"pci_bus_id\":", f);
     if (dv->bus_id[0]) {
-      nvml_json_str(f, dv->bus_id);
+      kfm__json_str(f, dv->bus_id);
     } else {
       fputs("null", f);
     }
@@ -691,7 +629,7 @@ static void nvml_export_json(void *state, void *file) {
         snprintf(why, sizeof why, "%d %s", e, nvml_errstr(e));
       }
       fprintf(f, "%s\"%s\":", first ? "" : ",", nvml_metric[m].suffix);
-      nvml_json_str(f, why);
+      kfm__json_str(f, why);
       first = 0;
     }
     fputs("}}", f);
@@ -699,7 +637,7 @@ static void nvml_export_json(void *state, void *file) {
   fputc(']', f);
   if (st->skipped[0]) {
     fputs(",\"skipped\":", f);
-    nvml_json_str(f, st->skipped);
+    kfm__json_str(f, st->skipped);
   }
   fputc('}', f);
 }

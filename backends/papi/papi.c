@@ -47,6 +47,7 @@
 #endif
 
 #include "papi/papi.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <papi.h>
@@ -939,21 +940,6 @@ static void papi_read(void *state, void *tstate, uint64_t *out) {
 /* ---------------------------------------------------------------------- */
 /* Export.                                                                 */
 
-static void papi_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      fprintf(f, "\\%c", c);
-    } else if (c < 0x20) {
-      fprintf(f, "\\u%04x", c);
-    } else {
-      fputc(c, f);
-    }
-  }
-  fputc('"', f);
-}
-
 /*
  * Derived metrics the engine computes per node (kfm_report_derived, same
  * keys), from the presets only: that is what the engine looks up.
@@ -996,10 +982,10 @@ static void papi_export_json(void *state, void *file) {
     if (i) {
       fputc(',', f);
     }
-    papi_json_str(f, st->names[i]);
+    kfm__json_str(f, st->names[i]);
   }
   fprintf(f, "],\"set\":\"%s\",\"reason\":", papi_set_names[st->set]);
-  papi_json_str(f, st->reason);
+  kfm__json_str(f, st->reason);
   fprintf(f, ",\"multiplexed\":%s,\"paranoid\":", st->multiplexed ? "true" : "false");
   if (st->paranoid == INT32_MIN) {
     fputs("null", f);
@@ -1009,7 +995,7 @@ static void papi_export_json(void *state, void *file) {
   fprintf(f, ",\"thread_open_failures\":%llu", (unsigned long long)fails);
   if (atomic_load_explicit(&st->fail_claim, memory_order_acquire) == 2) {
     fputs(",\"thread_open_error\":", f);
-    papi_json_str(f, st->fail_msg);
+    kfm__json_str(f, st->fail_msg);
   }
   fprintf(f, ",\"read_errors\":%llu,\"derived\":{",
           (unsigned long long)atomic_load_explicit(&st->read_errors, memory_order_relaxed));
@@ -1033,9 +1019,9 @@ static void papi_export_json(void *state, void *file) {
       continue;
     }
     fprintf(f, "%s\"%s\":{\"numerator\":", first ? "" : ",", dd->key);
-    papi_json_str(f, st->mnames[num]);
+    kfm__json_str(f, st->mnames[num]);
     fputs(",\"denominator\":", f);
-    papi_json_str(f, st->mnames[den]);
+    kfm__json_str(f, st->mnames[den]);
     fprintf(f, ",\"scale\":%g}", dd->scale);
     first = 0;
   }

@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h" /* kfm__list_has */
+
 /* Indices in the transition vector.  STANDARD uses only the first entry. */
 enum {
   PROC_T_RSS,
@@ -562,19 +564,6 @@ static void proc_close(void *state) {
 
 static void proc_sample(void *state, uint64_t *out);
 
-static int proc_list_has(const char *list, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = list; *p;) {
-    const char *c = strchr(p, ',');
-    size_t len = c ? (size_t)(c - p) : strlen(p);
-    if (len == n && strncmp(p, name, n) == 0) {
-      return 1;
-    }
-    p += len + (c != NULL);
-  }
-  return 0;
-}
-
 static int proc_open(void *state, struct kfm__backend_ctx *ctx) {
   struct proc_state *st = state;
   const char *root = ctx->proc_root ? ctx->proc_root : "";
@@ -665,7 +654,7 @@ static int proc_open(void *state, struct kfm__backend_ctx *ctx) {
     /* papi's software events count the thread's CPU, faults and switches
      * (at COMPREHENSIVE, where papi is opened). */
     int papi = ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->selected &&
-               proc_list_has(ctx->selected, "papi");
+               kfm__list_has(ctx->selected, "papi");
     st->mode = papi ? PROC_SAMPLED_NOCPU : PROC_SAMPLED;
     if (papi) {
       ctx->n_transition = PROC_NCACHED;

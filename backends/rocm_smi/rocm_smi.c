@@ -17,11 +17,12 @@
  * Why poller threads.  rsmi_dev_pci_throughput_get sleeps 1 s in the kernel
  * (amdgpu counts PCIe messages for a second) and holds ROCm SMI's per-device
  * mutex meanwhile; the other calls read sysfs files.  The engine's sampler
- * thread must not block, so each session runs two threads: one reads the
- * fast metrics every KFM__RSMI_POLL_MS, the other PCIe traffic of each
- * device every RSMI_PCIE_PERIOD_MS.  While a device's PCIe read runs, its
- * fast metrics wait on that mutex, so they may be up to 1 s old once every
- * period.  sample() copies the latest published values.
+ * thread must not block, so each session runs two threads (a kfm__poller,
+ * engine/src/poller.h): one reads the fast metrics every KFM__RSMI_POLL_MS,
+ * the other PCIe traffic of each device every RSMI_PCIE_PERIOD_MS.  While
+ * a device's PCIe read runs, its fast metrics wait on that mutex, so they
+ * may be up to 1 s old once every period.  sample() copies the latest
+ * published values.
  *
  * PCIe units and direction.  amdgpu's pcie_bw file, which ROCm SMI parses,
  * holds two message counts over one second and the maximum payload size,
@@ -39,7 +40,7 @@
  * rsmi_quiet_lock serialises the fd 2 swap.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* pthread_condattr_setclock, F_DUPFD_CLOEXEC */
+#define _GNU_SOURCE /* F_DUPFD_CLOEXEC */
 #endif
 
 #include "kfm_rocm_smi.h"
@@ -53,8 +54,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "internal.h" /* kfm__json_str */
+#include "poller.h"
 
 #define RSMI_MAX_DEV 16
 #define KFM__RSMI_POLL_MS 100
@@ -432,11 +435,7 @@ struct rsmi_state {
   _Atomic int64_t err[RSMI_MAX_DEV * RSMI_NMET]; /* rsmi_status_t or RSMI_ERR_* */
   struct kfm__metric_def defs[RSMI_MAX_DEV * RSMI_NMET];
   char names[RSMI_MAX_DEV * RSMI_NMET][44];
-  pthread_mutex_t lock;
-  pthread_cond_t cv;
-  int stop;
-  int nthreads;
-  pthread_t thr[2];
+  struct kfm__poller poller; /* the fast and the PCIe threads */
 };
 
 static void rsmi_put(struct rsmi_state *st, unsigned d, unsigned m, int64_t rc, uint64_t v) {
@@ -501,35 +500,9 @@ static void rsmi_read_pcie(struct rsmi_state *st, unsigned d) {
   }
 }
 
-static int rsmi_wait(struct rsmi_state *st, unsigned ms) {
-  struct timespec ts;
-  int stop;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(&st->lock);
-  while (!st->stop && pthread_cond_timedwait(&st->cv, &st->lock, &ts) != ETIMEDOUT) {
-  }
-  stop = st->stop;
-  pthread_mutex_unlock(&st->lock);
-  return stop;
-}
-
-static int rsmi_stopping(struct rsmi_state *st) {
-  int stop;
-  pthread_mutex_lock(&st->lock);
-  stop = st->stop;
-  pthread_mutex_unlock(&st->lock);
-  return stop;
-}
-
 static void *rsmi_fast_main(void *arg) {
   struct rsmi_state *st = arg;
-  while (!rsmi_wait(st, KFM__RSMI_POLL_MS)) {
+  while (!kfm__poller_wait_ms(&st->poller, KFM__RSMI_POLL_MS)) {
     rsmi_read_fast(st);
   }
   return NULL;
@@ -538,10 +511,10 @@ static void *rsmi_fast_main(void *arg) {
 static void *rsmi_pcie_main(void *arg) {
   struct rsmi_state *st = arg;
   do {
-    for (unsigned d = 0; d < st->ndev && !rsmi_stopping(st); d++) {
+    for (unsigned d = 0; d < st->ndev && !kfm__poller_stopping(&st->poller); d++) {
       rsmi_read_pcie(st, d);
     }
-  } while (!rsmi_wait(st, RSMI_PCIE_PERIOD_MS));
+  } while (!kfm__poller_wait_ms(&st->poller, RSMI_PCIE_PERIOD_MS));
   return NULL;
 }
 
@@ -561,16 +534,7 @@ static void rsmi_close(void *state) {
   if (!st->open) {
     return;
   }
-  pthread_mutex_lock(&st->lock);
-  st->stop = 1;
-  pthread_cond_broadcast(&st->cv);
-  pthread_mutex_unlock(&st->lock);
-  for (int i = 0; i < st->nthreads; i++) {
-    pthread_join(st->thr[i], NULL); /* up to 1 s if a PCIe read is under way */
-  }
-  st->nthreads = 0;
-  pthread_cond_destroy(&st->cv);
-  pthread_mutex_destroy(&st->lock);
+  kfm__poller_destroy(&st->poller); /* up to 1 s if a PCIe read is under way */
   st->open = 0;
 }
 
@@ -607,7 +571,6 @@ static void rsmi_open_dev(struct rsmi_dev *dv, uint32_t i) {
 
 static int rsmi_open(void *state, struct kfm__backend_ctx *ctx) {
   struct rsmi_state *st = state;
-  pthread_condattr_t ca;
   ctx->n_transition = 0;
   ctx->transition = NULL;
   ctx->n_sample = 0;
@@ -641,24 +604,21 @@ static int rsmi_open(void *state, struct kfm__backend_ctx *ctx) {
   }
   rsmi_read_fast(st); /* values for the first samples; PCIe comes from its poller */
 
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&st->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&st->lock, NULL);
+  if (kfm__poller_init(&st->poller) != 0) {
+    rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot set up the poller threads' mutex");
+    return KFM_ETHREAD;
+  }
   st->open = 1;
-  if (pthread_create(&st->thr[0], NULL, rsmi_fast_main, st) != 0) {
+  if (kfm__poller_start(&st->poller, rsmi_fast_main, st) != 0) {
     rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot start the poller thread");
     rsmi_close(st);
     return KFM_ETHREAD;
   }
-  st->nthreads = 1;
-  if (pthread_create(&st->thr[1], NULL, rsmi_pcie_main, st) != 0) {
+  if (kfm__poller_start(&st->poller, rsmi_pcie_main, st) != 0) {
     rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot start the PCIe poller thread");
     rsmi_close(st);
     return KFM_ETHREAD;
   }
-  st->nthreads = 2;
   rsmi_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms, PCIe every %d ms%s%s",
            st->ndev, st->ndev == 1 ? "" : "s", KFM__RSMI_POLL_MS, RSMI_PCIE_PERIOD_MS,
            st->skipped[0] ? "; " : "", st->skipped);
@@ -675,40 +635,26 @@ static void rsmi_sample(void *state, uint64_t *out) {
   }
 }
 
-static void rsmi_json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      fprintf(f, "\\%c", *p);
-    } else if (*p < 0x20) {
-      fprintf(f, "\\u%04x", *p);
-    } else {
-      fputc(*p, f);
-    }
-  }
-  fputc('"', f);
-}
-
 static void rsmi_export_json(void *state, void *file) {
   struct rsmi_state *st = state;
   FILE *f = file;
   if (!st->open) {
     fputs("{\"available\":false,\"reason\":", f);
-    rsmi_json_str(f, rsmi_lib.ready
+    kfm__json_str(f, rsmi_lib.ready
                          ? "not opened in this session"
                          : (rsmi_lib.reason[0] ? rsmi_lib.reason : "ROCm SMI not set up"));
     fputc('}', f);
     return;
   }
   fputs("{\"available\":true,\"library\":", f);
-  rsmi_json_str(f, rsmi_lib.libname ? rsmi_lib.libname : "injected");
+  kfm__json_str(f, rsmi_lib.libname ? rsmi_lib.libname : "injected");
   if (rsmi_lib.have_version) {
     fprintf(f, ",\"library_version\":\"%u.%u.%u\"", rsmi_lib.version.major, rsmi_lib.version.minor,
             rsmi_lib.version.patch);
   }
   fprintf(f, ",\"poll_ms\":%d,\"pcie_period_ms\":%d,\"pcie_unit\":", KFM__RSMI_POLL_MS,
           RSMI_PCIE_PERIOD_MS);
-  rsmi_json_str(f, "PCIe messages per second (amdgpu pcie_bw); bytes <= count x max_payload");
+  kfm__json_str(f, "PCIe messages per second (amdgpu pcie_bw); bytes <= count x max_payload");
   fputs(",\"devices\":[", f);
   for (unsigned d = 0; d < st->ndev; d++) {
     const struct rsmi_dev *dv = &st->dev[d];
@@ -716,13 +662,13 @@ static void rsmi_export_json(void *state, void *file) {
     int first = 1;
     fprintf(f, "%s{\"index\":%u,\"name\":", d ? "," : "", dv->index);
     if (dv->name[0]) {
-      rsmi_json_str(f, dv->name);
+      kfm__json_str(f, dv->name);
     } else {
       fputs("null", f);
     }
     fputs(",\"pci_bus_id\":", f);
     if (dv->bus_id[0]) {
-      rsmi_json_str(f, dv->bus_id);
+      kfm__json_str(f, dv->bus_id);
     } else {
       fputs("null", f);
     }
@@ -755,7 +701,7 @@ static void rsmi_export_json(void *state, void *file) {
         rsmi_status_text((kfm__rsmi_status_t)e, why, sizeof why);
       }
       fprintf(f, "%s\"%s\":", first ? "" : ",", rsmi_metric[m].suffix);
-      rsmi_json_str(f, why);
+      kfm__json_str(f, why);
       first = 0;
     }
     fputs("}}", f);
@@ -763,7 +709,7 @@ static void rsmi_export_json(void *state, void *file) {
   fputc(']', f);
   if (st->skipped[0]) {
     fputs(",\"skipped\":", f);
-    rsmi_json_str(f, st->skipped);
+    kfm__json_str(f, st->skipped);
   }
   fputc('}', f);
 }

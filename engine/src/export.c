@@ -17,7 +17,10 @@
 #include "hwloc/kfm_hwloc.h"
 #endif
 
-static void json_str(FILE *f, const char *s) {
+/* The one JSON string writer of the engine and the backends' export_json
+ * hooks.  \n and \t keep their short escapes (as the profile always wrote
+ * them); the other control characters become \u00XX. */
+void kfm__json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     switch (*p) {
@@ -107,7 +110,7 @@ static void json_derived_status(FILE *f, const kfm_report_t *r) {
     } else {
       char buf[200];
       snprintf(buf, sizeof buf, "unavailable: %s", why ? why : "no node completed");
-      json_str(f, buf);
+      kfm__json_str(f, buf);
     }
   }
   fputc('}', f);
@@ -117,11 +120,11 @@ static void json_metrics(FILE *f, const kfm_metric_info_t *m, size_t n) {
   fputc('[', f);
   for (size_t i = 0; i < n; i++) {
     fputs(i ? ",{\"name\":" : "{\"name\":", f);
-    json_str(f, m[i].name);
+    kfm__json_str(f, m[i].name);
     fputs(",\"unit\":", f);
-    json_str(f, m[i].unit);
+    kfm__json_str(f, m[i].unit);
     fputs(",\"backend\":", f);
-    json_str(f, m[i].backend);
+    kfm__json_str(f, m[i].backend);
     fprintf(f, ",\"kind\":\"%s\"}", m[i].kind == KFM_METRIC_GAUGE ? "gauge" : "counter");
   }
   fputc(']', f);
@@ -167,10 +170,10 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   fputs("},\"backends\":[", f);
   for (size_t i = 0; i < r->nb; i++) {
     fputs(i ? ",{\"name\":" : "{\"name\":", f);
-    json_str(f, r->bs[i].name);
+    kfm__json_str(f, r->bs[i].name);
     fprintf(f, ",\"available\":%s,\"enabled\":%s,\"reason\":", r->bs[i].available ? "true" : "false",
             r->bs[i].enabled ? "true" : "false");
-    json_str(f, r->bs[i].reason);
+    kfm__json_str(f, r->bs[i].reason);
     fputc('}', f);
   }
   fputs("],\"metrics\":", f);
@@ -180,7 +183,7 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   for (size_t i = 0; i < r->nnodes; i++) {
     const kfm_node_stats_t *n = &r->nodes[i];
     fprintf(f, "%s{\"id\":%u,\"name\":", i ? "," : "", n->id);
-    json_str(f, n->name);
+    kfm__json_str(f, n->name);
     fprintf(f, ",\"count\":%llu,\"active\":%llu", (unsigned long long)n->count,
             (unsigned long long)n->active);
     const struct {
@@ -214,7 +217,7 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
       fputs(",\"sampled\":{", f);
       for (size_t m = 0; m < r->ns; m++) {
         fputs(m ? "," : "", f);
-        json_str(f, r->smetrics[m].name);
+        kfm__json_str(f, r->smetrics[m].name);
         fputc(':', f);
         json_num(f, n->sampled[m]);
       }
@@ -237,7 +240,7 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
     fputs(",\"metrics\":{", f);
     for (size_t m = 0; m < r->nm; m++) {
       fputs(m ? "," : "", f);
-      json_str(f, r->metrics[m].name);
+      kfm__json_str(f, r->metrics[m].name);
       fputs(":{\"inclusive\":", f);
       json_num(f, n->inclusive[m]);
       fputs(",\"exclusive\":", f);

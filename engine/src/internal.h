@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h> /* FILE, for kfm__json_str */
 #include <sys/types.h>
 
 #include "backend.h"
@@ -284,6 +285,8 @@ void kfm__edges_free(struct kfm__edges *e);
  * at once if another thread is draining. */
 void kfm__drain_all(kfm_session_t *s, int wait);
 double kfm__ns_per_tick(const kfm_session_t *s);
+/* 1 if name is one of the entries of "a,b,c" (exact, case-sensitive). */
+int kfm__list_has(const char *comma_list, const char *name);
 
 /* registry.c */
 int kfm__registry_init(kfm_session_t *s);
@@ -296,5 +299,9 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now);
 
 /* export.c */
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);
+/* Writes s as a quoted JSON string: " and \\ escaped, \n and \t as such,
+ * other control characters as \u00XX, bytes >= 0x20 as they are (UTF-8
+ * passes through).  For the engine and every backend's export_json. */
+void kfm__json_str(FILE *f, const char *s);
 
 #endif /* KFM_INTERNAL_H */

@@ -741,9 +741,10 @@ static const char *session_not_built_reason(const char *name) {
   return "not built into this kfm";
 }
 
-static int list_has(const char *list, const char *name) {
+/* Also proc.c's: which other backends a session opens (ctx->selected). */
+int kfm__list_has(const char *comma_list, const char *name) {
   size_t n = strlen(name);
-  for (const char *p = list; *p;) {
+  for (const char *p = comma_list; *p;) {
     const char *c = strchr(p, ',');
     size_t len = c ? (size_t)(c - p) : strlen(p);
     if (len == n && strncmp(p, name, n) == 0) {
@@ -756,7 +757,7 @@ static int list_has(const char *list, const char *name) {
 
 static int session_wants(const kfm_session_t *s, const struct kfm__backend *b) {
   const char *want = s->cfg.backends;
-  return want[0] ? (list_has(want, b->name) || (b->caps & KFM_CAP_CLOCK))
+  return want[0] ? (kfm__list_has(want, b->name) || (b->caps & KFM_CAP_CLOCK))
                  : b->min_level <= s->cfg.level;
 }
 
