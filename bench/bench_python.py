@@ -23,6 +23,12 @@ are reported separately as "python.debugger_run_fixed.<level>", the fixed
 cost of one profiled run).  "peer" on a Debugger line is pyinstrument's
 per-node cost and "ratio" the Debugger's divided by it (< 1: cheaper).
 
+State tracking (on by default at DETAILED and COMPREHENSIVE) is measured
+separately: "python.debugger_per_node.<graph>.comprehensive_no_state" runs
+COMPREHENSIVE with state_tracking=False, and
+"python.debugger_state_tracking_per_node.<graph>" is the time the
+COMPREHENSIVE runs spent measuring state sizes (Recorder.state_ns), per node.
+
 Environment: BENCH_PY_REPS (default 41).
 """
 
@@ -114,6 +120,10 @@ def realistic() -> tuple[Any, dict, int]:
     return b.compile(), {"input": "what is the sum of the lengths of these words"}, 5
 
 
+STATE_NS: list[int] = []  # state-size measuring time of each COMPREHENSIVE run
+_LAST_COMPREHENSIVE: list[Any] = []
+
+
 def make_cases(graph: Any, inp: dict) -> dict[str, Callable[[], tuple[int, int]]]:
     """Each case runs the graph once: (graph wall ns, whole-run wall ns)."""
     cases: dict[str, Callable[[], tuple[int, int]]] = {}
@@ -127,6 +137,8 @@ def make_cases(graph: Any, inp: dict) -> dict[str, Callable[[], tuple[int, int]]
     cases["none"] = none
     for lv in ProfilingLevel:
         d = Debugger(graph, profiling_level=lv)
+        if lv == ProfilingLevel.COMPREHENSIVE:
+            _LAST_COMPREHENSIVE[:] = [d]
 
         def dbg(d: Debugger = d) -> tuple[int, int]:
             t0 = time.perf_counter_ns()
@@ -135,6 +147,24 @@ def make_cases(graph: Any, inp: dict) -> dict[str, Callable[[], tuple[int, int]]
             return d._last.wall_ns, whole  # graph execution inside the session
 
         cases[lv.name.lower()] = dbg
+
+    d_ns = Debugger(graph, profiling_level=ProfilingLevel.COMPREHENSIVE, state_tracking=False)
+
+    def dbg_ns(d: Debugger = d_ns) -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        d.run(inp)
+        return d._last.wall_ns, time.perf_counter_ns() - t0
+
+    cases["comprehensive_no_state"] = dbg_ns
+    STATE_NS.clear()
+    d_c = next(v for k, v in cases.items() if k == "comprehensive")
+
+    def dbg_c(f: Callable[[], tuple[int, int]] = d_c) -> tuple[int, int]:
+        r = f()
+        STATE_NS.append(_LAST_COMPREHENSIVE[0]._last.rec.state_ns)
+        return r
+
+    cases["comprehensive"] = dbg_c
 
     def cprof() -> tuple[int, int]:
         p = cProfile.Profile()
@@ -207,6 +237,10 @@ def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
         if label == "chain20":
             fixed = statistics.median(wholes[n]) - med[n]
             emit(f"python.debugger_run_fixed.{n}", fixed / 1e3, "us")
+    emit(f"python.debugger_per_node.{label}.comprehensive_no_state",
+         per_node["comprehensive_no_state"], "us")
+    emit(f"python.debugger_state_tracking_per_node.{label}",
+         statistics.median(STATE_NS) / nodes / 1e3 if STATE_NS else None, "us")
 
 
 def main() -> int:

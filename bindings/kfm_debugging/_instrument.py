@@ -12,11 +12,20 @@ installed release, see tests/python/test_hooks.py which checks the names):
   on a pool thread, inline, or as an asyncio task; retries loop inside them.
   The task span ("N") covers all attempts; the user function (the sequence's
   first step) is wrapped per attempt ("N/compute").  The rest of the task
-  span is ChannelWrite, conditional-edge routing and retry back-off.
+  span is LangGraph's run machinery (config, callbacks, retry back-off)
+  before the function and ChannelWrite plus conditional-edge routing after
+  it.  The writers have no span of their own (one engine span and a Python
+  frame fewer per node): the time from the function's return to the task's
+  end is taken with perf_counter_ns (``Recorder.post_ns``) and reported as
+  part of State update; their CPU, memory and I/O stay in the task span.
 * State update: ``_loop.apply_writes`` runs the reducers once per superstep
   on the loop thread ("N/state_update"; a superstep with several distinct
   nodes is one "(parallel)/state_update" span whose time is split among them
   by the number of writes each made).
+
+Every span is one ``Session.call(id, fn, ...)`` (C: enter, call, exit even
+when fn raises); a transition the engine refuses is counted in
+``Session.failures``, never raised into the graph.
 
 The patches are installed once per process and cost one ContextVar lookup
 when no Debugger run is active in the calling context (other graphs run
@@ -41,6 +50,7 @@ from collections import defaultdict
 from typing import Any
 
 from . import _statesize
+from ._kfm import Hook
 
 log = logging.getLogger("kfm_debugging")
 
@@ -54,9 +64,10 @@ _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("kfm_debugging_dept
 _perf = time.perf_counter_ns
 
 PARALLEL = "(parallel)"
+WARMUP = "__kfm_thread_setup__"  # one transition before the run, see Debugger._begin
 GRAPH = "__graph__"
 LOOP = "__loop__"
-SUFFIXES = ("/setup", "/compute", "/state_update", "/write")
+SUFFIXES = ("/setup", "/compute", "/state_update")
 
 
 def ns_path(ns: str) -> str:
@@ -77,12 +88,18 @@ def _engine_name(name: str) -> str:
 class Recorder:
     """Everything one profiled run records besides the engine's aggregates."""
 
-    def __init__(self, session: Any, state_tracking: bool) -> None:
+    def __init__(self, session: Any, state_tracking: bool, names: Any = ()) -> None:
         self.s = session
-        self.enter = session.enter
-        self.exit = session.exit
+        self.call = session.call
+        self.try_enter = session.try_enter
+        self.try_exit = session.try_exit
         self.state_tracking = state_tracking
-        self._ids: dict[str, tuple[int, int, int, int, int]] = {}
+        self._ids: dict[str, tuple[int, int, int, int]] = {}
+        # name -> engine id per span kind, for the C hooks (kfm_module.c).
+        self.id_task: dict[str, int] = {}
+        self.id_setup: dict[str, int] = {}
+        self.id_compute: dict[str, int] = {}
+        self.id_update: dict[str, int] = {}
         self._lock = threading.Lock()
         # engine name -> [count, total_ns, min_ns, max_ns] for async spans
         self.async_wall: dict[str, list[int]] = {}
@@ -90,15 +107,36 @@ class Recorder:
         self.interrupts: list[dict[str, Any]] = []
         self.shared_update_ns: dict[str, float] = defaultdict(float)
         self.shared_update_calls: dict[str, int] = defaultdict(int)
-        self.state_timeline: list[dict[str, Any]] = []
+        # Writes and routing: per node, ns from the function's return to the
+        # task's end; cend holds the return time per task (its unique
+        # checkpoint_ns) until the task ends.
+        self.post_ns: dict[str, int] = {}
+        self.cend: dict[str, int] = {}
+        # (t_ns, nodes, writes, written, bytes, items) per superstep; the
+        # dicts of state_timeline are built when read.
+        self._st_points: list[tuple[Any, ...]] = []
         self.state_ns = 0  # time spent measuring state sizes (not the graph's)
+        # Incremental state size: the channels mapping measured, and per
+        # state channel (version, bytes, items) as of the last superstep.
+        self._st_channels: Any = None
+        self._st: dict[str, tuple[Any, int, int]] = {}
+        self._st_bytes = 0
+        self._st_items = 0
         self.instrument_failures = 0
         self.step = 0
+        # What the C hooks read, in one attribute lookup (see kfm_module.c).
+        self._fast = (session, self.id_task, self.id_setup, self.id_compute, self.id_update,
+                      self.cend, self.post_ns, bool(state_tracking))
+        # Names known before the run (the graph's nodes, the previous run's
+        # names) are registered now, outside the graph's own time.
+        for n in names:
+            self.ids(n)
+        self.warmup_id = session.register(WARMUP)
         self.t0 = _perf()
 
     # -- ids ---------------------------------------------------------------
-    def ids(self, name: str) -> tuple[int, int, int, int, int]:
-        """Engine ids of name's spans: task, setup, compute, state_update, write."""
+    def ids(self, name: str) -> tuple[int, int, int, int]:
+        """Engine ids of name's spans: task, setup, compute, state_update."""
         t = self._ids.get(name)
         if t is None:
             with self._lock:
@@ -106,28 +144,14 @@ class Recorder:
                 if t is None:
                     reg = self.s.register
                     e = _engine_name(name)
-                    t = (reg(e), reg(e + "/setup"), reg(e + "/compute"),
-                         reg(e + "/state_update"), reg(e + "/write"))
+                    t = (reg(e), reg(e + "/setup"), reg(e + "/compute"), reg(e + "/state_update"))
+                    self.id_task[name], self.id_setup[name] = t[0], t[1]
+                    self.id_compute[name], self.id_update[name] = t[2], t[3]
                     self._ids[name] = t
         return t
 
     def node_names(self) -> list[str]:
         return list(self._ids)
-
-    # -- safe transitions: an engine refusal never reaches the user's graph --
-    def _enter(self, nid: int) -> bool:
-        try:
-            self.enter(nid)
-            return True
-        except Exception:  # noqa: BLE001 - e.g. stack too deep; counted, reported
-            self.instrument_failures += 1
-            return False
-
-    def _exit(self, nid: int) -> None:
-        try:
-            self.exit(nid)
-        except Exception:  # noqa: BLE001
-            self.instrument_failures += 1
 
     def add_wall(self, key: str, dt: int) -> None:
         w = self.async_wall.get(key)
@@ -140,6 +164,12 @@ class Recorder:
             w[2] = dt
         if dt > w[3]:
             w[3] = dt
+
+    def end_task(self, ns: str, name: str, now: int) -> None:
+        """The task of checkpoint_ns ns ended at now: what followed its function."""
+        t = self.cend.pop(ns, 0)
+        if t:
+            self.post_ns[name] = self.post_ns.get(name, 0) + now - t
 
     def record_exception(self, name: str, exc: BaseException) -> None:
         entry = {
@@ -154,33 +184,82 @@ class Recorder:
             self.errors.append(entry)
 
     # -- state sizes -------------------------------------------------------
-    def snapshot_state(self, channels: Any, names: list[str], writes: dict[str, int],
-                       weights: dict[str, tuple[int, int]]) -> None:
+    def after_apply(self, checkpoint: Any, channels: Any, task: Any, name: str) -> None:
+        """State size after a one-node superstep (the C apply hook's call)."""
+        self.snapshot_state(checkpoint, channels, [name], {name: len(task.writes)}, (task,))
+
+    @staticmethod
+    def _measure(ch: Any) -> tuple[int, int]:
+        try:
+            if not ch.is_available():
+                return 0, 0
+            v = ch.get()
+        except Exception:  # noqa: BLE001 - an empty channel
+            return 0, 0
+        return _statesize.deep_sizeof(v), _statesize.count_items(v)
+
+    def snapshot_state(self, checkpoint: Any, channels: Any, names: list[str],
+                       writes: dict[str, int], tasks: Any) -> None:
+        """Append the state's size after a superstep to the timeline.
+
+        Incremental: only a state channel whose version LangGraph bumped
+        (every update that changed it, apply_writes' own bookkeeping) is
+        measured again; the others keep their last measure.  Without
+        channel versions every channel is measured.  The sum is the same as measuring every channel (each
+        channel is measured on its own, as state_size does), as long as no
+        node mutates a state value in place without returning it (LangGraph
+        does not see such a change either).  A new channels mapping (the first
+        superstep, or another loop) is measured in full."""
         t0 = _perf()
-        size = items = 0
-        for key, ch in channels.items():
-            if key.startswith("__") or ":" in key:
-                continue  # LangGraph's own channels (tasks, branches, start)
-            try:
-                if not ch.is_available():
-                    continue
-                v = ch.get()
-            except Exception:  # noqa: BLE001 - an empty channel
-                continue
-            size += _statesize.deep_sizeof(v)
-            items += _statesize.count_items(v)
-        self.state_timeline.append(
-            {
-                "index": len(self.state_timeline),
-                "t_ms": (t0 - self.t0) / 1e6,
-                "nodes": names,
-                "writes": writes,
-                "written": weights,
-                "size_bytes": size,
-                "items": items,
-            }
-        )
+        weights: dict[str, tuple[int, int]] = {}
+        if len(names) > 1:
+            # What each node wrote, to share the superstep's growth.
+            for t in tasks:
+                n = _task_name(t)
+                b, i = weights.get(n, (0, 0))
+                for ch, v in t.writes:
+                    if not ch.startswith("__") and ":" not in ch:
+                        b += _statesize.deep_sizeof(v)
+                        i += _statesize.count_items(v)
+                weights[n] = (b, i)
+        try:
+            versions = checkpoint["channel_versions"]
+        except Exception:  # noqa: BLE001 - no versions: measure every channel
+            versions = None
+        st = self._st
+        if channels is not self._st_channels:
+            self._st_channels = channels
+            st.clear()
+            size = items = 0
+            for key, ch in channels.items():
+                if key.startswith("__") or ":" in key:
+                    continue  # LangGraph's own channels (tasks, branches, start)
+                b, i = self._measure(ch)
+                st[key] = (versions.get(key) if versions else None, b, i)
+                size += b
+                items += i
+        else:
+            size, items = self._st_bytes, self._st_items
+            for key, (ver, b0, i0) in st.items():
+                v = versions.get(key) if versions else None
+                if v != ver or v is None:
+                    ch = channels.get(key)
+                    b, i = self._measure(ch) if ch is not None else (0, 0)
+                    st[key] = (v, b, i)
+                    size += b - b0
+                    items += i - i0
+        self._st_bytes, self._st_items = size, items
+        self._st_points.append((t0, names, writes, weights, size, items))
         self.state_ns += _perf() - t0
+
+    @property
+    def state_timeline(self) -> list[dict[str, Any]]:
+        """The state's size after each superstep, oldest first."""
+        return [
+            {"index": i, "t_ms": (t - self.t0) / 1e6, "nodes": names, "writes": writes,
+             "written": weights, "size_bytes": size, "items": items}
+            for i, (t, names, writes, weights, size, items) in enumerate(self._st_points)
+        ]
 
 
 def _is_bubble_up(exc: BaseException) -> bool:
@@ -202,23 +281,17 @@ class _Segmented:
         self.nid = nid
 
     def __await__(self):  # type: ignore[no-untyped-def]
-        coro, rec, nid = self.coro, self.rec, self.nid
+        coro, call, nid = self.coro, self.rec.call, self.nid
         send: Any = None
         throw: BaseException | None = None
         while True:
-            ok = rec._enter(nid)
             try:
-                y = coro.send(send) if throw is None else coro.throw(throw)
+                if throw is None:
+                    y = call(nid, coro.send, send)
+                else:
+                    y = call(nid, coro.throw, throw)
             except StopIteration as stop:
-                if ok:
-                    rec._exit(nid)
                 return stop.value
-            except BaseException:
-                if ok:
-                    rec._exit(nid)
-                raise
-            if ok:
-                rec._exit(nid)
             try:
                 send = yield y
                 throw = None
@@ -234,7 +307,15 @@ class _Segmented:
 # The compute wrapper: a Runnable standing in for a node's first step.
 
 _TimedStep: Any = None
-_TimedWriter: Any = None
+
+
+def _ns(config: Any) -> str:
+    """The checkpoint_ns of a task's config: 'node:<task id>', nested
+    namespaces joined by '|'; unique per task."""
+    try:
+        return config["configurable"]["checkpoint_ns"]
+    except (KeyError, TypeError):
+        return ""
 
 
 def _make_timed_step_class() -> Any:
@@ -252,6 +333,10 @@ def _make_timed_step_class() -> Any:
 
         def __init__(self, inner: Any, name: str) -> None:
             self.inner = inner
+            self._invoke = inner.invoke
+            # The common case of invoke runs in C (kfm_module.c, Hook): it
+            # shadows the method below, which handles the other cases.
+            self.invoke = Hook(_HOOK_STEP, inner.invoke, self._invoke_py, _ACTIVE, _DEPTH, name)
             self.name = getattr(inner, "name", None) or name
             self.node = name
             afunc = getattr(inner, "afunc", False)
@@ -264,25 +349,28 @@ def _make_timed_step_class() -> Any:
         def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
             return self.inner.get_name(suffix, name=name)
 
-        def _name(self, config: Any) -> str:
-            # The same compiled subgraph may sit under several outer nodes:
-            # the path comes from the task's namespace at call time.
-            ns = (config or {}).get("configurable", {}).get("checkpoint_ns", "")
-            return ns_path(ns) if "|" in ns else self.node
-
         def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+            # Shadowed per instance by the C hook set in __init__.
+            return self._invoke_py(input, config, **kwargs)
+
+        def _invoke_py(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
             rec = _ACTIVE.get()
             if rec is None:
-                return self.inner.invoke(input, config, **kwargs)
-            nid = rec.ids(self._name(config))[2]
-            tok = _DEPTH.set(_DEPTH.get() + 1)
-            ok = rec._enter(nid)
-            try:
-                return self.inner.invoke(input, config, **kwargs)
-            finally:
-                if ok:
-                    rec._exit(nid)
-                _DEPTH.reset(tok)
+                return self._invoke(input, config, **kwargs)
+            ns = _ns(config)
+            # The same compiled subgraph may sit under several outer nodes:
+            # the path comes from the task's namespace at call time.
+            nid = rec.ids(ns_path(ns) if "|" in ns else self.node)[2]
+            if rec.state_tracking:
+                tok = _DEPTH.set(_DEPTH.get() + 1)
+                try:
+                    out = rec.call(nid, self._invoke, input, config, **kwargs)
+                finally:
+                    _DEPTH.reset(tok)
+            else:
+                out = rec.call(nid, self._invoke, input, config, **kwargs)
+            rec.cend[ns] = _perf()
+            return out
 
         async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
             rec = _ACTIVE.get()
@@ -290,16 +378,19 @@ def _make_timed_step_class() -> Any:
                 return await self.inner.ainvoke(input, config, **kwargs)
             if self.sync_in_executor:
                 return await run_in_executor(None, self.invoke, input, config, **kwargs)
-            name = self._name(config)
-            key = name + "/compute"
+            ns = _ns(config)
+            name = ns_path(ns) if "|" in ns else self.node
             nid = rec.ids(name)[2]
             tok = _DEPTH.set(_DEPTH.get() + 1)
             t0 = _perf()
             try:
-                return await _Segmented(self.inner.ainvoke(input, config, **kwargs), rec, nid)
+                out = await _Segmented(self.inner.ainvoke(input, config, **kwargs), rec, nid)
             finally:
-                rec.add_wall(key, _perf() - t0)
+                t1 = _perf()
+                rec.add_wall(name + "/compute", t1 - t0)
                 _DEPTH.reset(tok)
+            rec.cend[ns] = t1
+            return out
 
         def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
             rec = _ACTIVE.get()
@@ -307,16 +398,15 @@ def _make_timed_step_class() -> Any:
             if rec is None:
                 yield from it
                 return
-            nid = rec.ids(self._name(config))[2]
+            ns = _ns(config)
+            nid = rec.ids(ns_path(ns) if "|" in ns else self.node)[2]
+            call = rec.call
             while True:
-                ok = rec._enter(nid)
                 try:
-                    chunk = next(it)
+                    chunk = call(nid, next, it)
                 except StopIteration:
+                    rec.cend[ns] = _perf()
                     return
-                finally:
-                    if ok:
-                        rec._exit(nid)
                 yield chunk
 
         async def astream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
@@ -326,58 +416,17 @@ def _make_timed_step_class() -> Any:
                 async for chunk in agen:
                     yield chunk
                 return
-            nid = rec.ids(self._name(config))[2]
+            ns = _ns(config)
+            nid = rec.ids(ns_path(ns) if "|" in ns else self.node)[2]
             while True:
                 try:
                     chunk = await _Segmented(agen.__anext__(), rec, nid)
                 except StopAsyncIteration:
+                    rec.cend[ns] = _perf()
                     return
                 yield chunk
 
-    class TimedWriter(Runnable):  # type: ignore[type-arg]
-        """Runs a ChannelWrite or branch writer with "<node>/write" open."""
-
-        def __init__(self, inner: Any, name: str) -> None:
-            self.inner = inner
-            self.name = getattr(inner, "name", None) or name
-            self.node = name
-
-        _name = TimedStep._name
-
-        def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-            return self.inner.get_name(suffix, name=name)
-
-        def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-            rec = _ACTIVE.get()
-            if rec is None:
-                return self.inner.invoke(input, config, **kwargs)
-            nid = rec.ids(self._name(config))[4]
-            ok = rec._enter(nid)
-            try:
-                return self.inner.invoke(input, config, **kwargs)
-            finally:
-                if ok:
-                    rec._exit(nid)
-
-        async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-            rec = _ACTIVE.get()
-            if rec is None:
-                return await self.inner.ainvoke(input, config, **kwargs)
-            name = self._name(config)
-            t0 = _perf()
-            try:
-                return await _Segmented(self.inner.ainvoke(input, config, **kwargs), rec,
-                                        rec.ids(name)[4])
-            finally:
-                rec.add_wall(name + "/write", _perf() - t0)
-
-        def transform(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-            return self.inner.transform(input, config, **kwargs)
-
-        def atransform(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-            return self.inner.atransform(input, config, **kwargs)
-
-    return TimedStep, TimedWriter
+    return TimedStep
 
 
 # id(original proc) -> (original proc, instrumented proc).  Holding the
@@ -390,9 +439,9 @@ def _instrumented_proc(proc: Any, name: str) -> Any:
     hit = _PROCS.get(id(proc))
     if hit is not None and hit[0] is proc:
         return hit[1]
-    global _TimedStep, _TimedWriter
+    global _TimedStep
     if _TimedStep is None:
-        _TimedStep, _TimedWriter = _make_timed_step_class()
+        _TimedStep = _make_timed_step_class()
     from langgraph._internal._runnable import RunnableSeq
 
     base = name.rsplit("|", 1)[-1]
@@ -404,12 +453,14 @@ def _instrumented_proc(proc: Any, name: str) -> Any:
         else:
             new = RunnableSeq.__new__(RunnableSeq)
             new.__dict__.update(proc.__dict__)
-            new.steps = [_TimedStep(first, base), *(_TimedWriter(w, base) for w in proc.steps[1:])]
+            new.steps = [_TimedStep(first, base), *proc.steps[1:]]
     elif _is_writer(proc):
         new = proc
     else:
         new = _TimedStep(proc, base)
     _PROCS[id(proc)] = (proc, new)
+    # An instrumented proc handed back in (a task run twice) stays as it is.
+    _PROCS[id(new)] = (new, new)
     return new
 
 
@@ -422,18 +473,21 @@ def _is_writer(r: Any) -> bool:
 
 
 def _task_name(task: Any) -> str:
-    cfg = getattr(task, "config", None)
-    if cfg:
-        ns = cfg.get("configurable", {}).get("checkpoint_ns", "")
-        if "|" in ns:
-            return ns_path(ns)
-    return task.name
+    ns = _ns(getattr(task, "config", None))
+    return ns_path(ns) if "|" in ns else task.name
 
 
 # ---------------------------------------------------------------------------
 # The patches.
 
 _orig: dict[str, Any] = {}
+# The originals again as module globals: one global load on the hot path
+# instead of a dict lookup.  Set with _orig by install().
+_orig_run: Any = None
+_orig_prep: Any = None
+_orig_apply: Any = None
+# kfm_debugging._kfm.Hook kinds.
+_HOOK_PREP, _HOOK_RUN, _HOOK_STEP, _HOOK_APPLY = 0, 1, 2, 3
 _install_lock = threading.Lock()
 
 
@@ -449,27 +503,26 @@ def _proc_for(task: Any, name: str) -> None:
 def _run_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
     rec = _ACTIVE.get()
     if rec is None:
-        return _orig["run"](task, *args, **kwargs)
-    name = _task_name(task)
+        return _orig_run(task, *args, **kwargs)
+    ns = _ns(task.config)
     # Compute spans are keyed by the full path too.
+    name = ns_path(ns) if "|" in ns else task.name
     _proc_for(task, name)
-    nid = rec.ids(name)[0]
-    ok = rec._enter(nid)
     try:
-        return _orig["run"](task, *args, **kwargs)
+        return rec.call(rec.ids(name)[0], _orig_run, task, *args, **kwargs)
     except BaseException as e:
         rec.record_exception(name, e)
         raise
     finally:
-        if ok:
-            rec._exit(nid)
+        rec.end_task(ns, name, _perf())
 
 
 async def _arun_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
     rec = _ACTIVE.get()
     if rec is None:
         return await _orig["arun"](task, *args, **kwargs)
-    name = _task_name(task)
+    ns = _ns(task.config)
+    name = ns_path(ns) if "|" in ns else task.name
     _proc_for(task, name)
     nid = rec.ids(name)[0]
     t0 = _perf()
@@ -479,7 +532,9 @@ async def _arun_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
         rec.record_exception(name, e)
         raise
     finally:
-        rec.add_wall(name, _perf() - t0)
+        t1 = _perf()
+        rec.add_wall(name, t1 - t0)
+        rec.end_task(ns, name, t1)
 
 
 def _setup_name(task_path: Any, kwargs: dict[str, Any]) -> str | None:
@@ -503,23 +558,17 @@ def _setup_name(task_path: Any, kwargs: dict[str, Any]) -> str | None:
 def _prepare_single_task(task_path: Any, *args: Any, **kwargs: Any) -> Any:
     rec = _ACTIVE.get()
     if rec is None or not kwargs.get("for_execution", False):
-        return _orig["prep"](task_path, *args, **kwargs)
+        return _orig_prep(task_path, *args, **kwargs)
     name = _setup_name(task_path, kwargs)
     if name is None:
-        return _orig["prep"](task_path, *args, **kwargs)
-    nid = rec.ids(name)[1]
-    ok = rec._enter(nid)
-    try:
-        return _orig["prep"](task_path, *args, **kwargs)
-    finally:
-        if ok:
-            rec._exit(nid)
+        return _orig_prep(task_path, *args, **kwargs)
+    return rec.call(rec.ids(name)[1], _orig_prep, task_path, *args, **kwargs)
 
 
 def _apply_writes(*args: Any, **kwargs: Any) -> Any:
     rec = _ACTIVE.get()
     if rec is None:
-        return _orig["apply"](*args, **kwargs)
+        return _orig_apply(*args, **kwargs)
     if len(args) > 2:
         tasks = args[2]
         if not isinstance(tasks, (list, tuple)):
@@ -535,42 +584,22 @@ def _apply_writes(*args: Any, **kwargs: Any) -> Any:
         writes[n] = writes.get(n, 0) + len(t.writes)
     names = [n for n in writes if not n.startswith("__")]
     if len(names) == 1:
-        nid = rec.ids(names[0])[3]
-        t0 = 0
+        updated = rec.call(rec.ids(names[0])[3], _orig_apply, *args, **kwargs)
     elif not names:  # input or null writes: LangGraph's own bookkeeping
-        nid = rec.ids(LOOP)[3]
-        t0 = 0
+        updated = rec.call(rec.ids(LOOP)[3], _orig_apply, *args, **kwargs)
     else:
-        nid = rec.ids(PARALLEL)[3]
         t0 = _perf()
-    ok = rec._enter(nid)
-    try:
-        return _orig["apply"](*args, **kwargs)
-    finally:
-        if ok:
-            rec._exit(nid)
-        if t0 and names:
-            dt = _perf() - t0
-            total = sum(max(writes[n], 1) for n in names)
-            for n in names:
-                rec.shared_update_ns[n] += dt * max(writes[n], 1) / total
-                rec.shared_update_calls[n] += 1
-        if rec.state_tracking and _DEPTH.get() == 0:
-            channels = args[1] if len(args) > 1 else kwargs["channels"]
-            weights: dict[str, tuple[int, int]] = {}
-            if len(names) > 1:
-                # What each node wrote, to share the superstep's growth.
-                t1 = _perf()
-                for t in tasks:
-                    n = _task_name(t)
-                    b, i = weights.get(n, (0, 0))
-                    for ch, v in t.writes:
-                        if not ch.startswith("__") and ":" not in ch:
-                            b += _statesize.deep_sizeof(v)
-                            i += _statesize.count_items(v)
-                    weights[n] = (b, i)
-                rec.state_ns += _perf() - t1
-            rec.snapshot_state(channels, names or list(writes), writes, weights)
+        updated = rec.call(rec.ids(PARALLEL)[3], _orig_apply, *args, **kwargs)
+        dt = _perf() - t0
+        total = sum(max(writes[n], 1) for n in names)
+        for n in names:
+            rec.shared_update_ns[n] += dt * max(writes[n], 1) / total
+            rec.shared_update_calls[n] += 1
+    if rec.state_tracking and _DEPTH.get() == 0:
+        checkpoint = args[0] if args else kwargs.get("checkpoint")
+        channels = args[1] if len(args) > 1 else kwargs["channels"]
+        rec.snapshot_state(checkpoint, channels, names or list(writes), writes, tasks)
+    return updated
 
 
 def install() -> None:
@@ -595,14 +624,19 @@ def install() -> None:
                 "kfm_debugging: this LangGraph release lacks " + ", ".join(missing)
                 + " (supported: langgraph 1.0-1.2)"
             )
-        _orig["run"] = _runner.run_with_retry
+        global _orig_run, _orig_prep, _orig_apply
+        _orig["run"] = _orig_run = _runner.run_with_retry
         _orig["arun"] = _runner.arun_with_retry
-        _orig["prep"] = _algo.prepare_single_task
-        _orig["apply"] = _loop.apply_writes
-        _runner.run_with_retry = _run_with_retry
+        _orig["prep"] = _orig_prep = _algo.prepare_single_task
+        _orig["apply"] = _orig_apply = _loop.apply_writes
+        # The common case of each runs in C (kfm_module.c, Hook); the Python
+        # hooks above handle the rest.
+        _runner.run_with_retry = Hook(_HOOK_RUN, _orig_run, _run_with_retry, _ACTIVE, _DEPTH,
+                                      _PROCS)
         _runner.arun_with_retry = _arun_with_retry
-        _algo.prepare_single_task = _prepare_single_task
-        _loop.apply_writes = _apply_writes
+        _algo.prepare_single_task = Hook(_HOOK_PREP, _orig_prep, _prepare_single_task, _ACTIVE,
+                                         _DEPTH)
+        _loop.apply_writes = Hook(_HOOK_APPLY, _orig_apply, _apply_writes, _ACTIVE, _DEPTH)
         log.debug("kfm_debugging: LangGraph hooks installed")
 
 

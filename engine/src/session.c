@@ -1121,6 +1121,12 @@ int kfm_session_start(kfm_session_t *s) {
       s->be[i].ops->start(s->be[i].state, s->ns_start);
     }
   }
+  if (s->rate_hz > 0) {
+    /* Sample 0, taken here before the sampler thread exists: the state at
+     * start, and sampled values (proc's cache) current from the first
+     * transition on rather than from session creation. */
+    kfm__sample_once(s, kfm__now());
+  }
   int rc = kfm__sampler_start(s);
   if (rc) {
     atomic_store(&s->state, KFM__CREATED);

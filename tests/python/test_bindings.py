@@ -158,3 +158,55 @@ def test_level_name() -> None:
     assert [_kfm.level_name(i) for i in range(4)] == ["basic", "standard", "detailed", "comprehensive"]
     with pytest.raises(ValueError):
         _kfm.level_name(7)
+
+
+def test_call_enters_calls_exits_and_never_raises_for_refusals() -> None:
+    s = Session("level=basic")
+    with s:
+        a = s.register("a")
+
+        def f(x: int, y: int = 2) -> int:
+            assert s.current() == "a"
+            return x + y
+
+        assert s.call(a, f, 1) == 3 and s.call(a, f, 1, y=5) == 6
+        with pytest.raises(ZeroDivisionError):  # fn's exception, unchanged
+            s.call(a, lambda: 1 / 0)
+        assert s.depth() == 0 and s.failures == 0
+        # Refused transitions are counted; fn still runs, unprofiled.
+        assert s.call(10**9, max, 1, 3) == 3 and s.call("x", max, 1, 3) == 3
+        assert s.failures == 2
+        assert s.try_enter(a) and s.try_exit(a)
+        assert not s.try_exit(a) and s.failures == 3
+        with pytest.raises(TypeError):
+            s.call(a)
+    assert s.report()["nodes"]["a"]["count"] == 4
+
+
+def test_hook_passes_through_without_a_recorder() -> None:
+    import contextvars
+
+    active: contextvars.ContextVar[object] = contextvars.ContextVar("a", default=None)
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("d", default=0)
+    slow_calls: list[tuple] = []
+
+    def orig(*args: object, **kwargs: object) -> tuple:
+        return args, kwargs
+
+    def slow(*args: object, **kwargs: object) -> tuple:
+        slow_calls.append(args)
+        return orig(*args, **kwargs)
+
+    for kind in range(4):
+        h = _kfm.Hook(kind, orig, slow, active, depth, "n")
+        assert h(1, 2, k=3) == ((1, 2), {"k": 3}) and h.orig is orig and h.slow is slow
+    assert not slow_calls
+    # A recorder without the C fast-path data: every call goes to slow.
+    tok = active.set(object())
+    try:
+        assert _kfm.Hook(1, orig, slow, active, depth)(7) == ((7,), {})
+    finally:
+        active.reset(tok)
+    assert slow_calls == [(7,)]
+    with pytest.raises(ValueError, match="kind 9"):
+        _kfm.Hook(9, orig, slow, active, depth)
