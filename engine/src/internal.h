@@ -32,7 +32,7 @@
 #define KFM__ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
 #define KFM__NONE UINT32_MAX
-#define KFM__BLOCK_NODES 64u
+#define KFM__BLOCK_NODES 16u
 #define KFM__MAX_BACKENDS 16
 /* Transition metrics bound a stack array on the hot path; sample metrics
  * grow with the GPU count (about 10 per device). */

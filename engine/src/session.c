@@ -97,6 +97,11 @@ struct kfm__agg *kfm__block_new(const kfm_session_t *s) {
 
 void kfm__agg_merge(const kfm_session_t *s, struct kfm__agg *d, const struct kfm__agg *a) {
   uint64_t n = KFM__LD(a->count);
+  /* Nothing was recorded (every field is only written at an exit): most
+   * aggregates of a block are unused, and the histogram alone is 384 words. */
+  if (n == 0) {
+    return;
+  }
   KFM__ST(d->count, KFM__LD(d->count) + n);
   KFM__ST(d->total, KFM__LD(d->total) + KFM__LD(a->total));
   KFM__ST(d->excl, KFM__LD(d->excl) + KFM__LD(a->excl));
@@ -562,7 +567,7 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
   struct kfm__agg *blk = atomic_load_explicit(&t->blocks[id / KFM__BLOCK_NODES],
                                               memory_order_relaxed);
   if (KFM__UNLIKELY(blk == NULL)) {
-    /* Once per thread per 64 node ids: the only allocation on this path. */
+    /* Once per thread per 16 node ids: the only allocation on this path. */
     blk = kfm__block_new(s);
     if (blk == NULL) {
       return kfm__err(s, KFM_ENOMEM, "out of memory for node aggregates");

@@ -173,7 +173,7 @@ KFM_EXPORT const char *kfm_node_name(const kfm_session_t *s, kfm_node_id_t id);
 
 /**
  * Hot path.  Enter/exit a node on the calling thread.  No allocation and no
- * lock, except once per thread (its slot) and once per 64 node ids per
+ * lock, except once per thread (its slot) and once per 16 node ids per
  * thread (its aggregate block).  Exit must name the innermost open node:
  * otherwise KFM_EORDER (nothing is popped) or KFM_ENOTENTERED.
  */
