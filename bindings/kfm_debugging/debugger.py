@@ -34,7 +34,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -656,11 +656,9 @@ class Debugger:
         }
 
     def show_profile_report(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
+        f, r = self._show(file, "Performance Profile:", self.get_profile_report)
+        if r is None:
             return
-        r = self.get_profile_report()
-        print("Performance Profile:", file=f)
         print(f"Total execution time: {r['total_ms']:.2f}ms", file=f)
         print("", file=f)
         print("Node Execution Times:", file=f)
@@ -678,6 +676,24 @@ class Debugger:
             print(f"Error in {e['node']}: {e['type']}: {e['message']}", file=f)
         for e in r["interrupts"]:
             print(f"Interrupted in {e['node']}: {e['type']}", file=f)
+
+    def _show(self, file: IO[str] | None, title: str,
+              get: Callable[[], Any]) -> tuple[IO[str], Any]:
+        """The head every show_* report shares: the no-run message, the title,
+        and "unavailable: <reason>" when get()'s result says so (a dict with
+        "available"/"reason" keys or a MemoryProfile).  Returns (f, data);
+        data is None when the report has nothing more to print."""
+        f = self._out(file)
+        if not self._ready(f):
+            return f, None
+        data = get()
+        print(title, file=f)
+        ok, why = ((data.get("available", True), data.get("reason")) if isinstance(data, dict)
+                   else (data.available, data.reason))
+        if not ok:
+            print(f"unavailable: {why}", file=f)
+            return f, None
+        return f, data
 
     def _ready(self, f: IO[str]) -> bool:
         try:
@@ -855,13 +871,8 @@ class Debugger:
         return out
 
     def show_memory_profile(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        m = self.get_memory_profile()
-        print("Memory Profile:", file=f)
-        if not m.available:
-            print(f"unavailable: {m.reason}", file=f)
+        f, m = self._show(file, "Memory Profile:", self.get_memory_profile)
+        if m is None:
             return
         print(f"Initial memory: {_fmt_mb(m.initial_mb)}", file=f)
         print(f"Peak memory: {_fmt_mb(m.peak_mb)} (at node: {m.peak_node})", file=f)
@@ -891,13 +902,9 @@ class Debugger:
 
     def show_memory_timeline(self, width: int = 40, max_points: int = 30,
                              file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        tl = self.get_memory_timeline(max_points=max_points)
-        print("Memory Timeline:", file=f)
-        if not tl["available"]:
-            print(f"unavailable: {tl['reason']}", file=f)
+        f, tl = self._show(file, "Memory Timeline:",
+                           lambda: self.get_memory_timeline(max_points=max_points))
+        if tl is None:
             return
         pts = tl["points"]
         if not pts:
@@ -918,13 +925,8 @@ class Debugger:
         return m.nodes
 
     def show_node_memory_usage(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        m = self.get_memory_profile()
-        print("Node Memory Usage:", file=f)
-        if not m.available:
-            print(f"unavailable: {m.reason}", file=f)
+        f, m = self._show(file, "Node Memory Usage:", self.get_memory_profile)
+        if m is None:
             return
         for n in m.nodes.values():
             print(f"- {n.name}: impact {_fmt_mb(n.impact_mb, sign=True)}, "
@@ -1012,13 +1014,8 @@ class Debugger:
         }
 
     def show_cpu_usage(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        c = self.get_cpu_usage()
-        print("CPU Usage:", file=f)
-        if not c["available"]:
-            print(f"unavailable: {c['reason']}", file=f)
+        f, c = self._show(file, "CPU Usage:", self.get_cpu_usage)
+        if c is None:
             return
         print(f"CPU time in nodes: {c['attributed_cpu_ms']:.2f}ms "
               f"({c['attributed_cpu_percent']:.1f}% of {c['total_ms']:.2f}ms wall)", file=f)
@@ -1054,13 +1051,8 @@ class Debugger:
         }
 
     def show_network_usage(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        n = self.get_network_usage()
-        print("Network Usage:", file=f)
-        if not n["available"]:
-            print(f"unavailable: {n['reason']}", file=f)
+        f, n = self._show(file, "Network Usage:", self.get_network_usage)
+        if n is None:
             return
         print(f"Total: received {n['total_rx_bytes'] or 0:.0f} B, sent {n['total_tx_bytes'] or 0:.0f} B "
               f"({n['scope']})", file=f)
@@ -1098,13 +1090,8 @@ class Debugger:
                 "nodes": nodes, "details": details}
 
     def show_gpu_usage(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        g = self.get_gpu_usage()
-        print("GPU Usage:", file=f)
-        if not g["available"]:
-            print(f"unavailable: {g['reason']}", file=f)
+        f, g = self._show(file, "GPU Usage:", self.get_gpu_usage)
+        if g is None:
             return
         for name, vals in g["nodes"].items():
             txt = ", ".join(f"{k}={v:.0f}" for k, v in vals.items() if v is not None)
@@ -1133,36 +1120,26 @@ class Debugger:
         return out
 
     def show_resource_utilization(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
+        f, r = self._show(file, "Resource Utilization:", self.get_resource_utilization)
+        if r is None:
             return
-        r = self.get_resource_utilization()
-        print("Resource Utilization:", file=f)
         print(f"Level: {r['level']}, wall time {r['total_ms']:.2f}ms, threads {r['threads']}", file=f)
-        m = r["memory"]
-        if m["available"]:
-            print(f"Memory: peak {_fmt_mb(m['peak_mb'])}, growth {_fmt_mb(m['growth_mb'], True)}",
+
+        def part(label: str, d: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
+            # text(d) only when measured: an unavailable part has just its reason.
+            print(f"{label}: " + (text(d) if d["available"] else f"unavailable: {d['reason']}"),
                   file=f)
-        else:
-            print(f"Memory: unavailable: {m['reason']}", file=f)
-        c = r["cpu"]
-        if c["available"]:
-            print(f"CPU: {c['attributed_cpu_ms']:.2f}ms in nodes "
-                  f"({c['attributed_cpu_percent']:.1f}% of wall)", file=f)
-        else:
-            print(f"CPU: unavailable: {c['reason']}", file=f)
-        n = r["network"]
-        if n["available"]:
-            print(f"Network: received {n['total_rx_bytes'] or 0:.0f} B, "
-                  f"sent {n['total_tx_bytes'] or 0:.0f} B", file=f)
-        else:
-            print(f"Network: unavailable: {n['reason']}", file=f)
+
+        part("Memory", r["memory"],
+             lambda m: f"peak {_fmt_mb(m['peak_mb'])}, growth {_fmt_mb(m['growth_mb'], True)}")
+        part("CPU", r["cpu"], lambda c: f"{c['attributed_cpu_ms']:.2f}ms in nodes "
+                                        f"({c['attributed_cpu_percent']:.1f}% of wall)")
+        part("Network", r["network"], lambda n: f"received {n['total_rx_bytes'] or 0:.0f} B, "
+                                                f"sent {n['total_tx_bytes'] or 0:.0f} B")
         if "io" in r:
             print(f"Disk I/O: read {r['io']['read_bytes'] or 0:.0f} B, "
                   f"written {r['io']['write_bytes'] or 0:.0f} B", file=f)
-        g = r["gpu"]
-        print("GPU: " + ("measured (see show_gpu_usage)" if g["available"]
-                         else f"unavailable: {g['reason']}"), file=f)
+        part("GPU", r["gpu"], lambda g: "measured (see show_gpu_usage)")
         s = r["sampler"]
         print(f"Sampler: {s['rate_hz']:.0f} Hz, {s['samples']} samples, "
               f"{s['cpu_ms']:.2f}ms CPU", file=f)
@@ -1186,13 +1163,8 @@ class Debugger:
                 "points": [dict(p) for p in rd.rec.state_timeline]}
 
     def show_state_size_timeline(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        tl = self.get_state_size_timeline()
-        print("State Size Timeline:", file=f)
-        if not tl["available"]:
-            print(f"unavailable: {tl['reason']}", file=f)
+        f, tl = self._show(file, "State Size Timeline:", self.get_state_size_timeline)
+        if tl is None:
             return
         for p in tl["points"]:
             nodes = ", ".join(p["nodes"]) or "-"
@@ -1254,13 +1226,8 @@ class Debugger:
         }
 
     def show_state_size_analysis(self, file: IO[str] | None = None) -> None:
-        f = self._out(file)
-        if not self._ready(f):
-            return
-        a = self.get_state_size_analysis()
-        print("State Size Analysis:", file=f)
-        if not a["available"]:
-            print(f"unavailable: {a['reason']}", file=f)
+        f, a = self._show(file, "State Size Analysis:", self.get_state_size_analysis)
+        if a is None:
             return
         print(f"Initial state: {a['initial_bytes']} bytes ({a['initial_items']} items)", file=f)
         print(f"Final state: {a['final_bytes']} bytes ({a['final_items']} items)", file=f)

@@ -88,6 +88,12 @@ static int session_check(SessionObject *self) {
   return 0;
 }
 
+/* A name argument's UTF-8 text on an open session (register, enter_name,
+ * exit_name, backend_json); NULL with the exception set. */
+static const char *session_name(SessionObject *self, PyObject *name) {
+  return session_check(self) ? NULL : PyUnicode_AsUTF8(name);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Life cycle                                                              */
 
@@ -121,27 +127,31 @@ static void Session_dealloc(SessionObject *self) {
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Run start or stop (op) on an open session and move to state; -1 with
+ * the exception set when the engine refuses.  Shared by start()/stop() and
+ * the context-manager methods. */
+static int session_step(SessionObject *self, int (*op)(kfm_session_t *), const char *what,
+                        int state) {
+  int rc = op(self->s);
+  if (rc) {
+    kfm_raise(self->s, rc, what);
+    return -1;
+  }
+  self->state = state;
+  return 0;
+}
+
 static PyObject *Session_start(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
-  if (session_check(self)) {
+  if (session_check(self) || session_step(self, kfm_session_start, "start", 1)) {
     return NULL;
   }
-  int rc = kfm_session_start(self->s);
-  if (rc) {
-    return kfm_raise(self->s, rc, "start");
-  }
-  self->state = 1;
   Py_RETURN_NONE;
 }
 
 static PyObject *Session_stop(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
-  if (session_check(self)) {
+  if (session_check(self) || session_step(self, kfm_session_stop, "stop", 2)) {
     return NULL;
   }
-  int rc = kfm_session_stop(self->s);
-  if (rc) {
-    return kfm_raise(self->s, rc, "stop");
-  }
-  self->state = 2;
   Py_RETURN_NONE;
 }
 
@@ -152,15 +162,9 @@ static PyObject *Session_close(SessionObject *self, PyObject *Py_UNUSED(ignored)
 }
 
 static PyObject *Session_enter_ctx(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
-  if (session_check(self)) {
+  if (session_check(self) ||
+      (self->state == 0 && session_step(self, kfm_session_start, "start", 1))) {
     return NULL;
-  }
-  if (self->state == 0) {
-    int rc = kfm_session_start(self->s);
-    if (rc) {
-      return kfm_raise(self->s, rc, "start");
-    }
-    self->state = 1;
   }
   Py_INCREF(self);
   return (PyObject *)self;
@@ -169,12 +173,8 @@ static PyObject *Session_enter_ctx(SessionObject *self, PyObject *Py_UNUSED(igno
 /* __exit__ stops (results stay readable); close() frees the session. */
 static PyObject *Session_exit_ctx(SessionObject *self, PyObject *args) {
   (void)args;
-  if (self->s != NULL && self->state == 1) {
-    int rc = kfm_session_stop(self->s);
-    if (rc) {
-      return kfm_raise(self->s, rc, "stop");
-    }
-    self->state = 2;
+  if (self->s != NULL && self->state == 1 && session_step(self, kfm_session_stop, "stop", 2)) {
+    return NULL;
   }
   Py_RETURN_FALSE;
 }
@@ -183,10 +183,7 @@ static PyObject *Session_exit_ctx(SessionObject *self, PyObject *args) {
 /* Nodes and transitions                                                   */
 
 static PyObject *Session_register(SessionObject *self, PyObject *name) {
-  if (session_check(self)) {
-    return NULL;
-  }
-  const char *n = PyUnicode_AsUTF8(name);
+  const char *n = session_name(self, name);
   if (n == NULL) {
     return NULL;
   }
@@ -211,36 +208,32 @@ static int node_id_arg(PyObject *arg, kfm_node_id_t *id) {
   return 0;
 }
 
-static PyObject *Session_enter(SessionObject *self, PyObject *arg) {
+/* The engine's enter and exit, by id and by name: one signature each, so
+ * one body serves both directions (static inline with a constant op: the
+ * compiler calls kfm_enter / kfm_exit directly, nothing added to the hot
+ * path). */
+typedef int (*transition_fn)(kfm_session_t *, kfm_node_id_t);
+typedef int (*name_transition_fn)(kfm_session_t *, const char *);
+
+static inline PyObject *id_transition(SessionObject *self, PyObject *arg, transition_fn op,
+                                      const char *what) {
   kfm_node_id_t id;
-  if (self->s == NULL) {
-    session_check(self);
+  if (session_check(self) || node_id_arg(arg, &id)) {
     return NULL;
   }
-  if (node_id_arg(arg, &id)) {
-    return NULL;
-  }
-  int rc = kfm_enter(self->s, id);
+  int rc = op(self->s, id);
   if (KFM_OK != rc) {
-    return kfm_raise(self->s, rc, "enter");
+    return kfm_raise(self->s, rc, what);
   }
   Py_RETURN_NONE;
 }
 
+static PyObject *Session_enter(SessionObject *self, PyObject *arg) {
+  return id_transition(self, arg, kfm_enter, "enter");
+}
+
 static PyObject *Session_exit(SessionObject *self, PyObject *arg) {
-  kfm_node_id_t id;
-  if (self->s == NULL) {
-    session_check(self);
-    return NULL;
-  }
-  if (node_id_arg(arg, &id)) {
-    return NULL;
-  }
-  int rc = kfm_exit(self->s, id);
-  if (KFM_OK != rc) {
-    return kfm_raise(self->s, rc, "exit");
-  }
-  Py_RETURN_NONE;
+  return id_transition(self, arg, kfm_exit, "exit");
 }
 
 /* The node id of a call/try_* argument without raising: -1 when arg is not
@@ -287,54 +280,44 @@ static PyObject *Session_call(SessionObject *self, PyObject *const *args, Py_ssi
   return res;
 }
 
-/* try_enter(id) -> bool: enter, or count the refusal and return False. */
-static PyObject *Session_try_enter(SessionObject *self, PyObject *arg) {
+/* try_enter(id) / try_exit(id) -> bool: the transition, or count the
+ * refusal and return False. */
+static inline PyObject *try_transition(SessionObject *self, PyObject *arg, transition_fn op) {
   long id = node_id_quiet(arg);
-  if (self->s != NULL && id >= 0 && kfm_enter(self->s, (kfm_node_id_t)id) == KFM_OK) {
+  if (self->s != NULL && id >= 0 && op(self->s, (kfm_node_id_t)id) == KFM_OK) {
     Py_RETURN_TRUE;
   }
   self->failures++;
   Py_RETURN_FALSE;
 }
 
-/* try_exit(id) -> bool: exit, or count the refusal and return False. */
+static PyObject *Session_try_enter(SessionObject *self, PyObject *arg) {
+  return try_transition(self, arg, kfm_enter);
+}
+
 static PyObject *Session_try_exit(SessionObject *self, PyObject *arg) {
-  long id = node_id_quiet(arg);
-  if (self->s != NULL && id >= 0 && kfm_exit(self->s, (kfm_node_id_t)id) == KFM_OK) {
-    Py_RETURN_TRUE;
+  return try_transition(self, arg, kfm_exit);
+}
+
+static PyObject *name_transition(SessionObject *self, PyObject *name, name_transition_fn op,
+                                 const char *what) {
+  const char *n = session_name(self, name);
+  if (n == NULL) {
+    return NULL;
   }
-  self->failures++;
-  Py_RETURN_FALSE;
+  int rc = op(self->s, n);
+  if (rc) {
+    return kfm_raise(self->s, rc, what);
+  }
+  Py_RETURN_NONE;
 }
 
 static PyObject *Session_enter_name(SessionObject *self, PyObject *name) {
-  if (session_check(self)) {
-    return NULL;
-  }
-  const char *n = PyUnicode_AsUTF8(name);
-  if (n == NULL) {
-    return NULL;
-  }
-  int rc = kfm_enter_name(self->s, n);
-  if (rc) {
-    return kfm_raise(self->s, rc, "enter_name");
-  }
-  Py_RETURN_NONE;
+  return name_transition(self, name, kfm_enter_name, "enter_name");
 }
 
 static PyObject *Session_exit_name(SessionObject *self, PyObject *name) {
-  if (session_check(self)) {
-    return NULL;
-  }
-  const char *n = PyUnicode_AsUTF8(name);
-  if (n == NULL) {
-    return NULL;
-  }
-  int rc = kfm_exit_name(self->s, n);
-  if (rc) {
-    return kfm_raise(self->s, rc, "exit_name");
-  }
-  Py_RETURN_NONE;
+  return name_transition(self, name, kfm_exit_name, "exit_name");
 }
 
 static PyObject *Session_node_name(SessionObject *self, PyObject *arg) {
@@ -496,14 +479,24 @@ static PyObject *backends_list_report(const kfm_report_t *r) {
   return l;
 }
 
-static PyObject *Session_report(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+/* The engine's merged report of an open session, for report(), samples()
+ * and events(); -1 with the exception set (what names the method). */
+static int session_report(SessionObject *self, kfm_report_t **r, const char *what) {
   if (session_check(self)) {
-    return NULL;
+    return -1;
   }
-  kfm_report_t *r;
-  int rc = kfm_session_report(self->s, &r);
+  int rc = kfm_session_report(self->s, r);
   if (rc) {
-    return kfm_raise(self->s, rc, "report");
+    kfm_raise(self->s, rc, what);
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *Session_report(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  kfm_report_t *r;
+  if (session_report(self, &r, "report")) {
+    return NULL;
   }
   PyObject *out = PyDict_New(), *mnames = NULL;
   if (out == NULL) {
@@ -660,13 +653,9 @@ static int add_names(PyObject *names, const kfm_session_t *s, const uint32_t *id
 }
 
 static PyObject *Session_samples(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
-  if (session_check(self)) {
-    return NULL;
-  }
   kfm_report_t *r;
-  int rc = kfm_session_report(self->s, &r);
-  if (rc) {
-    return kfm_raise(self->s, rc, "samples");
+  if (session_report(self, &r, "samples")) {
+    return NULL;
   }
   size_t n = kfm_report_sample_count(r), ns = kfm_report_sample_metric_count(r);
   size_t nact = 0;
@@ -675,14 +664,15 @@ static PyObject *Session_samples(SessionObject *self, PyObject *Py_UNUSED(ignore
     kfm_report_sample(r, i, &smp);
     nact += smp.nactive;
   }
-  PyObject *out = PyDict_New(), *ht = NULL, *hv = NULL, *ho = NULL, *hth = NULL, *hn = NULL;
+  PyObject *out = PyDict_New(), *res = NULL;
+  PyObject *ht = NULL, *hv = NULL, *ho = NULL, *hth = NULL, *hn = NULL;
   char *pt, *pv, *po, *pth, *pn;
   if (out == NULL || !new_series(n, 1, sizeof(double), &pt, &ht) ||
       !new_series(n, ns, sizeof(double), &pv, &hv) ||
       !new_series(n + 1, 1, sizeof(uint32_t), &po, &ho) ||
       !new_series(nact, 1, sizeof(uint32_t), &pth, &hth) ||
       !new_series(nact, 1, sizeof(uint32_t), &pn, &hn)) {
-    goto fail;
+    goto done;
   }
   double *t = (double *)pt, *v = (double *)pv;
   uint32_t *off = (uint32_t *)po, *th = (uint32_t *)pth, *nd = (uint32_t *)pn;
@@ -709,16 +699,12 @@ static PyObject *Session_samples(SessionObject *self, PyObject *Py_UNUSED(ignore
       set_steal(out, "threads", series_view(hth, "I", nact, 1, 0)) ||
       set_steal(out, "nodes", series_view(hn, "I", nact, 1, 0)) || set_steal(out, "names", names) ||
       add_names(names, self->s, nd, nact)) {
-    goto fail;
+    goto done;
   }
-  Py_DECREF(ht);
-  Py_DECREF(hv);
-  Py_DECREF(ho);
-  Py_DECREF(hth);
-  Py_DECREF(hn);
-  kfm_report_free(r);
-  return out;
-fail:
+  res = out;
+  out = NULL;
+done:
+  /* The views hold their own references to the buffers. */
   Py_XDECREF(out);
   Py_XDECREF(ht);
   Py_XDECREF(hv);
@@ -726,27 +712,24 @@ fail:
   Py_XDECREF(hth);
   Py_XDECREF(hn);
   kfm_report_free(r);
-  return NULL;
+  return res;
 }
 
 static PyObject *Session_events(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
-  if (session_check(self)) {
+  kfm_report_t *r;
+  if (session_report(self, &r, "events")) {
     return NULL;
   }
-  kfm_report_t *r;
-  int rc = kfm_session_report(self->s, &r);
-  if (rc) {
-    return kfm_raise(self->s, rc, "events");
-  }
   size_t n = kfm_report_event_count(r), nm = kfm_report_metric_count(r);
-  PyObject *out = PyDict_New(), *ht = NULL, *hth = NULL, *hn = NULL, *hk = NULL, *hv = NULL;
+  PyObject *out = PyDict_New(), *res = NULL;
+  PyObject *ht = NULL, *hth = NULL, *hn = NULL, *hk = NULL, *hv = NULL;
   char *pt, *pth, *pn, *pk, *pv;
   if (out == NULL || !new_series(n, 1, sizeof(double), &pt, &ht) ||
       !new_series(n, 1, sizeof(uint32_t), &pth, &hth) ||
       !new_series(n, 1, sizeof(uint32_t), &pn, &hn) ||
       !new_series(n, 1, 1, &pk, &hk) ||
       !new_series(n, nm, sizeof(double), &pv, &hv)) {
-    goto fail;
+    goto done;
   }
   double *t = (double *)pt, *v = (double *)pv;
   uint32_t *th = (uint32_t *)pth, *nd = (uint32_t *)pn;
@@ -770,16 +753,12 @@ static PyObject *Session_events(SessionObject *self, PyObject *Py_UNUSED(ignored
       set_steal(out, "kind", series_view(hk, "B", n, 1, 0)) ||
       set_steal(out, "values", series_view(hv, "d", n, nm, 1)) ||
       set_steal(out, "names", names) || add_names(names, self->s, nd, n)) {
-    goto fail;
+    goto done;
   }
-  Py_DECREF(ht);
-  Py_DECREF(hth);
-  Py_DECREF(hn);
-  Py_DECREF(hk);
-  Py_DECREF(hv);
-  kfm_report_free(r);
-  return out;
-fail:
+  res = out;
+  out = NULL;
+done:
+  /* The views hold their own references to the buffers. */
   Py_XDECREF(out);
   Py_XDECREF(ht);
   Py_XDECREF(hth);
@@ -787,7 +766,7 @@ fail:
   Py_XDECREF(hk);
   Py_XDECREF(hv);
   kfm_report_free(r);
-  return NULL;
+  return res;
 }
 
 static PyObject *Session_export(SessionObject *self, PyObject *arg) {
@@ -819,10 +798,7 @@ static PyObject *Session_export(SessionObject *self, PyObject *arg) {
 }
 
 static PyObject *Session_backend_json(SessionObject *self, PyObject *name) {
-  if (session_check(self)) {
-    return NULL;
-  }
-  const char *n = PyUnicode_AsUTF8(name);
+  const char *n = session_name(self, name);
   if (n == NULL) {
     return NULL;
   }
