@@ -43,13 +43,13 @@
 #include "kfm_nvml.h"
 
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h" /* kfm__json_str */
+#include "gpu_gauge.h" /* kfm__gpu_*: what this backend shares with rocm_smi */
+#include "internal.h"
 #include "poller.h"
 
 /* Devices a session samples; more are listed in the note, not sampled. */
@@ -81,9 +81,7 @@ enum {
   NVML_NMET
 };
 
-static const struct {
-  const char *suffix, *unit;
-} nvml_metric[NVML_NMET] = {
+static const struct kfm__gpu_metric nvml_metric[NVML_NMET] = {
     [NVML_M_UTIL] = {"util", "%"},
     [NVML_M_MEM_UTIL] = {"mem_util", "%"},
     [NVML_M_MEM_USED] = {"mem_used", "bytes"},
@@ -111,13 +109,8 @@ static struct {
 static const struct kfm__nvml_dl nvml_real_dl = {
     .open = dlopen, .sym = dlsym, .error = dlerror, .close = dlclose};
 
-/* Symbol name -> table slot.  Resolved through a void* copied into the
- * slot: POSIX guarantees data and function pointers share a representation. */
-static const struct {
-  const char *name;
-  size_t off;
-  int required;
-} nvml_symtab[] = {
+/* Symbol name -> table slot (kfm__gpu_resolve). */
+static const struct kfm__gpu_sym nvml_symtab[] = {
 #define NVML_SYM(name, field, req)                                                                 \
   { name, offsetof(struct kfm__nvml_syms, field), req }
     NVML_SYM("nvmlInit_v2", init_v2, 1),
@@ -137,34 +130,6 @@ static const struct {
 #undef NVML_SYM
 };
 
-__attribute__((format(printf, 3, 4))) static void nvml_fmt(char *buf, size_t len, const char *fmt,
-                                                           ...) {
-  va_list ap;
-  if (buf == NULL || len == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
-/* Appends "; " (unless buf is empty) and a formatted item, truncating safely. */
-__attribute__((format(printf, 3, 4))) static void nvml_append(char *buf, size_t len,
-                                                              const char *fmt, ...) {
-  size_t n = strlen(buf);
-  va_list ap;
-  if (n + 3 >= len) {
-    return;
-  }
-  if (n) {
-    memcpy(buf + n, "; ", 3);
-    n += 2;
-  }
-  va_start(ap, fmt);
-  vsnprintf(buf + n, len - n, fmt, ap);
-  va_end(ap);
-}
-
 /* "<code> <nvmlErrorString>", tolerating a library that returns NULL. */
 static const char *nvml_errstr(kfm__nvml_return_t rc) {
   const char *s = nvml_lib.fn.error_string ? nvml_lib.fn.error_string(rc) : NULL;
@@ -179,7 +144,7 @@ void kfm__nvml_teardown(void) {
     nvml_lib.dl->close(nvml_lib.handle);
   }
   memset(&nvml_lib, 0, sizeof nvml_lib);
-  nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "NVML not set up");
+  kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "NVML not set up");
 }
 
 /* Runs init and count on the table already in nvml_lib.fn. */
@@ -187,29 +152,29 @@ static int nvml_start(char *reason, size_t len) {
   unsigned n = 0;
   kfm__nvml_return_t rc = nvml_lib.fn.init_v2();
   if (rc != KFM__NVML_SUCCESS) {
-    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlInit_v2 failed: %d %s", rc,
-             nvml_errstr(rc));
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlInit_v2 failed: %d %s", rc,
+                 nvml_errstr(rc));
     goto fail;
   }
   rc = nvml_lib.fn.device_get_count_v2(&n);
   if (rc != KFM__NVML_SUCCESS) {
-    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlDeviceGetCount_v2 failed: %d %s", rc,
-             nvml_errstr(rc));
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "nvmlDeviceGetCount_v2 failed: %d %s", rc,
+                 nvml_errstr(rc));
     nvml_lib.fn.shutdown();
     goto fail;
   }
   if (n == 0) {
-    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "no NVIDIA GPU (nvmlDeviceGetCount = 0)");
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "no NVIDIA GPU (nvmlDeviceGetCount = 0)");
     nvml_lib.fn.shutdown();
     goto fail;
   }
   nvml_lib.ndev = n;
   nvml_lib.ready = 1;
-  nvml_fmt(reason, len, "available: %u NVIDIA GPU%s (%s)", n, n == 1 ? "" : "s",
-           nvml_lib.handle ? KFM__NVML_LIBRARY : "injected symbol table");
+  kfm__gpu_fmt(reason, len, "available: %u NVIDIA GPU%s (%s)", n, n == 1 ? "" : "s",
+               nvml_lib.handle ? KFM__NVML_LIBRARY : "injected symbol table");
   return 1;
 fail:
-  nvml_fmt(reason, len, "%s", nvml_lib.reason);
+  kfm__gpu_fmt(reason, len, "%s", nvml_lib.reason);
   if (nvml_lib.handle && nvml_lib.dl->close) {
     nvml_lib.dl->close(nvml_lib.handle);
   }
@@ -224,9 +189,9 @@ int kfm__nvml_setup_table(const struct kfm__nvml_syms *syms, char *reason, size_
   if (syms == NULL || syms->init_v2 == NULL || syms->shutdown == NULL ||
       syms->error_string == NULL || syms->device_get_count_v2 == NULL ||
       syms->device_get_handle_by_index_v2 == NULL) {
-    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
-             "NVML symbol table lacks a required function");
-    nvml_fmt(reason, len, "%s", nvml_lib.reason);
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
+                 "NVML symbol table lacks a required function");
+    kfm__gpu_fmt(reason, len, "%s", nvml_lib.reason);
     return 0;
   }
   nvml_lib.fn = *syms;
@@ -234,31 +199,28 @@ int kfm__nvml_setup_table(const struct kfm__nvml_syms *syms, char *reason, size_
 }
 
 int kfm__nvml_setup_dl(const struct kfm__nvml_dl *dl, char *reason, size_t len) {
+  const struct kfm__gpu_sym *missing;
+  const char *e;
   void *h;
   kfm__nvml_teardown();
   h = dl->open(KFM__NVML_LIBRARY, RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) {
-    const char *e = dl->error();
-    nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "%s not found (dlopen: %s)",
-             KFM__NVML_LIBRARY, e ? e : "no error text");
-    nvml_fmt(reason, len, "%s", nvml_lib.reason);
+    e = dl->error();
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason, "%s not found (dlopen: %s)",
+                 KFM__NVML_LIBRARY, e ? e : "no error text");
+    kfm__gpu_fmt(reason, len, "%s", nvml_lib.reason);
     return 0;
   }
-  for (size_t i = 0; i < sizeof nvml_symtab / sizeof nvml_symtab[0]; i++) {
-    void *p;
-    dl->error(); /* clear a stale error so the one below is dlsym's */
-    p = dl->sym(h, nvml_symtab[i].name);
-    if (p == NULL && nvml_symtab[i].required) {
-      const char *e = dl->error();
-      nvml_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
-               "%s lacks %s (driver older than NVML 5.319?): %s", KFM__NVML_LIBRARY,
-               nvml_symtab[i].name, e ? e : "no error text");
-      nvml_fmt(reason, len, "%s", nvml_lib.reason);
-      dl->close(h);
-      memset(&nvml_lib.fn, 0, sizeof nvml_lib.fn);
-      return 0;
-    }
-    memcpy((char *)&nvml_lib.fn + nvml_symtab[i].off, &p, sizeof p);
+  missing = kfm__gpu_resolve(h, dl->sym, dl->error, nvml_symtab,
+                             sizeof nvml_symtab / sizeof nvml_symtab[0], &nvml_lib.fn, &e);
+  if (missing) {
+    kfm__gpu_fmt(nvml_lib.reason, sizeof nvml_lib.reason,
+                 "%s lacks %s (driver older than NVML 5.319?): %s", KFM__NVML_LIBRARY,
+                 missing->name, e);
+    kfm__gpu_fmt(reason, len, "%s", nvml_lib.reason);
+    dl->close(h);
+    memset(&nvml_lib.fn, 0, sizeof nvml_lib.fn);
+    return 0;
   }
   /* Newest process-list entry point first; _v3 and _v2 share a layout. */
   {
@@ -310,7 +272,7 @@ struct nvml_state {
   int pid_visible;
   /* Published by the pollers, read by sample() and export: value and last NVML code. */
   _Atomic uint64_t val[NVML_MAX_DEV * NVML_NMET];
-  _Atomic int err[NVML_MAX_DEV * NVML_NMET];
+  _Atomic int64_t err[NVML_MAX_DEV * NVML_NMET]; /* nvmlReturn_t or NVML_ERR_* */
   struct kfm__metric_def defs[NVML_MAX_DEV * NVML_NMET];
   char names[NVML_MAX_DEV * NVML_NMET][40];
   /* Fast poller's process list buffer (only that thread touches it). */
@@ -324,9 +286,7 @@ struct nvml_state {
 static void nvml_put(struct nvml_state *st, unsigned d, unsigned m, kfm__nvml_return_t rc,
                      uint64_t v) {
   unsigned i = d * NVML_NMET + m;
-  atomic_store_explicit(&st->val[i], rc == KFM__NVML_SUCCESS ? v : KFM_GPU_UNMEASURED,
-                        memory_order_relaxed);
-  atomic_store_explicit(&st->err[i], rc, memory_order_relaxed);
+  kfm__gpu_put(&st->val[i], &st->err[i], rc, v);
 }
 
 static void nvml_read_procs(struct nvml_state *st, unsigned d) {
@@ -499,42 +459,35 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
   ctx->sample = NULL;
   memset(st, 0, sizeof *st);
   if (!nvml_lib.ready) {
-    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: %s",
-             nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up");
+    kfm__gpu_fmt(ctx->errbuf, ctx->errlen, "nvml: %s",
+                 nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up");
     return KFM_EBACKEND;
   }
   for (unsigned i = 0; i < nvml_lib.ndev; i++) {
     const char *why = "";
     int rc;
     if (st->ndev == NVML_MAX_DEV) {
-      nvml_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
-                  nvml_lib.ndev - 1, NVML_MAX_DEV);
+      kfm__gpu_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
+                      nvml_lib.ndev - 1, NVML_MAX_DEV);
       break;
     }
     rc = nvml_open_dev(&st->dev[st->ndev], i, &why);
     if (rc != 0) {
-      nvml_append(st->skipped, sizeof st->skipped, "gpu%u: %s failed: %d %s", i, why, rc,
-                  nvml_errstr(rc));
+      kfm__gpu_append(st->skipped, sizeof st->skipped, "gpu%u: %s failed: %d %s", i, why, rc,
+                      nvml_errstr(rc));
       continue;
     }
     st->ndev++;
   }
   if (st->ndev == 0) {
-    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: no usable device: %s", st->skipped);
+    kfm__gpu_fmt(ctx->errbuf, ctx->errlen, "nvml: no usable device: %s", st->skipped);
     return KFM_EBACKEND;
   }
   st->nmet = st->ndev * NVML_NMET;
   for (unsigned d = 0; d < st->ndev; d++) {
-    for (unsigned m = 0; m < NVML_NMET; m++) {
-      unsigned i = d * NVML_NMET + m;
-      snprintf(st->names[i], sizeof st->names[i], "nvml.gpu%u.%s", st->dev[d].index,
-               nvml_metric[m].suffix);
-      st->defs[i].name = st->names[i];
-      st->defs[i].unit = nvml_metric[m].unit;
-      st->defs[i].kind = KFM_METRIC_GAUGE;
-      atomic_init(&st->val[i], KFM_GPU_UNMEASURED);
-      atomic_init(&st->err[i], NVML_ERR_PENDING);
-    }
+    unsigned i = d * NVML_NMET;
+    kfm__gpu_dev_defs(&st->defs[i], st->names[i], sizeof st->names[0], "nvml", st->dev[d].index,
+                      nvml_metric, NVML_NMET, &st->val[i], &st->err[i], NVML_ERR_PENDING);
   }
   st->pid = (unsigned)getpid();
   st->pid_visible = nvml_pid_visible();
@@ -542,28 +495,18 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
    * throughput (20 ms per counter) arrives with the PCIe poller. */
   nvml_read_fast(st);
 
-  if (kfm__poller_init(&st->poller) != 0) {
-    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot set up the poller threads' mutex");
+  if (kfm__gpu_start_pollers(&st->poller, nvml_fast_main, nvml_pcie_main, st, "nvml", ctx->errbuf,
+                             ctx->errlen) != 0) {
     return KFM_ETHREAD;
   }
   st->open = 1;
-  if (kfm__poller_start(&st->poller, nvml_fast_main, st) != 0) {
-    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the poller thread");
-    nvml_close(st);
-    return KFM_ETHREAD;
-  }
-  if (kfm__poller_start(&st->poller, nvml_pcie_main, st) != 0) {
-    nvml_fmt(ctx->errbuf, ctx->errlen, "nvml: cannot start the PCIe poller thread");
-    nvml_close(st);
-    return KFM_ETHREAD;
-  }
 
   if (st->skipped[0]) {
-    nvml_fmt(ctx->note, ctx->notelen, "%u device%s sampled; %s", st->ndev, st->ndev == 1 ? "" : "s",
-             st->skipped);
+    kfm__gpu_fmt(ctx->note, ctx->notelen, "%u device%s sampled; %s", st->ndev,
+                 st->ndev == 1 ? "" : "s", st->skipped);
   } else {
-    nvml_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms", st->ndev,
-             st->ndev == 1 ? "" : "s", KFM__NVML_POLL_MS);
+    kfm__gpu_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms", st->ndev,
+                 st->ndev == 1 ? "" : "s", KFM__NVML_POLL_MS);
   }
   ctx->n_sample = st->nmet;
   ctx->sample = st->defs;
@@ -573,8 +516,20 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
 /* Sampler thread: copies the pollers' latest values; no call into NVML. */
 static void nvml_sample(void *state, uint64_t *out) {
   struct nvml_state *st = state;
-  for (unsigned i = 0; i < st->nmet; i++) {
-    out[i] = atomic_load_explicit(&st->val[i], memory_order_relaxed);
+  kfm__gpu_sample(st->val, st->nmet, out);
+}
+
+/* Why a value is unmeasured, for the export. */
+static void nvml_why(int64_t e, char *buf, size_t len) {
+  if (e == NVML_ERR_NO_SYMBOL) {
+    kfm__gpu_fmt(buf, len, "function not exported by this NVML");
+  } else if (e == NVML_ERR_PENDING) {
+    kfm__gpu_fmt(buf, len, "not read yet");
+  } else if (e == NVML_ERR_PID_UNKNOWN) {
+    kfm__gpu_fmt(buf, len,
+                 "this process not in NVML's list and its pids are another PID namespace's");
+  } else {
+    kfm__gpu_fmt(buf, len, "%d %s", (int)e, nvml_errstr((kfm__nvml_return_t)e));
   }
 }
 
@@ -582,64 +537,19 @@ static void nvml_export_json(void *state, void *file) {
   struct nvml_state *st = state;
   FILE *f = file;
   if (!st->open) {
-    fputs("{\"available\":false,\"reason\":", f);
-    kfm__json_str(f, nvml_lib.ready ? "not opened in this session"
-                                    : (nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up"));
-    fputc('}', f);
+    kfm__gpu_export_unavailable(
+        f, nvml_lib.ready ? "not opened in this session"
+                          : (nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up"));
     return;
   }
   fprintf(f, "{\"available\":true,\"library\":\"%s\",\"poll_ms\":%d,\"devices\":[",
           nvml_lib.handle ? KFM__NVML_LIBRARY : "injected", KFM__NVML_POLL_MS);
   for (unsigned d = 0; d < st->ndev; d++) {
     const struct nvml_dev *dv = &st->dev[d];
-    int first = 1;
-    fprintf(f, "%s{\"index\":%u,\"name\":", d ? "," : "", dv->index);
-    if (dv->name[0]) {
-      kfm__json_str(f, dv->name);
-    } else {
-      fputs("null", f);
-    }
-    fputs(",\"pci_bus_id\":", f);
-    if (dv->bus_id[0]) {
-      kfm__json_str(f, dv->bus_id);
-    } else {
-      fputs("null", f);
-    }
-    if (dv->mem_total != KFM_GPU_UNMEASURED) {
-      fprintf(f, ",\"memory_total\":%llu", (unsigned long long)dv->mem_total);
-    } else {
-      fputs(",\"memory_total\":null", f);
-    }
-    /* Why each currently unmeasured value is so. */
-    fputs(",\"unmeasured\":{", f);
-    for (unsigned m = 0; m < NVML_NMET; m++) {
-      int e = atomic_load_explicit(&st->err[d * NVML_NMET + m], memory_order_relaxed);
-      char why[160];
-      if (e == KFM__NVML_SUCCESS) {
-        continue;
-      }
-      if (e == NVML_ERR_NO_SYMBOL) {
-        snprintf(why, sizeof why, "function not exported by this NVML");
-      } else if (e == NVML_ERR_PENDING) {
-        snprintf(why, sizeof why, "not read yet");
-      } else if (e == NVML_ERR_PID_UNKNOWN) {
-        snprintf(why, sizeof why,
-                 "this process not in NVML's list and its pids are another PID namespace's");
-      } else {
-        snprintf(why, sizeof why, "%d %s", e, nvml_errstr(e));
-      }
-      fprintf(f, "%s\"%s\":", first ? "" : ",", nvml_metric[m].suffix);
-      kfm__json_str(f, why);
-      first = 0;
-    }
-    fputs("}}", f);
+    kfm__gpu_export_dev(f, d, dv->index, dv->name, dv->bus_id, dv->mem_total);
+    kfm__gpu_export_unmeasured(f, &st->err[d * NVML_NMET], nvml_metric, NVML_NMET, nvml_why);
   }
-  fputc(']', f);
-  if (st->skipped[0]) {
-    fputs(",\"skipped\":", f);
-    kfm__json_str(f, st->skipped);
-  }
-  fputc('}', f);
+  kfm__gpu_export_end(f, st->skipped);
 }
 
 const struct kfm__backend kfm__backend_nvml = {

@@ -50,13 +50,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h" /* kfm__json_str */
+#include "gpu_gauge.h" /* kfm__gpu_*: what this backend shares with nvml */
+#include "internal.h"
 #include "poller.h"
 
 #define RSMI_MAX_DEV 16
@@ -83,9 +83,7 @@ enum {
   RSMI_NMET
 };
 
-static const struct {
-  const char *suffix, *unit;
-} rsmi_metric[RSMI_NMET] = {
+static const struct kfm__gpu_metric rsmi_metric[RSMI_NMET] = {
     [RSMI_M_UTIL] = {"util", "%"},
     [RSMI_M_MEM_UTIL] = {"mem_util", "%"},
     [RSMI_M_MEM_USED] = {"mem_used", "bytes"},
@@ -126,11 +124,8 @@ static pthread_mutex_t rsmi_quiet_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct kfm__rsmi_dl rsmi_real_dl = {
     .open = dlopen, .sym = dlsym, .error = dlerror, .close = dlclose};
 
-static const struct {
-  const char *name;
-  size_t off;
-  int required;
-} rsmi_symtab[] = {
+/* Symbol name -> table slot (kfm__gpu_resolve). */
+static const struct kfm__gpu_sym rsmi_symtab[] = {
 #define RSMI_SYM(name, field, req)                                                                 \
   { name, offsetof(struct kfm__rsmi_syms, field), req }
     RSMI_SYM("rsmi_init", init, 1),
@@ -150,33 +145,6 @@ static const struct {
     RSMI_SYM("rsmi_dev_pci_throughput_get", dev_pci_throughput_get, 0),
 #undef RSMI_SYM
 };
-
-__attribute__((format(printf, 3, 4))) static void rsmi_fmt(char *buf, size_t len, const char *fmt,
-                                                           ...) {
-  va_list ap;
-  if (buf == NULL || len == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
-__attribute__((format(printf, 3, 4))) static void rsmi_append(char *buf, size_t len,
-                                                              const char *fmt, ...) {
-  size_t n = strlen(buf);
-  va_list ap;
-  if (n + 3 >= len) {
-    return;
-  }
-  if (n) {
-    memcpy(buf + n, "; ", 3);
-    n += 2;
-  }
-  va_start(ap, fmt);
-  vsnprintf(buf + n, len - n, fmt, ap);
-  va_end(ap);
-}
 
 const char *kfm__rsmi_status_name(kfm__rsmi_status_t s) {
   switch (s) {
@@ -221,7 +189,7 @@ kfm__rsmi_status_t kfm__rsmi_quiet_call(kfm__rsmi_status_t (*fn)(uint64_t), uint
 
 /* Why a call failed: "<code> <name>". */
 static void rsmi_status_text(kfm__rsmi_status_t rc, char *buf, size_t len) {
-  rsmi_fmt(buf, len, "%u %s", (unsigned)rc, kfm__rsmi_status_name(rc));
+  kfm__gpu_fmt(buf, len, "%u %s", (unsigned)rc, kfm__rsmi_status_name(rc));
 }
 
 void kfm__rsmi_teardown(void) {
@@ -232,11 +200,11 @@ void kfm__rsmi_teardown(void) {
     rsmi_lib.dl->close(rsmi_lib.handle);
   }
   memset(&rsmi_lib, 0, sizeof rsmi_lib);
-  rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "ROCm SMI not set up");
+  kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "ROCm SMI not set up");
 }
 
 static int rsmi_fail(char *reason, size_t len) {
-  rsmi_fmt(reason, len, "%s", rsmi_lib.reason);
+  kfm__gpu_fmt(reason, len, "%s", rsmi_lib.reason);
   if (rsmi_lib.handle && rsmi_lib.dl && rsmi_lib.dl->close) {
     rsmi_lib.dl->close(rsmi_lib.handle);
   }
@@ -251,19 +219,20 @@ static int rsmi_start(char *reason, size_t len) {
   uint32_t n = 0;
   kfm__rsmi_status_t rc = kfm__rsmi_quiet_call(rsmi_lib.fn.init, 0);
   if (rc != KFM__RSMI_SUCCESS) {
-    rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "rsmi_init failed: %u %s%s", (unsigned)rc,
-             kfm__rsmi_status_name(rc),
-             rc == KFM__RSMI_INIT_ERROR ? " (no AMD GPU or amdgpu driver)" : "");
+    kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "rsmi_init failed: %u %s%s", (unsigned)rc,
+                 kfm__rsmi_status_name(rc),
+                 rc == KFM__RSMI_INIT_ERROR ? " (no AMD GPU or amdgpu driver)" : "");
     return rsmi_fail(reason, len);
   }
   rc = rsmi_lib.fn.num_monitor_devices(&n);
   if (rc != KFM__RSMI_SUCCESS || n == 0) {
     if (rc != KFM__RSMI_SUCCESS) {
-      rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "rsmi_num_monitor_devices failed: %u %s",
-               (unsigned)rc, kfm__rsmi_status_name(rc));
+      kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
+                   "rsmi_num_monitor_devices failed: %u %s", (unsigned)rc,
+                   kfm__rsmi_status_name(rc));
     } else {
-      rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
-               "no AMD GPU (rsmi_num_monitor_devices = 0)");
+      kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
+                   "no AMD GPU (rsmi_num_monitor_devices = 0)");
     }
     rsmi_lib.fn.shut_down();
     return rsmi_fail(reason, len);
@@ -273,8 +242,8 @@ static int rsmi_start(char *reason, size_t len) {
   }
   rsmi_lib.ndev = n;
   rsmi_lib.ready = 1;
-  rsmi_fmt(reason, len, "available: %u AMD GPU%s (%s)", n, n == 1 ? "" : "s",
-           rsmi_lib.libname ? rsmi_lib.libname : "injected symbol table");
+  kfm__gpu_fmt(reason, len, "available: %u AMD GPU%s (%s)", n, n == 1 ? "" : "s",
+               rsmi_lib.libname ? rsmi_lib.libname : "injected symbol table");
   return 1;
 }
 
@@ -282,8 +251,8 @@ int kfm__rsmi_setup_table(const struct kfm__rsmi_syms *syms, char *reason, size_
   kfm__rsmi_teardown();
   if (syms == NULL || syms->init == NULL || syms->shut_down == NULL ||
       syms->num_monitor_devices == NULL) {
-    rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
-             "ROCm SMI symbol table lacks a required function");
+    kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
+                 "ROCm SMI symbol table lacks a required function");
     return rsmi_fail(reason, len);
   }
   rsmi_lib.fn = *syms;
@@ -304,7 +273,7 @@ static int rsmi_find_amd_card(const char *sys_root, char *why, size_t len) {
   d = opendir(dir);
   if (d == NULL) {
     char eb[128];
-    rsmi_fmt(why, len, "%s: %s", dir, strerror_r(errno, eb, sizeof eb));
+    kfm__gpu_fmt(why, len, "%s: %s", dir, strerror_r(errno, eb, sizeof eb));
     return 0;
   }
   while (!found && (e = readdir(d)) != NULL) {
@@ -330,14 +299,15 @@ static int rsmi_find_amd_card(const char *sys_root, char *why, size_t len) {
   }
   closedir(d);
   if (!found) {
-    rsmi_fmt(why, len, "%u card%s in %s, none with vendor 0x1002", cards, cards == 1 ? "" : "s",
-             dir);
+    kfm__gpu_fmt(why, len, "%u card%s in %s, none with vendor 0x1002", cards, cards == 1 ? "" : "s",
+                 dir);
   }
   return found;
 }
 
 int kfm__rsmi_setup_dl(const struct kfm__rsmi_dl *dl, const char *sys_root, char *reason,
                        size_t len) {
+  const struct kfm__gpu_sym *missing;
   void *h = NULL;
   const char *err = NULL;
   char why[256];
@@ -351,29 +321,24 @@ int kfm__rsmi_setup_dl(const struct kfm__rsmi_dl *dl, const char *sys_root, char
     }
   }
   if (h == NULL) {
-    rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
-             "librocm_smi64 not found (dlopen of .so.7, .so.6, .so.5, .so.1 and "
-             "/opt/rocm/lib failed; last: %s)",
-             err ? err : "no error text");
+    kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
+                 "librocm_smi64 not found (dlopen of .so.7, .so.6, .so.5, .so.1 and "
+                 "/opt/rocm/lib failed; last: %s)",
+                 err ? err : "no error text");
     return rsmi_fail(reason, len);
   }
   rsmi_lib.handle = h;
   rsmi_lib.dl = dl;
-  for (size_t i = 0; i < sizeof rsmi_symtab / sizeof rsmi_symtab[0]; i++) {
-    void *p;
-    dl->error();
-    p = dl->sym(h, rsmi_symtab[i].name);
-    if (p == NULL && rsmi_symtab[i].required) {
-      const char *e = dl->error();
-      rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "%s lacks %s: %s", rsmi_lib.libname,
-               rsmi_symtab[i].name, e ? e : "no error text");
-      return rsmi_fail(reason, len);
-    }
-    memcpy((char *)&rsmi_lib.fn + rsmi_symtab[i].off, &p, sizeof p);
+  missing = kfm__gpu_resolve(h, dl->sym, dl->error, rsmi_symtab,
+                             sizeof rsmi_symtab / sizeof rsmi_symtab[0], &rsmi_lib.fn, &err);
+  if (missing) {
+    kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "%s lacks %s: %s", rsmi_lib.libname,
+                 missing->name, err);
+    return rsmi_fail(reason, len);
   }
   if (!rsmi_find_amd_card(sys_root, why, sizeof why)) {
-    rsmi_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
-             "no AMD GPU or amdgpu driver (%s); rsmi_init not called", why);
+    kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason,
+                 "no AMD GPU or amdgpu driver (%s); rsmi_init not called", why);
     return rsmi_fail(reason, len);
   }
   return rsmi_start(reason, len);
@@ -440,9 +405,7 @@ struct rsmi_state {
 
 static void rsmi_put(struct rsmi_state *st, unsigned d, unsigned m, int64_t rc, uint64_t v) {
   unsigned i = d * RSMI_NMET + m;
-  atomic_store_explicit(&st->val[i], rc == KFM__RSMI_SUCCESS ? v : KFM_GPU_UNMEASURED,
-                        memory_order_relaxed);
-  atomic_store_explicit(&st->err[i], rc, memory_order_relaxed);
+  kfm__gpu_put(&st->val[i], &st->err[i], rc, v);
 }
 
 static void rsmi_read_clock(struct rsmi_state *st, unsigned d, unsigned m, int type) {
@@ -577,51 +540,34 @@ static int rsmi_open(void *state, struct kfm__backend_ctx *ctx) {
   ctx->sample = NULL;
   memset(st, 0, sizeof *st);
   if (!rsmi_lib.ready) {
-    rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: %s",
-             rsmi_lib.reason[0] ? rsmi_lib.reason : "ROCm SMI not set up");
+    kfm__gpu_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: %s",
+                 rsmi_lib.reason[0] ? rsmi_lib.reason : "ROCm SMI not set up");
     return KFM_EBACKEND;
   }
   for (uint32_t i = 0; i < rsmi_lib.ndev; i++) {
     if (st->ndev == RSMI_MAX_DEV) {
-      rsmi_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
-                  rsmi_lib.ndev - 1, RSMI_MAX_DEV);
+      kfm__gpu_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
+                      rsmi_lib.ndev - 1, RSMI_MAX_DEV);
       break;
     }
     rsmi_open_dev(&st->dev[st->ndev++], i);
   }
   st->nmet = st->ndev * RSMI_NMET;
   for (unsigned d = 0; d < st->ndev; d++) {
-    for (unsigned m = 0; m < RSMI_NMET; m++) {
-      unsigned i = d * RSMI_NMET + m;
-      snprintf(st->names[i], sizeof st->names[i], "rocm_smi.gpu%u.%s", st->dev[d].index,
-               rsmi_metric[m].suffix);
-      st->defs[i].name = st->names[i];
-      st->defs[i].unit = rsmi_metric[m].unit;
-      st->defs[i].kind = KFM_METRIC_GAUGE;
-      atomic_init(&st->val[i], KFM_GPU_UNMEASURED);
-      atomic_init(&st->err[i], RSMI_ERR_PENDING);
-    }
+    unsigned i = d * RSMI_NMET;
+    kfm__gpu_dev_defs(&st->defs[i], st->names[i], sizeof st->names[0], "rocm_smi", st->dev[d].index,
+                      rsmi_metric, RSMI_NMET, &st->val[i], &st->err[i], RSMI_ERR_PENDING);
   }
   rsmi_read_fast(st); /* values for the first samples; PCIe comes from its poller */
 
-  if (kfm__poller_init(&st->poller) != 0) {
-    rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot set up the poller threads' mutex");
+  if (kfm__gpu_start_pollers(&st->poller, rsmi_fast_main, rsmi_pcie_main, st, "rocm_smi",
+                             ctx->errbuf, ctx->errlen) != 0) {
     return KFM_ETHREAD;
   }
   st->open = 1;
-  if (kfm__poller_start(&st->poller, rsmi_fast_main, st) != 0) {
-    rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot start the poller thread");
-    rsmi_close(st);
-    return KFM_ETHREAD;
-  }
-  if (kfm__poller_start(&st->poller, rsmi_pcie_main, st) != 0) {
-    rsmi_fmt(ctx->errbuf, ctx->errlen, "rocm_smi: cannot start the PCIe poller thread");
-    rsmi_close(st);
-    return KFM_ETHREAD;
-  }
-  rsmi_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms, PCIe every %d ms%s%s",
-           st->ndev, st->ndev == 1 ? "" : "s", KFM__RSMI_POLL_MS, RSMI_PCIE_PERIOD_MS,
-           st->skipped[0] ? "; " : "", st->skipped);
+  kfm__gpu_fmt(ctx->note, ctx->notelen, "%u device%s sampled every %d ms, PCIe every %d ms%s%s",
+               st->ndev, st->ndev == 1 ? "" : "s", KFM__RSMI_POLL_MS, RSMI_PCIE_PERIOD_MS,
+               st->skipped[0] ? "; " : "", st->skipped);
   ctx->n_sample = st->nmet;
   ctx->sample = st->defs;
   return 0;
@@ -630,8 +576,19 @@ static int rsmi_open(void *state, struct kfm__backend_ctx *ctx) {
 /* Sampler thread: copies the pollers' latest values; no call into ROCm SMI. */
 static void rsmi_sample(void *state, uint64_t *out) {
   struct rsmi_state *st = state;
-  for (unsigned i = 0; i < st->nmet; i++) {
-    out[i] = atomic_load_explicit(&st->val[i], memory_order_relaxed);
+  kfm__gpu_sample(st->val, st->nmet, out);
+}
+
+/* Why a value is unmeasured, for the export. */
+static void rsmi_why(int64_t e, char *buf, size_t len) {
+  if (e == RSMI_ERR_NO_SYMBOL) {
+    kfm__gpu_fmt(buf, len, "function not exported by this ROCm SMI");
+  } else if (e == RSMI_ERR_PENDING) {
+    kfm__gpu_fmt(buf, len, "not read yet");
+  } else if (e == RSMI_ERR_BAD_VALUE) {
+    kfm__gpu_fmt(buf, len, "value out of range");
+  } else {
+    rsmi_status_text((kfm__rsmi_status_t)e, buf, len);
   }
 }
 
@@ -639,11 +596,9 @@ static void rsmi_export_json(void *state, void *file) {
   struct rsmi_state *st = state;
   FILE *f = file;
   if (!st->open) {
-    fputs("{\"available\":false,\"reason\":", f);
-    kfm__json_str(f, rsmi_lib.ready
-                         ? "not opened in this session"
-                         : (rsmi_lib.reason[0] ? rsmi_lib.reason : "ROCm SMI not set up"));
-    fputc('}', f);
+    kfm__gpu_export_unavailable(
+        f, rsmi_lib.ready ? "not opened in this session"
+                          : (rsmi_lib.reason[0] ? rsmi_lib.reason : "ROCm SMI not set up"));
     return;
   }
   fputs("{\"available\":true,\"library\":", f);
@@ -659,24 +614,7 @@ static void rsmi_export_json(void *state, void *file) {
   for (unsigned d = 0; d < st->ndev; d++) {
     const struct rsmi_dev *dv = &st->dev[d];
     uint64_t mps = atomic_load_explicit(&dv->max_pkt, memory_order_relaxed);
-    int first = 1;
-    fprintf(f, "%s{\"index\":%u,\"name\":", d ? "," : "", dv->index);
-    if (dv->name[0]) {
-      kfm__json_str(f, dv->name);
-    } else {
-      fputs("null", f);
-    }
-    fputs(",\"pci_bus_id\":", f);
-    if (dv->bus_id[0]) {
-      kfm__json_str(f, dv->bus_id);
-    } else {
-      fputs("null", f);
-    }
-    if (dv->mem_total != KFM_GPU_UNMEASURED) {
-      fprintf(f, ",\"memory_total\":%llu", (unsigned long long)dv->mem_total);
-    } else {
-      fputs(",\"memory_total\":null", f);
-    }
+    kfm__gpu_export_dev(f, d, dv->index, dv->name, dv->bus_id, dv->mem_total);
     fprintf(f, ",\"temp_sensor\":\"%s\"",
             dv->temp_sensor == KFM__RSMI_TEMP_TYPE_JUNCTION ? "junction" : "edge");
     if (mps) {
@@ -684,34 +622,9 @@ static void rsmi_export_json(void *state, void *file) {
     } else {
       fputs(",\"pcie_max_payload\":null", f);
     }
-    fputs(",\"unmeasured\":{", f);
-    for (unsigned m = 0; m < RSMI_NMET; m++) {
-      int64_t e = atomic_load_explicit(&st->err[d * RSMI_NMET + m], memory_order_relaxed);
-      char why[96];
-      if (e == KFM__RSMI_SUCCESS) {
-        continue;
-      }
-      if (e == RSMI_ERR_NO_SYMBOL) {
-        snprintf(why, sizeof why, "function not exported by this ROCm SMI");
-      } else if (e == RSMI_ERR_PENDING) {
-        snprintf(why, sizeof why, "not read yet");
-      } else if (e == RSMI_ERR_BAD_VALUE) {
-        snprintf(why, sizeof why, "value out of range");
-      } else {
-        rsmi_status_text((kfm__rsmi_status_t)e, why, sizeof why);
-      }
-      fprintf(f, "%s\"%s\":", first ? "" : ",", rsmi_metric[m].suffix);
-      kfm__json_str(f, why);
-      first = 0;
-    }
-    fputs("}}", f);
+    kfm__gpu_export_unmeasured(f, &st->err[d * RSMI_NMET], rsmi_metric, RSMI_NMET, rsmi_why);
   }
-  fputc(']', f);
-  if (st->skipped[0]) {
-    fputs(",\"skipped\":", f);
-    kfm__json_str(f, st->skipped);
-  }
-  fputc('}', f);
+  kfm__gpu_export_end(f, st->skipped);
 }
 
 const struct kfm__backend kfm__backend_rocm_smi = {
