@@ -533,7 +533,9 @@ static void test_workload(void) {
   /* Spin then faults: at least 1000 faults; the CPU the thread's own clock saw.  (The
    * fault kernel's CPU varies: more under load, ~6 ms and 3000 faults under TSan.) */
   CU_ASSERT(all_pf >= 1000);
-  KT_NEAR(all_tc, cpu1 - cpu0, 0.05);
+  /* perf's task clock and the thread CPU clock account context switches and
+   * fault handling slightly differently: 15% (seen: up to 8.6% on this VM). */
+  KT_NEAR(all_tc, cpu1 - cpu0, 0.15);
   /* The sleeping sibling gets neither. */
   CU_ASSERT(idle_tc < 5 * NS_PER_MS);
   CU_ASSERT(idle_pf < 50);
@@ -593,7 +595,11 @@ static void test_thread_attribution(void) {
   for (int i = 0; i < NTHREADS; i++) {
     printf("\n    thread %d: busy %.0f ms, its task-clock %.2f ms", i, w[i].busy_ms, w[i].tc_ms);
     CU_ASSERT_EQUAL(w[i].open_rc, 0);
-    KT_NEAR(w[i].tc_ms, w[i].busy_ms, 0.10);
+    /* 4 threads on 2 vCPUs: perf's task clock runs up to ~11% ahead of the
+     * thread CPU clock that bounds the busy loop (seen: 16.7 ms for 15,
+     * 49.9 for 45).  20% still tells each thread's own count from its
+     * neighbours' (15 ms apart). */
+    KT_NEAR(w[i].tc_ms, w[i].busy_ms, 0.20);
   }
   json = sess_json(&s);
   ASSERT_HAS(json, "\"thread_open_failures\":0");
