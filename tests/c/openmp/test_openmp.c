@@ -207,7 +207,9 @@ static void check_attributed(const struct obs *o, struct span sp, const char *wh
          "%.2f x wall)",
          what, (unsigned long long)o->count, o->nthreads, o->cpu_ns / 1e6, o->cpu_ns / sp.wall_ns,
          sp.wall_ns / 1e6, sp.proc_cpu_ns / sp.wall_ns);
-  if (sp.proc_cpu_ns >= (1 - CPU_TOL) * NT * sp.wall_ns) {
+  /* Applicable when the process clearly had its NT CPUs (90%): at the edge
+   * of the tolerance a run that got 1.50 of 2 CPUs failed at 1.49. */
+  if (sp.proc_cpu_ns >= 0.9 * NT * sp.wall_ns) {
     KT_NEAR(o->cpu_ns, NT * sp.wall_ns, CPU_TOL);
   } else {
     printf("\n  NOTE: CPUs were contended (the process got %.2f of %d CPUs): the cpu ~ %d x wall "
