@@ -12,6 +12,15 @@
 
 #define MB (1024.0 * 1024.0)
 
+/* Bytes on lo include TCP/IP headers and ACKs: ~1% normally.  Under TSan
+ * the receiver is so slow that segments shrink and ACKs multiply (seen:
+ * +18%), so the issue's 5% holds for the real build only. */
+#if defined(__SANITIZE_THREAD__)
+#define NET_TOL 0.25
+#else
+#define NET_TOL 0.05
+#endif
+
 struct run {
   kfm_session_t *s;
   kfm_report_t *r;
@@ -103,8 +112,8 @@ static void check_common(const struct run *x) {
   /* 64 MB touched page by page: at least one fault per 4 KiB page. */
   CU_ASSERT_TRUE(t.inclusive[flt] >= 64 * MB / 4096);
   /* 32 MiB over loopback: lo counts it once out and once in, plus headers. */
-  KT_NEAR(l.inclusive[tx], 32 * MB, 0.05);
-  KT_NEAR(l.inclusive[rx], 32 * MB, 0.05);
+  KT_NEAR(l.inclusive[tx], 32 * MB, NET_TOL);
+  KT_NEAR(l.inclusive[rx], 32 * MB, NET_TOL);
   CU_ASSERT_TRUE(f.inclusive[iow] >= 4 * MB);
   KT_NEAR(cpu_ns(r, &b), 80e6, 0.15);
   double v;
