@@ -64,6 +64,16 @@ static inline int kt_run(const char *suite, const struct kt_case *cases) {
   return failed || run == 0 ? 1 : 0;
 }
 
+/* Index of a transition metric in a report; a missing one fails the test. */
+static inline int kt_metric(const kfm_report_t *r, const char *name) {
+  int i = kfm_report_metric_index(r, name);
+  if (i < 0) {
+    fprintf(stderr, "\nmetric %s missing\n", name);
+  }
+  CU_ASSERT_FATAL(i >= 0);
+  return i;
+}
+
 /* Current RSS in bytes from /proc/self/statm. */
 static inline double kt_rss(void) {
   FILE *f = fopen("/proc/self/statm", "r");

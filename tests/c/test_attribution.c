@@ -26,15 +26,6 @@ struct run {
   kfm_report_t *r;
 };
 
-static int midx(const kfm_report_t *r, const char *name) {
-  int i = kfm_report_metric_index(r, name);
-  if (i < 0) {
-    fprintf(stderr, "\nmetric %s missing\n", name);
-  }
-  CU_ASSERT_FATAL(i >= 0);
-  return i;
-}
-
 static kfm_node_stats_t node(const struct run *x, const char *name) {
   kfm_node_stats_t n;
   int rc = kfm_report_node_by_name(x->r, name, &n);
@@ -95,7 +86,7 @@ static double cpu_ns(const kfm_report_t *r, const kfm_node_stats_t *n) {
   if (tc >= 0) {
     return n->inclusive[tc];
   }
-  return n->inclusive[midx(r, "proc.cpu_user")] + n->inclusive[midx(r, "proc.cpu_sys")];
+  return n->inclusive[kt_metric(r, "proc.cpu_user")] + n->inclusive[kt_metric(r, "proc.cpu_sys")];
 }
 
 static void check_common(const struct run *x) {
@@ -103,10 +94,10 @@ static void check_common(const struct run *x) {
   /* Page faults: proc's getrusage count, or papi's perf software event. */
   int flt = kfm_report_metric_index(r, "proc.minflt");
   if (flt < 0) {
-    flt = midx(r, "papi.perf::PAGE-FAULTS");
+    flt = kt_metric(r, "papi.perf::PAGE-FAULTS");
   }
-  int tx = midx(r, "proc.net_tx"), rx = midx(r, "proc.net_rx");
-  int iow = midx(r, "proc.io_write");
+  int tx = kt_metric(r, "proc.net_tx"), rx = kt_metric(r, "proc.net_rx");
+  int iow = kt_metric(r, "proc.io_write");
   kfm_node_stats_t t = node(x, "touch"), l = node(x, "loopback"), f = node(x, "fsync");
   kfm_node_stats_t b = node(x, "busy");
   /* 64 MB touched page by page: at least one fault per 4 KiB page. */
@@ -151,7 +142,7 @@ static void test_comprehensive_sampled(void) {
    * 15 ms linger at 1 kHz lets every kernel's effect reach its own node. */
   run_graph(&x, "level=comprehensive,rate=1000", 15);
   check_common(&x);
-  int iow = midx(x.r, "proc.io_write");
+  int iow = kt_metric(x.r, "proc.io_write");
   kfm_node_stats_t f = node(&x, "fsync");
   CU_ASSERT_TRUE(f.inclusive[iow] >= 4 * MB);
   done(&x);
@@ -167,7 +158,7 @@ static void test_modes_swapped(void) {
   run_graph(&x, "level=comprehensive,proc_reads=exact", 0);
   check_common(&x);
   /* Exact mode reads the thread's own I/O (thread-self/io). */
-  int iow = midx(x.r, "proc.io_write");
+  int iow = kt_metric(x.r, "proc.io_write");
   kfm_node_stats_t f = node(&x, "fsync");
   CU_ASSERT_TRUE(f.inclusive[iow] >= 4 * MB);
   done(&x);

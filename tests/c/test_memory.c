@@ -11,15 +11,6 @@
 
 #define MB (1024.0 * 1024.0 * KT_RSS_SCALE)
 
-static int metric(const kfm_report_t *r, const char *name) {
-  int i = kfm_report_metric_index(r, name);
-  if (i < 0) {
-    fprintf(stderr, "\nmetric %s missing\n", name);
-  }
-  CU_ASSERT_FATAL(i >= 0);
-  return i;
-}
-
 static void test_rss_rise_and_peak(void) {
   kfm_session_t *s = NULL;
   KT_OK(NULL, kfm_session_create_str(&s, "level=standard,rate=1000"));
@@ -48,7 +39,7 @@ static void test_rss_rise_and_peak(void) {
   kfm_report_t *r;
   kfm_node_stats_t nk, nt, ns;
   KT_OK(s, kfm_session_report(s, &r));
-  int rss = metric(r, "proc.rss");
+  int rss = kt_metric(r, "proc.rss");
   KT_OK(s, kfm_report_node_by_name(r, "keep64", &nk));
   KT_OK(s, kfm_report_node_by_name(r, "transient64", &nt));
   KT_OK(s, kfm_report_node_by_name(r, "sibling", &ns));
@@ -83,7 +74,7 @@ static void test_nested_memory_exclusive(void) {
   kfm_report_t *r;
   kfm_node_stats_t np, nc;
   KT_OK(s, kfm_session_report(s, &r));
-  int rss = metric(r, "proc.rss");
+  int rss = kt_metric(r, "proc.rss");
   KT_OK(s, kfm_report_node_by_name(r, "p", &np));
   KT_OK(s, kfm_report_node_by_name(r, "c", &nc));
   KT_NEAR(np.inclusive[rss], 48 * MB, 0.10);
@@ -115,8 +106,8 @@ static void test_detailed_cpu_and_faults(void) {
   kfm_report_t *r;
   kfm_node_stats_t nb, ns, nf;
   KT_OK(s, kfm_session_report(s, &r));
-  int usr = metric(r, "proc.cpu_user"), sys = metric(r, "proc.cpu_sys");
-  int minflt = metric(r, "proc.minflt"), vcsw = metric(r, "proc.vcsw");
+  int usr = kt_metric(r, "proc.cpu_user"), sys = kt_metric(r, "proc.cpu_sys");
+  int minflt = kt_metric(r, "proc.minflt"), vcsw = kt_metric(r, "proc.vcsw");
   KT_OK(s, kfm_report_node_by_name(r, "busy", &nb));
   KT_OK(s, kfm_report_node_by_name(r, "sleepy", &ns));
   KT_OK(s, kfm_report_node_by_name(r, "faults", &nf));
