@@ -9,33 +9,34 @@ with "unavailable" when a peer is not installed; progress goes to stderr.
 
 Graphs: "chain20", 20 no-op nodes in a line (pure per-node overhead), and
 "realistic", the shape of the user guide's example (input_parser ->
-calculator || retriever -> responder, 5 nodes) with a little real work in
-each node (parsing, arithmetic, JSON).  Cases: no profiling, the Debugger at
-BASIC, STANDARD, DETAILED, COMPREHENSIVE, cProfile, pyinstrument (default
-1 ms interval).  Each repetition runs every case once, in rotating order, and
-the median over repetitions is reported.
+calculator || retriever -> ranker -> responder, 5 nodes, one parallel
+superstep) with a little real work in each node (parsing, arithmetic, JSON).
 
-Per-node cost = (median wall of one graph run under the case - median wall
-without profiling) / nodes run.  The wall is the graph's execution alone,
-for every case: the profilers are started before and stopped after the
-timed region (for the Debugger, its session start/stop and report building
-are reported separately as "python.debugger_run_fixed.<level>", the fixed
-cost of one profiled run).  "peer" on a Debugger line is pyinstrument's
-per-node cost and "ratio" the Debugger's divided by it (< 1: cheaper).
+What is timed is what a user waits for: the whole profiled call
+(Debugger.run: session restart, the graph, stop; cProfile enable, invoke,
+disable; pyinstrument start, invoke, stop) against graph.invoke alone.
+Reports are built lazily, when read, and are not part of a run.
 
-State tracking (on by default at DETAILED and COMPREHENSIVE) is measured
-separately: "python.debugger_per_node.<graph>.comprehensive_no_state" runs
-COMPREHENSIVE with state_tracking=False, and
-"python.debugger_state_tracking_per_node.<graph>" is the time the
-COMPREHENSIVE runs spent measuring state sizes (Recorder.state_ns), per node.
+Method: this VM's speed drifts by 10-30% over seconds, more than the
+quantity measured, so cases are paired: each repetition runs every case once
+(single runs, rotating order) and a case's cost is the median over
+repetitions of (its wall - the unprofiled wall of the same repetition) /
+nodes.  "q25"/"q75" give the spread of those paired differences.  The
+garbage collector is left as users have it (enabled).  "peer" on a Debugger
+line is pyinstrument's per-node cost and "ratio" the Debugger's divided by
+it (< 1: cheaper).
 
-Environment: BENCH_PY_REPS (default 41).
+Also reported: "python.debugger_run_fixed.<level>" (us per run: the profiled
+call minus the graph's own time inside it: restart, stop and bookkeeping)
+and "python.debugger_per_node.<graph>.comprehensive_no_state"
+(COMPREHENSIVE with state_tracking=False).
+
+Environment: BENCH_PY_REPS (default 300).
 """
 
 from __future__ import annotations
 
 import cProfile
-import gc
 import json
 import math
 import operator
@@ -53,7 +54,7 @@ except ImportError as e:  # pragma: no cover
                       "error": f"cannot import: {e}"}))
     sys.exit(1)
 
-REPS = int(os.environ.get("BENCH_PY_REPS", "41"))
+REPS = int(os.environ.get("BENCH_PY_REPS", "300"))
 
 
 def progress(msg: str) -> None:
@@ -120,127 +121,100 @@ def realistic() -> tuple[Any, dict, int]:
     return b.compile(), {"input": "what is the sum of the lengths of these words"}, 5
 
 
-STATE_NS: list[int] = []  # state-size measuring time of each COMPREHENSIVE run
-_LAST_COMPREHENSIVE: list[Any] = []
+def make_cases(graph: Any, inp: dict) -> tuple[dict[str, Callable[[], int]], dict[str, Any]]:
+    """Each case runs the graph once and returns its wall ns; plus the
+    Debuggers by case name (their last run's inner graph time)."""
+    P = time.perf_counter_ns
+    cases: dict[str, Callable[[], int]] = {}
+    dbgs: dict[str, Any] = {}
 
-
-def make_cases(graph: Any, inp: dict) -> dict[str, Callable[[], tuple[int, int]]]:
-    """Each case runs the graph once: (graph wall ns, whole-run wall ns)."""
-    cases: dict[str, Callable[[], tuple[int, int]]] = {}
-
-    def none() -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
+    def none() -> int:
+        t0 = P()
         graph.invoke(inp)
-        t = time.perf_counter_ns() - t0
-        return t, t
+        return P() - t0
 
     cases["none"] = none
-    for lv in ProfilingLevel:
-        d = Debugger(graph, profiling_level=lv)
-        if lv == ProfilingLevel.COMPREHENSIVE:
-            _LAST_COMPREHENSIVE[:] = [d]
+    for name, kw in [(lv.name.lower(), {"profiling_level": lv}) for lv in ProfilingLevel] + [
+            ("comprehensive_no_state", {"profiling_level": ProfilingLevel.COMPREHENSIVE,
+                                        "state_tracking": False})]:
+        d = Debugger(graph, **kw)
+        dbgs[name] = d
 
-        def dbg(d: Debugger = d) -> tuple[int, int]:
-            t0 = time.perf_counter_ns()
-            d.run(inp)
-            whole = time.perf_counter_ns() - t0
-            return d._last.wall_ns, whole  # graph execution inside the session
+        def dbg(run: Callable[[Any], Any] = d.run) -> int:
+            t0 = P()
+            run(inp)
+            return P() - t0
 
-        cases[lv.name.lower()] = dbg
+        cases[name] = dbg
 
-    d_ns = Debugger(graph, profiling_level=ProfilingLevel.COMPREHENSIVE, state_tracking=False)
-
-    def dbg_ns(d: Debugger = d_ns) -> tuple[int, int]:
-        t0 = time.perf_counter_ns()
-        d.run(inp)
-        return d._last.wall_ns, time.perf_counter_ns() - t0
-
-    cases["comprehensive_no_state"] = dbg_ns
-    STATE_NS.clear()
-    d_c = next(v for k, v in cases.items() if k == "comprehensive")
-
-    def dbg_c(f: Callable[[], tuple[int, int]] = d_c) -> tuple[int, int]:
-        r = f()
-        STATE_NS.append(_LAST_COMPREHENSIVE[0]._last.rec.state_ns)
-        return r
-
-    cases["comprehensive"] = dbg_c
-
-    def cprof() -> tuple[int, int]:
+    def cprof() -> int:
+        t0 = P()
         p = cProfile.Profile()
-        t0 = time.perf_counter_ns()
         p.enable()
-        t1 = time.perf_counter_ns()
         graph.invoke(inp)
-        t2 = time.perf_counter_ns()
         p.disable()
-        return t2 - t1, time.perf_counter_ns() - t0
+        return P() - t0
 
     cases["cprofile"] = cprof
     try:
         import pyinstrument
 
-        def pyinst() -> tuple[int, int]:
+        def pyinst() -> int:
+            t0 = P()
             p = pyinstrument.Profiler()
-            t0 = time.perf_counter_ns()
             p.start()
-            t1 = time.perf_counter_ns()
             graph.invoke(inp)
-            t2 = time.perf_counter_ns()
             p.stop()
-            return t2 - t1, time.perf_counter_ns() - t0
+            return P() - t0
 
         cases["pyinstrument"] = pyinst
     except ImportError:
         pass
-    return cases
+    return cases, dbgs
 
 
 def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
     graph, inp, nodes = build()
-    cases = make_cases(graph, inp)
+    cases, dbgs = make_cases(graph, inp)
     names = list(cases)
     for n in names:  # warm up: imports, hook installation, first-use costs
-        for _ in range(3):
+        for _ in range(5):
             cases[n]()
     walls: dict[str, list[int]] = {n: [] for n in names}
-    wholes: dict[str, list[int]] = {n: [] for n in names}
+    fixed: dict[str, list[int]] = {n: [] for n in dbgs}
     progress(f"{label}: {REPS} repetitions of {', '.join(names)}")
-    gc_was = gc.isenabled()
     for r in range(REPS):
         order = names[r % len(names):] + names[: r % len(names)]
         for n in order:
-            gc.collect()
-            gc.disable()
-            w, whole = cases[n]()
-            if gc_was:
-                gc.enable()
+            w = cases[n]()
             walls[n].append(w)
-            wholes[n].append(whole)
-    med = {n: statistics.median(v) for n, v in walls.items()}
-    base = med["none"]
-    per_node = {n: (med[n] - base) / nodes / 1e3 for n in names}
-    emit(f"python.graph_per_node.{label}", base / nodes / 1e3, "us")
-    peer = per_node.get("pyinstrument")
-    if "pyinstrument" in per_node:
-        emit(f"python.pyinstrument_per_node.{label}", peer, "us")
+            if n in dbgs:
+                fixed[n].append(w - dbgs[n]._last.wall_ns)
+    base = walls["none"]
+    per_node: dict[str, tuple[float, float, float]] = {}
+    for n in names[1:]:
+        diffs = sorted((w - b0) / nodes / 1e3 for w, b0 in zip(walls[n], base))
+        q = statistics.quantiles(diffs, n=4)
+        per_node[n] = (statistics.median(diffs), q[0], q[2])
+    emit(f"python.graph_per_node.{label}", statistics.median(base) / nodes / 1e3, "us")
+    pi = per_node.get("pyinstrument")
+    peer = pi[0] if pi else None
+    if pi:
+        emit(f"python.pyinstrument_per_node.{label}", pi[0], "us", q25=pi[1], q75=pi[2])
     else:
         emit(f"python.pyinstrument_per_node.{label}", None, "us",
              unavailable="pyinstrument is not installed (pip install pyinstrument)")
-    emit(f"python.cprofile_per_node.{label}", per_node["cprofile"], "us")
-    for lv in ProfilingLevel:
-        n = lv.name.lower()
-        extra: dict[str, Any] = {}
-        if peer is not None:
-            extra = {"peer": peer, "ratio": per_node[n] / peer if peer > 0 else None}
-        emit(f"python.debugger_per_node.{label}.{n}", per_node[n], "us", **extra)
-        if label == "chain20":
-            fixed = statistics.median(wholes[n]) - med[n]
-            emit(f"python.debugger_run_fixed.{n}", fixed / 1e3, "us")
-    emit(f"python.debugger_per_node.{label}.comprehensive_no_state",
-         per_node["comprehensive_no_state"], "us")
-    emit(f"python.debugger_state_tracking_per_node.{label}",
-         statistics.median(STATE_NS) / nodes / 1e3 if STATE_NS else None, "us")
+    c = per_node["cprofile"]
+    emit(f"python.cprofile_per_node.{label}", c[0], "us", q25=c[1], q75=c[2])
+    for n in dbgs:
+        v, q25, q75 = per_node[n]
+        extra: dict[str, Any] = {"q25": q25, "q75": q75}
+        if peer is not None and n != "comprehensive_no_state":
+            extra.update(peer=peer, ratio=v / peer if peer > 0 else None)
+        emit(f"python.debugger_per_node.{label}.{n}", v, "us", **extra)
+    if label == "chain20":
+        for n in dbgs:
+            emit(f"python.debugger_run_fixed.{n}", statistics.median(fixed[n]) / 1e3, "us")
 
 
 def main() -> int:

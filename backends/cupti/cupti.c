@@ -882,6 +882,31 @@ void kfm__cupti_set_start(void *state, uint64_t mono_ns) {
   pthread_mutex_unlock(&st->lock);
 }
 
+/* A restarted session's next run: activity already delivered belongs to
+ * the previous run and is forgotten with it.  Records still pending keep
+ * waiting (their launches may map into this run); interned kernel names and
+ * the correlation map stay, they are lookup structures, not results. */
+void kfm__cupti_restart(void *state) {
+  struct cupti_state *st = state;
+  if (!st->active) {
+    return;
+  }
+  pthread_mutex_lock(&st->lock);
+  if (st->nodes) {
+    memset(st->nodes, 0, (size_t)st->nodes_cap * sizeof *st->nodes);
+  }
+  memset(&st->unattr, 0, sizeof st->unattr);
+  if (st->ktab) {
+    memset(st->ktab, 0, (size_t)CUPTI_KTAB_CAP * sizeof *st->ktab);
+  }
+  st->nkern = 0;
+  st->ntl = 0;
+  memset(&st->counts, 0, sizeof st->counts);
+  st->nomem = 0;
+  atomic_store_explicit(&st->push_failed, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&st->lock);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Ops.                                                                    */
 
@@ -1357,4 +1382,5 @@ const struct kfm__backend kfm__backend_cupti = {
     .flush = cupti_flush,
     .export_json = cupti_export_json,
     .start = kfm__cupti_set_start,
+    .restart = kfm__cupti_restart,
 };

@@ -154,5 +154,7 @@ struct kfm__cupti_counts {
   uint64_t cupti_dropped; /**< records CUPTI dropped (cuptiActivityGetNumDroppedRecords) */
 };
 void kfm__cupti_counts(void *state, struct kfm__cupti_counts *out);
+/* The backend's restart hook, exposed for the tests. */
+void kfm__cupti_restart(void *state);
 
 #endif /* KFM_CUPTI_INTERNAL_H */

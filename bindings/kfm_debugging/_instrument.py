@@ -88,19 +88,27 @@ def _engine_name(name: str) -> str:
 class Recorder:
     """Everything one profiled run records besides the engine's aggregates."""
 
-    def __init__(self, session: Any, state_tracking: bool, names: Any = ()) -> None:
+    def __init__(self, session: Any, state_tracking: bool, names: Any = (),
+                 prev: Recorder | None = None) -> None:
         self.s = session
         self.call = session.call
         self.try_enter = session.try_enter
         self.try_exit = session.try_exit
         self.state_tracking = state_tracking
-        self._ids: dict[str, tuple[int, int, int, int]] = {}
-        # name -> engine id per span kind, for the C hooks (kfm_module.c).
-        self.id_task: dict[str, int] = {}
-        self.id_setup: dict[str, int] = {}
-        self.id_compute: dict[str, int] = {}
-        self.id_update: dict[str, int] = {}
-        self._lock = threading.Lock()
+        if prev is not None and prev.s is session:
+            # A restarted session keeps its registrations: so do the maps.
+            self._ids = prev._ids
+            self.id_task, self.id_setup = prev.id_task, prev.id_setup
+            self.id_compute, self.id_update = prev.id_compute, prev.id_update
+            self._lock = prev._lock
+        else:
+            self._ids: dict[str, tuple[int, int, int, int]] = {}
+            # name -> engine id per span kind, for the C hooks (kfm_module.c).
+            self.id_task: dict[str, int] = {}
+            self.id_setup: dict[str, int] = {}
+            self.id_compute: dict[str, int] = {}
+            self.id_update: dict[str, int] = {}
+            self._lock = threading.Lock()
         # engine name -> [count, total_ns, min_ns, max_ns] for async spans
         self.async_wall: dict[str, list[int]] = {}
         self.errors: list[dict[str, Any]] = []
@@ -131,7 +139,8 @@ class Recorder:
         # names) are registered now, outside the graph's own time.
         for n in names:
             self.ids(n)
-        self.warmup_id = session.register(WARMUP)
+        self.warmup_id = prev.warmup_id if prev is not None and prev.s is session \
+            else session.register(WARMUP)
         self.t0 = _perf()
 
     # -- ids ---------------------------------------------------------------

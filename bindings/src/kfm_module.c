@@ -155,6 +155,16 @@ static PyObject *Session_stop(SessionObject *self, PyObject *Py_UNUSED(ignored))
   Py_RETURN_NONE;
 }
 
+/* A new run on a stopped session (kfm_session_restart): the refusal count
+ * is per run too. */
+static PyObject *Session_restart(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
+  if (session_check(self) || session_step(self, kfm_session_restart, "restart", 1)) {
+    return NULL;
+  }
+  self->failures = 0;
+  Py_RETURN_NONE;
+}
+
 static PyObject *Session_close(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
   kfm_session_destroy(self->s);
   self->s = NULL;
@@ -1283,6 +1293,9 @@ static PyMethodDef Session_methods[] = {
     {"start", (PyCFunction)Session_start, METH_NOARGS, "Start sampling and accept transitions."},
     {"stop", (PyCFunction)Session_stop, METH_NOARGS,
      "Stop: join the sampler, drain traces, write the configured export. Results stay readable."},
+    {"restart", (PyCFunction)Session_restart, METH_NOARGS,
+     "Run a stopped session again with its results cleared; registrations, backends and "
+     "live threads' slots are kept. failures restarts from 0."},
     {"close", (PyCFunction)Session_close, METH_NOARGS,
      "Stop if running and free the session. Idempotent."},
     {"__enter__", (PyCFunction)Session_enter_ctx, METH_NOARGS, "Start (if not started)."},

@@ -100,6 +100,9 @@ struct kfm__backend {
   int (*bind_thread)(void *state, int cpu);
   /** At session start, with the CLOCK_MONOTONIC ns that report times count from. */
   void (*start)(void *state, uint64_t mono_ns);
+  /** At kfm_session_restart, before start: forget what was accumulated for
+   * the previous run (per-node tables, timelines, failure counts). */
+  void (*restart)(void *state);
 };
 
 /** NULL-terminated builtin list (backends.c). */

@@ -81,6 +81,7 @@ struct kfm__edge_slot {
 #define KFM__EDGE_EMPTY UINT64_MAX
 struct kfm__edges {
   uint32_t mask; /* capacity - 1, capacity a power of two */
+  _Atomic uint32_t nkeys; /* keys inserted: a reset of an unused table is free */
   _Atomic uint64_t dropped;
   struct kfm__edge_slot *slot;
 };

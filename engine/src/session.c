@@ -129,6 +129,7 @@ int kfm__edges_init(struct kfm__edges *e, uint32_t capacity) {
     return KFM_ENOMEM;
   }
   e->mask = capacity - 1;
+  atomic_init(&e->nkeys, 0);
   atomic_init(&e->dropped, 0);
   for (uint32_t i = 0; i < capacity; i++) {
     atomic_init(&e->slot[i].key, KFM__EDGE_EMPTY);
@@ -155,6 +156,7 @@ void kfm__edges_add(struct kfm__edges *e, uint64_t key, uint64_t n) {
     if (k == KFM__EDGE_EMPTY) {
       KFM__ST(e->slot[i].count, n);
       atomic_store_explicit(&e->slot[i].key, key, memory_order_release);
+      KFM__ST(e->nkeys, KFM__LD(e->nkeys) + 1);
       return;
     }
   }
@@ -172,6 +174,11 @@ static void edges_merge(struct kfm__edges *dst, const struct kfm__edges *src) {
 }
 
 static void edges_reset(struct kfm__edges *e) {
+  if (KFM__LD(e->nkeys) == 0) {
+    KFM__ST(e->dropped, 0);
+    return;
+  }
+  KFM__ST(e->nkeys, 0);
   for (uint32_t i = 0; i <= e->mask; i++) {
     KFM__ST(e->slot[i].key, KFM__EDGE_EMPTY);
     KFM__ST(e->slot[i].count, 0);
@@ -1111,6 +1118,8 @@ kfm_level_t kfm_session_level(const kfm_session_t *s) {
   return s ? s->cfg.level : KFM_LEVEL_BASIC;
 }
 
+static int session_go(kfm_session_t *s, int from);
+
 int kfm_session_start(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
@@ -1118,8 +1127,119 @@ int kfm_session_start(kfm_session_t *s) {
   int expect = KFM__CREATED;
   if (!atomic_compare_exchange_strong(&s->state, &expect, KFM__RUNNING)) {
     return kfm__err(s, KFM_ESTATE, "start: session is already %s",
-                    expect == KFM__RUNNING ? "running" : "stopped (create a new session)");
+                    expect == KFM__RUNNING ? "running" : "stopped (kfm_session_restart runs it again)");
   }
+  return session_go(s, KFM__CREATED);
+}
+
+/* Every field of an aggregate is written at an exit, which counts it: one
+ * with count 0 is still as kfm__block_new left it (a block is 16 x ~1.6 kB). */
+static void agg_block_clear(const kfm_session_t *s, struct kfm__agg *b) {
+  for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
+    struct kfm__agg *a = kfm__agg_at(s, b, i);
+    if (KFM__LD(a->count) != 0) {
+      memset(a, 0, s->agg_size);
+      atomic_init(&a->min, UINT64_MAX);
+    }
+  }
+}
+
+/* Clears one run's results.  Caller holds s->lock, the session is stopped
+ * and, by contract, no thread is inside a kfm call on it: the owners of
+ * the slots are quiet, so their private fields may be written here. */
+static void session_clear(kfm_session_t *s) {
+  uint32_t nslots = atomic_load(&s->nslots);
+  uint32_t live = 0;
+  for (uint32_t i = 0; i < nslots; i++) {
+    struct kfm__thread *t = s->slots[i];
+    for (uint32_t b = 0; b < s->nblocks; b++) {
+      struct kfm__agg *blk = atomic_load(&t->blocks[b]);
+      if (blk) {
+        agg_block_clear(s, blk); /* kept: the next run's exits allocate nothing */
+      }
+    }
+    edges_reset(&t->nested);
+    edges_reset(&t->follows);
+    KFM__ST(t->ring.dropped, 0);
+    KFM__ST(t->unbalanced, 0);
+    KFM__ST(t->peak_rss, 0);
+    t->top = 0;
+    t->last_root = KFM__NONE;
+    KFM__ST(t->depth, 0);
+    KFM__ST(t->current, KFM__NONE);
+    t->seen_cpu = -1;
+    t->seen_node = KFM__NONE;
+    live += atomic_load(&t->state) == KFM__SLOT_LIVE;
+  }
+  s->threads_seen = live;
+  for (uint32_t b = 0; b < s->nblocks; b++) {
+    free(s->retired[b]);
+    s->retired[b] = NULL;
+  }
+  edges_reset(&s->rnested);
+  edges_reset(&s->rfollows);
+  s->retired_unbalanced = 0;
+
+  uint32_t nn = atomic_load(&s->nnodes);
+  if (nn > s->cfg.max_nodes) {
+    nn = s->cfg.max_nodes;
+  }
+  memset(s->node_samples, 0, nn * sizeof *s->node_samples);
+  memset(s->node_samples_any, 0, nn * sizeof *s->node_samples_any);
+  memset(s->node_sample_peak, 0, nn * sizeof *s->node_sample_peak);
+  if (s->node_ssum) {
+    memset(s->node_ssum, 0, (size_t)nn * s->ns * sizeof *s->node_ssum);
+    memset(s->node_scnt, 0, (size_t)nn * s->ns * sizeof *s->node_scnt);
+    memset(s->node_tick, 0, nn * sizeof *s->node_tick);
+  }
+  if (s->node_cpu) {
+    memset(s->node_cpu, 0, (size_t)nn * s->ncpus * sizeof *s->node_cpu);
+    memset(s->node_migrations, 0, nn * sizeof *s->node_migrations);
+  }
+  if (s->cpu_use) {
+    memset(s->cpu_use, 0, s->ncpus * sizeof *s->cpu_use);
+  }
+  KFM__ST(s->nsamples, 0);
+  KFM__ST(s->samples_dropped, 0);
+  KFM__ST(s->sampler_missed, 0);
+  KFM__ST(s->sampler_cpu_ns, 0);
+  KFM__ST(s->sampler_rebinds, 0);
+  s->act_used = 0;
+  s->tick_id = 0;
+  memset(s->sprev_ok, 0, sizeof s->sprev_ok);
+  for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
+    KFM__ST(s->late_hist[b], 0);
+  }
+  pthread_mutex_lock(&s->drain_lock);
+  s->nevents = 0;
+  s->events_dropped = 0;
+  pthread_mutex_unlock(&s->drain_lock);
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    if (s->be[i].ops->restart) {
+      s->be[i].ops->restart(s->be[i].state);
+    }
+  }
+}
+
+int kfm_session_restart(kfm_session_t *s) {
+  if (s == NULL) {
+    return KFM_EINVAL;
+  }
+  pthread_mutex_lock(&s->lock);
+  int st = atomic_load(&s->state);
+  if (st != KFM__STOPPED) {
+    pthread_mutex_unlock(&s->lock);
+    return kfm__err(s, KFM_ESTATE, "restart: session is %s (stop it first)",
+                    st == KFM__CREATED ? "not started" : "running");
+  }
+  session_clear(s);
+  atomic_store(&s->state, KFM__RUNNING);
+  pthread_mutex_unlock(&s->lock);
+  return session_go(s, KFM__STOPPED);
+}
+
+/* The state is already RUNNING; from is where to fall back on failure. */
+static int session_go(kfm_session_t *s, int from) {
   kfm__clock_pair(&s->t_start, &s->ns_start);
   for (unsigned i = 0; i < s->nbackends; i++) {
     if (s->be[i].ops->start) {
@@ -1134,7 +1254,7 @@ int kfm_session_start(kfm_session_t *s) {
   }
   int rc = kfm__sampler_start(s);
   if (rc) {
-    atomic_store(&s->state, KFM__CREATED);
+    atomic_store(&s->state, from);
     return kfm__err(s, rc, "start: cannot start the sampler thread: %s", strerror(errno));
   }
   return 0;

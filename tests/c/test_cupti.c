@@ -567,6 +567,38 @@ static void test_graph_launch_shares_correlation(void) {
   be_close(&b);
 }
 
+/* A restarted session's run starts from nothing: the previous run's
+ * kernels are not carried into it, and a later run's records count alone. */
+static void test_restart_forgets_previous_run(void) {
+  fake_reset(1);
+  struct be b;
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = put_ext(buf, 0, CK, 7, 1 + 1);
+  o = put_kernel(buf, o, 7, 1000, 1400, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  struct kfm__cupti_totals t;
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
+  CU_ASSERT_EQUAL(t.kernel_ns, 400);
+  kfm__cupti_restart(b.st);
+  CU_ASSERT_FALSE(kfm__cupti_node_totals(b.st, 1, &t));
+  struct kfm__cupti_counts c;
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.records[0], 0);
+  CU_ASSERT_EQUAL(c.buffers, 0);
+  buf = get_buffer(&size);
+  o = put_ext(buf, 0, CK, 8, 1 + 1);
+  o = put_kernel(buf, o, 8, 2000, 2100, "k", 1, 1);
+  o = put_kernel(buf, o, 8, 2200, 2300, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
+  CU_ASSERT_EQUAL(t.launches, 2);
+  CU_ASSERT_EQUAL(t.kernel_ns, 200);
+  be_close(&b);
+}
+
 /* CUPTI's own thread delivers buffers while the profiled thread makes
  * transitions and another reads the export: run under TSan, this checks
  * that the parse path and the hooks share nothing unguarded. */
@@ -881,6 +913,7 @@ int main(void) {
       {"records attributed, out of order, across buffers (size walker)", test_attribution_walker},
       {"records attributed, walked by libcupti's own iterator", test_attribution_real_iterator},
       {"graph launch: one correlation, many kernels", test_graph_launch_shares_correlation},
+      {"restart forgets the previous run's activity", test_restart_forgets_previous_run},
       {"buffers delivered on another thread during transitions", test_concurrent_delivery},
       {"hooks push node+1 and pop only what they pushed", test_hooks_pair_push_pop},
       {"open failures give the precise reason", test_open_failures},

@@ -4,6 +4,7 @@
  * Errors must leave the session usable and lose no data.
  */
 #include <math.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "kfm_kernels.h"
@@ -352,6 +353,127 @@ static void test_two_sessions_one_thread(void) {
   kfm_session_destroy(s2);
 }
 
+/* A worker that lives across a restart: it makes n transitions of node id
+ * each time the main thread releases it. */
+struct restart_worker {
+  kfm_session_t *s;
+  kfm_node_id_t id;
+  pthread_barrier_t go, done;
+  int n[2];
+  int rc;
+};
+
+static void *restart_worker_main(void *arg) {
+  struct restart_worker *w = arg;
+  for (int run = 0; run < 2; run++) {
+    pthread_barrier_wait(&w->go);
+    for (int i = 0; i < w->n[run]; i++) {
+      w->rc |= kfm_enter(w->s, w->id) | kfm_exit(w->s, w->id);
+    }
+    pthread_barrier_wait(&w->done);
+  }
+  return NULL;
+}
+
+static void *short_lived(void *arg) {
+  struct restart_worker *w = arg;
+  kfm_node_id_t c;
+  w->rc |= kfm_node_register(w->s, "c", &c);
+  for (int i = 0; i < 2; i++) {
+    w->rc |= kfm_enter(w->s, c) | kfm_exit(w->s, c);
+  }
+  return NULL;
+}
+
+static uint64_t edge_count(const kfm_report_t *r, kfm_node_id_t from, kfm_node_id_t to) {
+  for (size_t i = 0; i < kfm_report_edge_count(r, KFM_EDGE_NESTED); i++) {
+    kfm_edge_t e;
+    if (kfm_report_edge(r, KFM_EDGE_NESTED, i, &e) == 0 && e.from == from && e.to == to) {
+      return e.count;
+    }
+  }
+  return 0;
+}
+
+static void test_restart(void) {
+  kfm_session_t *s = new_session("level=basic,rate=1000,trace=on");
+  kfm_node_id_t a, b;
+  KT_OK(s, kfm_node_register(s, "a", &a));
+  KT_OK(s, kfm_node_register(s, "b", &b));
+  CU_ASSERT_EQUAL(kfm_session_restart(s), KFM_ESTATE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "not started"));
+  struct restart_worker w = {.s = s, .id = b, .n = {3, 1}};
+  pthread_barrier_init(&w.go, NULL, 2);
+  pthread_barrier_init(&w.done, NULL, 2);
+  pthread_t th, sl;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, restart_worker_main, &w), 0);
+
+  /* Run 1: main 5 x a, the worker 3 x b, a thread that ends 2 x c. */
+  KT_OK(s, kfm_session_start(s));
+  CU_ASSERT_EQUAL(kfm_session_restart(s), KFM_ESTATE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(kfm_errmsg(s), "running"));
+  for (int i = 0; i < 5; i++) {
+    KT_OK(s, kfm_enter(s, a));
+    KT_OK(s, kfm_exit(s, a));
+  }
+  pthread_barrier_wait(&w.go);
+  pthread_barrier_wait(&w.done);
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&sl, NULL, short_lived, &w), 0);
+  pthread_join(sl, NULL);
+  KT_OK(s, kfm_enter(s, a)); /* left open across the restart */
+  KT_OK(s, kfm_session_stop(s));
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  kfm_summary_t sum;
+  KT_OK(s, kfm_session_report(s, &r));
+  KT_OK(s, kfm_report_node_by_name(r, "a", &n));
+  CU_ASSERT_EQUAL(n.count, 5);
+  KT_OK(s, kfm_report_node_by_name(r, "c", &n));
+  CU_ASSERT_EQUAL(n.count, 2);
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.threads, 3);
+  CU_ASSERT_EQUAL(sum.events, 2 * (5 + 3 + 2) + 1);
+  kfm_report_free(r);
+
+  /* Run 2 on the same session: only run 2's figures. */
+  KT_OK(s, kfm_session_restart(s));
+  CU_ASSERT_EQUAL(kfm_exit(s, a), KFM_ENOTENTERED); /* run 1's open activation is gone */
+  for (int i = 0; i < 2; i++) {
+    KT_OK(s, kfm_enter(s, a));
+    KT_OK(s, kfm_exit(s, a));
+  }
+  pthread_barrier_wait(&w.go);
+  pthread_barrier_wait(&w.done);
+  KT_OK(s, kfm_session_stop(s));
+  pthread_join(th, NULL);
+  CU_ASSERT_EQUAL(w.rc, 0);
+  KT_OK(s, kfm_session_report(s, &r));
+  CU_ASSERT_EQUAL(kfm_report_node_count(r), 2);
+  KT_OK(s, kfm_report_node_by_name(r, "a", &n));
+  CU_ASSERT_EQUAL(n.count, 2);
+  CU_ASSERT_EQUAL(n.active, 0);
+  CU_ASSERT(n.min_ns <= n.max_ns);
+  KT_OK(s, kfm_report_node_by_name(r, "b", &n));
+  CU_ASSERT_EQUAL(n.count, 1);
+  CU_ASSERT_EQUAL(kfm_report_node_by_name(r, "c", &n), KFM_ENONODE);
+  CU_ASSERT_EQUAL(edge_count(r, KFM_NODE_ROOT, a), 2);
+  CU_ASSERT_EQUAL(edge_count(r, KFM_NODE_ROOT, b), 1);
+  kfm_report_summary(r, &sum);
+  CU_ASSERT_EQUAL(sum.events, 2 * (2 + 1));
+  CU_ASSERT_EQUAL(sum.unbalanced, 1); /* the exit refused above */
+  /* Main and the worker kept their slots; the ended thread is gone. */
+  CU_ASSERT_EQUAL(sum.threads, 2);
+  CU_ASSERT(sum.samples >= 1); /* sample 0, taken at restart */
+  kfm_sample_t smp;
+  KT_OK(s, kfm_report_sample(r, 0, &smp));
+  CU_ASSERT(smp.t_ns < 5e6); /* times count from the restart */
+  CU_ASSERT(sum.wall_ns < 1e9);
+  kfm_report_free(r);
+  pthread_barrier_destroy(&w.go);
+  pthread_barrier_destroy(&w.done);
+  kfm_session_destroy(s);
+}
+
 int main(void) {
   unsetenv("KFM_CONFIG");
   static const struct kt_case cases[] = {
@@ -363,6 +485,7 @@ int main(void) {
       {"unbalanced exits are rejected and counted, nothing lost", test_unbalanced},
       {"an open node is reported active", test_open_node_is_active},
       {"two sessions on one thread; stale slot after destroy", test_two_sessions_one_thread},
+      {"restart: a second run with only its own figures, threads kept", test_restart},
       {NULL, NULL},
   };
   return kt_run("session", cases);

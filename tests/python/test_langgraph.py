@@ -420,3 +420,41 @@ def test_every_show_has_data_and_prints(level: ProfilingLevel) -> None:
         for line in ("Initial memory:", "Peak memory:", "(at node:", "Final memory:",
                      "Memory growth:", "Node Memory Impact:", "- calculator:"):
             assert line in out.getvalue()
+
+
+def test_each_run_reports_only_itself(level: ProfilingLevel) -> None:
+    """The Debugger reuses one engine session from run to run (restarted,
+    not recreated): every report still covers its own run alone."""
+    calls = {"n": 0}
+
+    def slow(s: dict) -> dict:
+        calls["n"] += 1
+        time.sleep(0.02 if calls["n"] == 1 else 0.002)
+        return {}
+
+    d = Debugger(chain(("a", lambda s: {}), ("slow", slow)).compile(), profiling_level=level)
+    d.run({"x": 1})
+    first = d.get_node_timing()
+    s1 = d._last.session
+    d.run({"x": 1})
+    second = d.get_node_timing()
+    assert d._last.session is s1  # restarted, not recreated
+    for name in ("a", "slow"):
+        assert first[name].calls == 1 and second[name].calls == 1
+    assert first["slow"].computation_ms >= 19.5  # a sleep is never shorter
+    assert 1.9 <= second["slow"].computation_ms < 15 * SLACK  # not 22: run 1 is gone
+    assert d.engine_report()["summary"]["unbalanced"] == 0
+    # A parallel graph on the same Debugger: pool threads are new each run.
+    p = Debugger(parallel_graph(0.001), profiling_level=level)
+    for _ in range(3):
+        p.run({"input": "y"})
+        t = p.get_node_timing()
+        assert t["left"].calls == 1 and t["right"].calls == 1 and t["join"].calls == 1
+    # Another level: a session of that level, the old one is freed.
+    d.enable_profiling(ProfilingLevel.BASIC if level != ProfilingLevel.BASIC
+                       else ProfilingLevel.STANDARD)
+    d.run({"x": 1})
+    assert d._last.session is not s1 and s1.closed
+    assert d.get_node_timing()["slow"].calls == 1
+    d.close()
+    assert d._last is None

@@ -152,6 +152,17 @@ KFM_EXPORT int kfm_session_start(kfm_session_t *s);
  */
 KFM_EXPORT int kfm_session_stop(kfm_session_t *s);
 /**
+ * Start a stopped session again with its results cleared: a new run that
+ * keeps what is costly to set up (node registrations, backends, each live
+ * thread's slot and counters), so a run on threads that profiled the
+ * previous one pays no per-thread set-up.  Aggregates, edges, samples,
+ * trace events and backend results of the previous run are gone; read or
+ * export them before.  Activations still open are discarded (their exits
+ * then fail with KFM_ENOTENTERED).  KFM_ESTATE unless stopped.  As for
+ * destroy, no other thread may be inside a kfm call on s meanwhile.
+ */
+KFM_EXPORT int kfm_session_restart(kfm_session_t *s);
+/**
  * Stop if running and free everything.  NULL is accepted.  No other thread
  * may be inside a kfm call on s meanwhile; threads that used s and are still
  * alive simply forget it (their next transition in another session is not
