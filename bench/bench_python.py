@@ -134,18 +134,28 @@ def make_cases(graph: Any, inp: dict) -> tuple[dict[str, Callable[[], int]], dic
         return P() - t0
 
     cases["none"] = none
-    for name, kw in [(lv.name.lower(), {"profiling_level": lv}) for lv in ProfilingLevel] + [
-            ("comprehensive_no_state", {"profiling_level": ProfilingLevel.COMPREHENSIVE,
-                                        "state_tracking": False})]:
-        d = Debugger(graph, **kw)
-        dbgs[name] = d
+    for lv in ProfilingLevel:
+        d = Debugger(graph, profiling_level=lv)
+        dbgs[lv.name.lower()] = d
 
-        def dbg(run: Callable[[Any], Any] = d.run) -> int:
+        def dbg(d: Any = d) -> int:
+            d.state_tracking = None  # the level's default
             t0 = P()
-            run(inp)
+            d.run(inp)
             return P() - t0
 
-        cases[name] = dbg
+        cases[lv.name.lower()] = dbg
+    # The same Debugger (one session: a second session on a thread would be
+    # a different case) with state tracking off.
+    d = dbgs["comprehensive_no_state"] = dbgs["comprehensive"]
+
+    def no_state(d: Any = d) -> int:
+        d.state_tracking = False
+        t0 = P()
+        d.run(inp)
+        return P() - t0
+
+    cases["comprehensive_no_state"] = no_state
 
     def cprof() -> int:
         t0 = P()

@@ -8,8 +8,10 @@
  * application or a PAPI_hl peer in the same process may be using it too.
  * open chooses the events on the calling thread and checks them on a
  * scratch EventSet; thread_open (on the profiled thread) builds that
- * thread's own EventSet and starts it; read is one PAPI_read straight into
- * the engine's value vector; thread_close stops and destroys the EventSet.
+ * thread's EventSet, or reuses the one it already has for the same events
+ * (struct papi_tset), and starts it; read is one PAPI_read straight into
+ * the engine's value vector; thread_close stops it when no session uses it
+ * any more; it is destroyed when the thread ends.
  *
  * Event choice.  A user list (ctx->events) is taken exactly: every name must
  * exist and be countable here, or open fails with KFM_EBADVALUE naming it
@@ -38,9 +40,10 @@
  *    they are not mistaken for a need to multiplex.
  *  - PAPI_unregister_thread frees every EventSet of the thread, whoever made
  *    it; a thread is unregistered only if this backend registered it.
- *  - A thread runs at most one EventSet per component, so a second session
- *    (or a running PAPI_hl region) on the same thread makes thread_open
- *    fail: that thread reads zeros and export_json counts the failure.
+ *  - A thread runs at most one EventSet per component: sessions counting
+ *    the same events on a thread share its EventSet; a session asking for
+ *    other events there while it runs (or a running PAPI_hl region) makes
+ *    thread_open fail: that thread reads zeros and export_json counts it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -218,12 +221,39 @@ struct papi_state {
   char fail_msg[192];     /* why the first thread_open failed */
 };
 
-struct papi_tstate {
-  int ok;         /* eventset is running */
-  int registered; /* this backend registered the thread with PAPI */
-  int eventset;
-  pthread_t owner;
+/*
+ * A thread's EventSet, shared by every session on that thread that counts
+ * the same events, and kept (stopped) when the last of them closes: PAPI
+ * runs one EventSet per thread, and building one costs ~0.6 ms here (each
+ * PAPI_add_event re-opens every perf event added before it).  So a second
+ * session on a thread counts too, instead of reading zeros, and a new
+ * session on a long-lived thread pays a PAPI_start instead of the build.
+ * Stopped when unused, so a PAPI_hl region or the application's own
+ * EventSet can run on the thread meanwhile.  Freed at thread exit.
+ */
+struct papi_tset {
+  pthread_mutex_t mu;   /* users, running, eventset; never on the hot path */
+  int eventset;         /* PAPI_NULL when none */
+  int running;
+  unsigned n;
+  int codes[KFM_PAPI_MAX_EVENTS];
+  int multiplexed;
+  int registered;       /* this backend registered the thread with PAPI */
+  unsigned users;       /* sessions using the EventSet */
+  int thread_alive;
 };
+
+struct papi_tstate {
+  int ok; /* eventset is running for this session */
+  int eventset;
+  struct papi_tset *set;
+};
+
+static _Atomic uint64_t papi_sets_built; /* EventSets built by thread_open (tests) */
+
+uint64_t kfm__papi_sets_built(void) {
+  return atomic_load_explicit(&papi_sets_built, memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------------------- */
 /* EventSets.                                                              */
@@ -858,64 +888,152 @@ static void papi_thread_failed(struct papi_state *st, const char *step, int rc) 
   }
 }
 
+static pthread_key_t papi_tset_key;
+static pthread_once_t papi_tset_once = PTHREAD_ONCE_INIT;
+/* The calling thread's shared EventSet record (see struct papi_tset). */
+static __thread struct papi_tset *papi_tls_set;
+
+static void papi_tset_free(struct papi_tset *t) {
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+/* Thread exit, on the thread: the EventSet and the registration go. */
+static void papi_tset_exit(void *arg) {
+  struct papi_tset *t = arg;
+  pthread_mutex_lock(&t->mu);
+  if (t->running) {
+    PAPI_stop(t->eventset, NULL);
+    t->running = 0;
+  }
+  papi_destroy(&t->eventset);
+  if (t->registered) {
+    PAPI_unregister_thread();
+    t->registered = 0;
+  }
+  t->thread_alive = 0;
+  int last = t->users == 0;
+  pthread_mutex_unlock(&t->mu);
+  papi_tls_set = NULL;
+  if (last) {
+    papi_tset_free(t);
+  }
+}
+
+static void papi_tset_key_create(void) {
+  pthread_key_create(&papi_tset_key, papi_tset_exit);
+}
+
+static int papi_tset_same(const struct papi_tset *t, const struct papi_state *st) {
+  return t->n == st->n && t->multiplexed == st->multiplexed &&
+         memcmp(t->codes, st->codes, st->n * sizeof *st->codes) == 0;
+}
+
 static int papi_thread_open(void *state, void *tstate) {
   struct papi_state *st = state;
   struct papi_tstate *ts = tstate;
   unsigned bad;
-  int rc, known;
+  int rc;
   ts->ok = 0;
-  ts->registered = 0;
   ts->eventset = PAPI_NULL;
-  ts->owner = pthread_self();
+  ts->set = NULL;
   if (st->n == 0) {
     return 0;
   }
-  known = papi_thread_known();
-  rc = PAPI_register_thread();
-  if (rc != PAPI_OK) {
-    papi_thread_failed(st, "PAPI_register_thread", rc);
-    return KFM_EBACKEND;
-  }
-  ts->registered = !known;
-  rc = papi_make_set(st->codes, st->n, st->multiplexed, &ts->eventset, &bad);
-  if (rc != PAPI_OK) {
-    papi_thread_failed(st, "creating the thread's EventSet", rc);
-  } else {
-    rc = PAPI_start(ts->eventset);
+  pthread_once(&papi_tset_once, papi_tset_key_create);
+  struct papi_tset *t = papi_tls_set;
+  if (t == NULL) {
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+      papi_thread_failed(st, "allocating the thread's record", PAPI_ENOMEM);
+      return KFM_EBACKEND;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    t->eventset = PAPI_NULL;
+    t->thread_alive = 1;
+    int known = papi_thread_known();
+    rc = PAPI_register_thread();
     if (rc != PAPI_OK) {
-      papi_destroy(&ts->eventset);
+      papi_tset_free(t);
+      papi_thread_failed(st, "PAPI_register_thread", rc);
+      return KFM_EBACKEND;
+    }
+    t->registered = !known;
+    papi_tls_set = t;
+    pthread_setspecific(papi_tset_key, t);
+  }
+  pthread_mutex_lock(&t->mu);
+  if (t->eventset != PAPI_NULL && !papi_tset_same(t, st)) {
+    if (t->users > 0) {
+      pthread_mutex_unlock(&t->mu);
+      papi_thread_failed(st, "PAPI_start", PAPI_EISRUN);
+      return KFM_EBACKEND;
+    }
+    if (t->running) {
+      PAPI_stop(t->eventset, NULL);
+      t->running = 0;
+    }
+    papi_destroy(&t->eventset);
+  }
+  rc = PAPI_OK;
+  if (t->eventset == PAPI_NULL) {
+    rc = papi_make_set(st->codes, st->n, st->multiplexed, &t->eventset, &bad);
+    if (rc == PAPI_OK) {
+      atomic_fetch_add_explicit(&papi_sets_built, 1, memory_order_relaxed);
+      t->n = st->n;
+      t->multiplexed = st->multiplexed;
+      memcpy(t->codes, st->codes, st->n * sizeof *st->codes);
+    } else {
+      papi_thread_failed(st, "creating the thread's EventSet", rc);
+    }
+  }
+  if (rc == PAPI_OK && !t->running) {
+    rc = PAPI_start(t->eventset);
+    if (rc == PAPI_OK) {
+      t->running = 1;
+    } else {
       papi_thread_failed(st, "PAPI_start", rc);
     }
   }
+  if (rc == PAPI_OK) {
+    t->users++;
+  }
+  pthread_mutex_unlock(&t->mu);
   if (rc != PAPI_OK) {
-    if (ts->registered) {
-      PAPI_unregister_thread();
-      ts->registered = 0;
-    }
     return KFM_EBACKEND;
   }
+  ts->set = t;
+  ts->eventset = t->eventset;
   ts->ok = 1;
   return 0;
 }
 
 /*
  * Runs on the thread itself, or on the thread destroying the session while
- * this one is still alive.  Stopping and destroying another thread's
- * EventSet is safe (it only closes that set's perf fds); unregistering is
- * not, since PAPI would unregister the calling thread instead.
+ * this one is still alive.  Stopping another thread's EventSet is safe (it
+ * only disables that set's perf events); destroying it is left to its own
+ * thread's exit, and unregistering could only be done by the thread itself.
  */
 static void papi_thread_close(void *state, void *tstate) {
   struct papi_tstate *ts = tstate;
   (void)state;
-  if (ts->ok) {
-    PAPI_stop(ts->eventset, NULL);
-    papi_destroy(&ts->eventset);
-    ts->ok = 0;
+  struct papi_tset *t = ts->set;
+  ts->ok = 0;
+  ts->set = NULL;
+  if (t == NULL) {
+    return;
   }
-  if (ts->registered && pthread_equal(ts->owner, pthread_self())) {
-    PAPI_unregister_thread();
+  pthread_mutex_lock(&t->mu);
+  t->users--;
+  if (t->users == 0 && t->running) {
+    PAPI_stop(t->eventset, NULL);
+    t->running = 0;
   }
-  ts->registered = 0;
+  int last = t->users == 0 && !t->thread_alive;
+  pthread_mutex_unlock(&t->mu);
+  if (last) {
+    papi_tset_free(t);
+  }
 }
 
 /*

@@ -44,5 +44,7 @@ int kfm__papi_availability(const char *paranoid_path, int cmp_disabled, const ch
  * machine without a hardware PMU.
  */
 int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags);
+/** EventSets that thread_open has built in this process (tests: reuse is visible). */
+uint64_t kfm__papi_sets_built(void);
 
 #endif /* KFM_PAPI_H */

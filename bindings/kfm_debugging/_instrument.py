@@ -7,6 +7,10 @@ installed release, see tests/python/test_hooks.py which checks the names):
   loop thread: task id, scratchpad, config and the node's input
   (``_proc_input`` reads the channels).  Patched as a module global of
   ``langgraph.pregel._algo``, which ``prepare_next_tasks`` calls by name.
+  It is also called for candidate nodes that turn out not to be triggered
+  (it returns None), so it is timed in the hook and counted only when it
+  returns a task (``Recorder.setup_wall``), not an engine span: its few
+  microseconds of CPU and memory stay in the enclosing span.
 * Computation and writes: ``_runner.run_with_retry`` / ``arun_with_retry``
   run ``task.proc`` = RunnableSeq(user function, ChannelWrite, branch writers)
   on a pool thread, inline, or as an asyncio task; retries loop inside them.
@@ -42,12 +46,13 @@ perf_counter_ns and reported instead of the engine's on-thread time.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Iterator
 
 from . import _statesize
 from ._kfm import Hook
@@ -132,8 +137,13 @@ class Recorder:
         self._st_items = 0
         self.instrument_failures = 0
         self.step = 0
+        # ThreadPools lent to LangGraph for this run, or None (its own).
+        self.pools: ThreadPools | None = None
         # What the C hooks read, in one attribute lookup (see kfm_module.c).
-        self._fast = (session, self.id_task, self.id_setup, self.id_compute, self.id_update,
+        # name -> [count, wall ns] of the node's task preparations (Setup):
+        # timed in the hooks, not an engine span (see hook_prep).
+        self.setup_wall: dict[str, list[int]] = {}
+        self._fast = (session, self.id_task, self.setup_wall, self.id_compute, self.id_update,
                       self.cend, self.post_ns, bool(state_tracking))
         # Names known before the run (the graph's nodes, the previous run's
         # names) are registered now, outside the graph's own time.
@@ -173,6 +183,12 @@ class Recorder:
             w[2] = dt
         if dt > w[3]:
             w[3] = dt
+
+    def add_setup(self, name: str, dt: int) -> None:
+        with self._lock:
+            w = self.setup_wall.setdefault(name, [0, 0])
+            w[0] += 1
+            w[1] += dt
 
     def end_task(self, ns: str, name: str, now: int) -> None:
         """The task of checkpoint_ns ns ended at now: what followed its function."""
@@ -269,6 +285,76 @@ class Recorder:
              "written": weights, "size_bytes": size, "items": items}
             for i, (t, names, writes, weights, size, items) in enumerate(self._st_points)
         ]
+
+
+class ThreadPools:
+    """Thread pools that outlive a run, lent to LangGraph in its place.
+
+    LangGraph makes a new thread pool for every invoke
+    (``get_executor_for_config``), so every parallel superstep of every run
+    starts new threads, and each new thread pays the engine's per-thread
+    set-up again: at COMPREHENSIVE, opening its hardware/software counters
+    (~0.6 ms here, more than the thread itself).  During a run the Debugger
+    lends LangGraph a pool of the same size (``max_concurrency``) that lives
+    across the Debugger's runs instead.  LangGraph still waits for each of
+    its tasks before leaving the pool, exactly as before; what changes is
+    that threads (and thread-locals) are the same from run to run.  A pool is
+    lent to one BackgroundExecutor at a time, so a subgraph invoked from a
+    worker gets a pool of its own, as with LangGraph's (no deadlock on a
+    saturated pool).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[Any, list[Any]] = {}  # max_workers -> idle executors
+        self._all: list[Any] = []
+        self.closed = False
+
+    @contextlib.contextmanager
+    def lease(self, config: Any) -> Iterator[Any]:
+        mw = config.get("max_concurrency") if isinstance(config, dict) else None
+        with self._lock:
+            idle = self._idle.get(mw)
+            ex = idle.pop() if idle else None
+        if ex is None:
+            from langchain_core.runnables.config import ContextThreadPoolExecutor
+
+            ex = ContextThreadPoolExecutor(max_workers=mw)
+            with self._lock:
+                self._all.append(ex)
+        try:
+            yield ex
+        finally:
+            with self._lock:
+                back = not self.closed
+                if back:
+                    self._idle.setdefault(mw, []).append(ex)
+            if not back:
+                ex.shutdown(wait=False)
+
+    @property
+    def threads(self) -> int:
+        """Worker threads the pools hold now."""
+        with self._lock:
+            return sum(len(getattr(ex, "_threads", ())) for ex in self._all)
+
+    def close(self) -> None:
+        """Let the idle threads end (a pool still lent ends when returned)."""
+        with self._lock:
+            self.closed = True
+            idle = [ex for exs in self._idle.values() for ex in exs]
+            self._idle.clear()
+            self._all = []
+        for ex in idle:
+            ex.shutdown(wait=False)
+
+
+def _get_executor_for_config(config: Any) -> Any:
+    rec = _ACTIVE.get()
+    pools = rec.pools if rec is not None else None
+    if pools is None or pools.closed:
+        return _orig["executor"](config)
+    return pools.lease(config)
 
 
 def _is_bubble_up(exc: BaseException) -> bool:
@@ -571,7 +657,12 @@ def _prepare_single_task(task_path: Any, *args: Any, **kwargs: Any) -> Any:
     name = _setup_name(task_path, kwargs)
     if name is None:
         return _orig_prep(task_path, *args, **kwargs)
-    return rec.call(rec.ids(name)[1], _orig_prep, task_path, *args, **kwargs)
+    rec.ids(name)
+    t0 = _perf()
+    task = _orig_prep(task_path, *args, **kwargs)
+    if task is not None:  # None: a candidate node that is not triggered
+        rec.add_setup(name, _perf() - t0)
+    return task
 
 
 def _apply_writes(*args: Any, **kwargs: Any) -> Any:
@@ -616,7 +707,7 @@ def install() -> None:
     with _install_lock:
         if _orig:
             return
-        from langgraph.pregel import _algo, _loop, _runner
+        from langgraph.pregel import _algo, _executor, _loop, _runner
 
         missing = [
             f"{m.__name__}.{a}"
@@ -625,6 +716,7 @@ def install() -> None:
                 (_runner, "arun_with_retry"),
                 (_algo, "prepare_single_task"),
                 (_loop, "apply_writes"),
+                (_executor, "get_executor_for_config"),
             )
             if not callable(getattr(m, a, None))
         ]
@@ -638,6 +730,8 @@ def install() -> None:
         _orig["arun"] = _runner.arun_with_retry
         _orig["prep"] = _orig_prep = _algo.prepare_single_task
         _orig["apply"] = _orig_apply = _loop.apply_writes
+        _orig["executor"] = _executor.get_executor_for_config
+        _executor.get_executor_for_config = _get_executor_for_config
         # The common case of each runs in C (kfm_module.c, Hook); the Python
         # hooks above handle the rest.
         _runner.run_with_retry = Hook(_HOOK_RUN, _orig_run, _run_with_retry, _ACTIVE, _DEPTH,
@@ -654,8 +748,9 @@ def uninstall() -> None:
     with _install_lock:
         if not _orig:
             return
-        from langgraph.pregel import _algo, _loop, _runner
+        from langgraph.pregel import _algo, _executor, _loop, _runner
 
+        _executor.get_executor_for_config = _orig.pop("executor")
         _runner.run_with_retry = _orig.pop("run")
         _runner.arun_with_retry = _orig.pop("arun")
         _algo.prepare_single_task = _orig.pop("prep")

@@ -860,9 +860,10 @@ static PyTypeObject SessionType;
  * goes to the Python hook given as `slow`, which handles every case.
  *
  * The recorder exposes one tuple, Recorder._fast:
- *   (session, id_task, id_setup, id_compute, id_update, cend, post_ns,
+ *   (session, id_task, setup_wall, id_compute, id_update, cend, post_ns,
  *    state_tracking)
- * with name -> engine id dicts per span kind, cend (task checkpoint_ns ->
+ * with name -> engine id dicts per span kind, setup_wall (name -> [count,
+ * wall ns] of the node's task preparations: see hook_prep), cend (task checkpoint_ns ->
  * perf_counter_ns when its function returned) and post_ns (name -> ns from
  * the function's return to the task's end).  perf_counter_ns is
  * CLOCK_MONOTONIC on Linux, which the C side reads directly.
@@ -999,6 +1000,34 @@ static void hook_set_int(PyObject *d, PyObject *key, long long v) {
   Py_XDECREF(o);
 }
 
+/* d[key] = [count + 1, total + ns] (a 2-list, created when absent); errors
+ * are cleared, keeping any exception the caller has pending. */
+static void hook_add_wall(PyObject *d, PyObject *key, long long ns) {
+  PyObject *t, *v, *tb;
+  PyErr_Fetch(&t, &v, &tb);
+  PyObject *w = PyDict_GetItemWithError(d, key);
+  if (w != NULL && PyList_Check(w) && PyList_GET_SIZE(w) == 2) {
+    long long n = PyLong_AsLongLong(PyList_GET_ITEM(w, 0));
+    long long tot = PyLong_AsLongLong(PyList_GET_ITEM(w, 1));
+    PyObject *a = PyLong_FromLongLong(n + 1), *b = PyLong_FromLongLong(tot + ns);
+    if (a && b && !PyErr_Occurred()) {
+      PyList_SetItem(w, 0, a); /* steals */
+      PyList_SetItem(w, 1, b);
+      a = b = NULL;
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+  } else if (w == NULL && !PyErr_Occurred()) {
+    PyObject *nw = Py_BuildValue("[iL]", 1, ns);
+    if (nw == NULL || PyDict_SetItem(d, key, nw) < 0) {
+      PyErr_Clear();
+    }
+    Py_XDECREF(nw);
+  }
+  PyErr_Clear();
+  PyErr_Restore(t, v, tb);
+}
+
 static PyObject *hook_slow(HookObject *h, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames) {
   return PyObject_Vectorcall(h->slow, args, nargsf, kwnames);
@@ -1070,12 +1099,21 @@ static PyObject *hook_prep(HookObject *h, PyObject *rec, PyObject *fast, PyObjec
   if (parent != NULL ? PyUnicode_GET_LENGTH(parent) != 0 : !hook_top_config(config)) {
     return hook_slow(h, args, nargsf, kwnames);
   }
-  long id = hook_id(PyTuple_GET_ITEM(fast, F_SETUP), name);
-  if (id < 0) {
+  /* Timed here, not an engine span: LangGraph also calls it for candidate
+   * nodes that turn out not to be triggered (None), which must not count
+   * as a call, and a span would cost two counter reads at COMPREHENSIVE for
+   * what is a few microseconds of channel reads (its resources fall to the
+   * enclosing span, the graph's loop). */
+  PyObject *sw = PyTuple_GET_ITEM(fast, F_SETUP);
+  if (!PyDict_Check(sw)) {
     return hook_slow(h, args, nargsf, kwnames);
   }
-  return hook_span((SessionObject *)PyTuple_GET_ITEM(fast, F_SESSION), id, h->orig, args,
-                   nargsf, kwnames);
+  long long t0 = hook_now_ns();
+  PyObject *res = PyObject_Vectorcall(h->orig, args, nargsf, kwnames);
+  if (res != NULL && res != Py_None) {
+    hook_add_wall(sw, name, hook_now_ns() - t0);
+  }
+  return res;
 }
 
 static PyObject *hook_run(HookObject *h, PyObject *rec, PyObject *fast, PyObject *const *args,

@@ -137,6 +137,7 @@ struct kfm__thread {
   uint64_t *vals;  /* [KFM_STACK_MAX][nm] metric values at enter */
   int64_t *cvals;  /* [KFM_STACK_MAX][nm] metric deltas of completed children */
   _Atomic(struct kfm__agg *) *blocks; /* [nblocks], each KFM__BLOCK_NODES aggs */
+  _Atomic uint32_t blocks_hi; /* blocks[blocks_hi..] are all NULL: loops stop there */
   struct kfm__edges nested, follows;
   struct kfm__ring ring;
   _Atomic uint64_t unbalanced;
@@ -160,6 +161,7 @@ struct kfm__bstat {
 };
 
 enum { KFM__CREATED = 0, KFM__RUNNING = 1, KFM__STOPPED = 2 };
+enum { KFM__SAMPLER_RUN = 0, KFM__SAMPLER_PARK = 1, KFM__SAMPLER_QUIT = 2 };
 
 struct kfm_session {
   uint64_t uid; /* unique over the process: tells a reused address apart */
@@ -201,6 +203,7 @@ struct kfm_session {
 
   /* data of exited threads, merged under lock */
   struct kfm__agg **retired; /* [nblocks] */
+  uint32_t retired_hi;       /* retired[retired_hi..] are all NULL */
   struct kfm__edges rnested, rfollows;
   uint64_t retired_unbalanced;
 
@@ -209,8 +212,15 @@ struct kfm_session {
 
   /* sampler */
   pthread_t sampler;
-  int sampler_running;
+  int sampler_running; /* the thread exists (it may be parked) */
   _Atomic int sampler_stop;
+  /* Between a stop and a restart the sampler thread parks instead of
+   * ending: a restarted run costs no thread creation and no join. */
+  pthread_mutex_t park_lock;
+  pthread_cond_t park_cv;
+  int park_cmd; /* KFM__SAMPLER_*, under park_lock */
+  int parked;   /* under park_lock */
+  int park_fired; /* under park_lock: the timer was fired to hurry the park */
   _Atomic int in_tick; /* the sampler is reading slots: retire waits (see sampler.c) */
   int timerfd;
   uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
@@ -294,8 +304,18 @@ int kfm__registry_init(kfm_session_t *s);
 void kfm__registry_free(kfm_session_t *s);
 
 /* sampler.c */
+/* Start (the first time) or resume (after a stop) the sampler thread. */
 int kfm__sampler_start(kfm_session_t *s);
+/* Asks the sampler thread to park and returns at once: waking a sleeping
+ * thread costs 20-100 us on these VMs, and nothing needs the sampler to be
+ * parked until its results are read or the session runs again. */
 void kfm__sampler_stop(kfm_session_t *s);
+/* Returns once a stopped sampler is parked: it reads and writes nothing
+ * more until resumed.  Called before reading sampler-written results of a
+ * stopped session, and before a restart clears them. */
+void kfm__sampler_wait(kfm_session_t *s);
+/* Ends and joins the thread (session destroy). */
+void kfm__sampler_quit(kfm_session_t *s);
 void kfm__sample_once(kfm_session_t *s, uint64_t now);
 
 /* export.c */

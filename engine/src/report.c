@@ -354,6 +354,9 @@ int kfm_session_report(kfm_session_t *s, kfm_report_t **out) {
     return KFM_EINVAL;
   }
   *out = NULL;
+  if (atomic_load(&s->state) == KFM__STOPPED) {
+    kfm__sampler_wait(s); /* a stopped session's report is exact */
+  }
   kfm_report_t *r = calloc(1, sizeof *r);
   if (r == NULL) {
     return KFM_ENOMEM;

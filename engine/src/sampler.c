@@ -189,19 +189,22 @@ static void sampler_rebind(kfm_session_t *s, const cpu_set_t *allowed) {
   memset(s->cpu_use, 0, s->ncpus * sizeof *s->cpu_use);
 }
 
-static void *sampler_main(void *arg) {
-  kfm_session_t *s = arg;
-  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-  prctl(PR_SET_NAME, (unsigned long)"kfm-sampler", 0, 0, 0);
-  cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
-    CPU_ZERO(&allowed);
-  }
-  KFM__ST(s->sampler_bound, -1);
-  if (s->cfg.sampler_cpu >= 0 && sampler_bind(s, s->cfg.sampler_cpu) == 0) {
-    /* A CPU that does not exist leaves the sampler unpinned (reported). */
-    KFM__ST(s->sampler_bound, s->cfg.sampler_cpu);
-  }
+/* The schedule of one run: absolute deadlines from a start taken now, so
+ * wake lateness is measured against the real schedule. */
+static int sampler_arm(kfm_session_t *s) {
+  uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
+  struct itimerspec its = {
+      .it_interval = {.tv_sec = (time_t)(period / 1000000000u), .tv_nsec = (long)(period % 1000000000u)},
+  };
+  s->sampler_base = kfm__mono_ns() + period;
+  its.it_value.tv_sec = (time_t)(s->sampler_base / 1000000000u);
+  its.it_value.tv_nsec = (long)(s->sampler_base % 1000000000u);
+  s->sampler_base -= period;
+  return timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* One run: ticks until stop. */
+static void sampler_run(kfm_session_t *s, const cpu_set_t *allowed) {
   uint64_t window = s->rate_hz >= 4 ? (uint64_t)(s->rate_hz / 2) : 2;
   uint64_t cpu0 = sampler_cpu_now();
   uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
@@ -231,7 +234,7 @@ static void *sampler_main(void *arg) {
     kfm__sample_once(s, kfm__now());
     kfm__drain_all(s, 0);
     if (s->cfg.sampler_cpu == KFM_SAMPLER_CPU_AUTO && wakes % window == window - 1) {
-      sampler_rebind(s, &allowed);
+      sampler_rebind(s, allowed);
     }
     /* A CPU-time read costs ~0.6 us here: refresh the figure every 64 wakes. */
     if ((++wakes & 63) == 0) {
@@ -239,6 +242,36 @@ static void *sampler_main(void *arg) {
     }
   }
   KFM__ST(s->sampler_cpu_ns, sampler_cpu_now() - cpu0);
+}
+
+static void *sampler_main(void *arg) {
+  kfm_session_t *s = arg;
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  prctl(PR_SET_NAME, (unsigned long)"kfm-sampler", 0, 0, 0);
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    CPU_ZERO(&allowed);
+  }
+  KFM__ST(s->sampler_bound, -1);
+  if (s->cfg.sampler_cpu >= 0 && sampler_bind(s, s->cfg.sampler_cpu) == 0) {
+    /* A CPU that does not exist leaves the sampler unpinned (reported). */
+    KFM__ST(s->sampler_bound, s->cfg.sampler_cpu);
+  }
+  for (;;) {
+    sampler_run(s, &allowed);
+    pthread_mutex_lock(&s->park_lock);
+    s->parked = 1;
+    pthread_cond_broadcast(&s->park_cv);
+    while (s->park_cmd == KFM__SAMPLER_PARK) {
+      pthread_cond_wait(&s->park_cv, &s->park_lock);
+    }
+    s->parked = 0;
+    int quit = s->park_cmd == KFM__SAMPLER_QUIT;
+    pthread_mutex_unlock(&s->park_lock);
+    if (quit) {
+      break;
+    }
+  }
   return NULL;
 }
 
@@ -246,23 +279,27 @@ int kfm__sampler_start(kfm_session_t *s) {
   if (s->rate_hz <= 0) {
     return 0;
   }
+  if (s->sampler_running) {
+    /* Parked since the last stop: a new schedule, then wake it. */
+    kfm__sampler_wait(s);
+    atomic_store(&s->sampler_stop, 0);
+    if (sampler_arm(s) != 0) {
+      return KFM_ETHREAD;
+    }
+    pthread_mutex_lock(&s->park_lock);
+    s->park_cmd = KFM__SAMPLER_RUN;
+    pthread_cond_broadcast(&s->park_cv);
+    pthread_mutex_unlock(&s->park_lock);
+    return 0;
+  }
   s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
   if (s->timerfd < 0) {
     return KFM_ETHREAD;
   }
-  uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
-  struct itimerspec its = {
-      .it_interval = {.tv_sec = (time_t)(period / 1000000000u), .tv_nsec = (long)(period % 1000000000u)},
-  };
-  /* Deadlines are counted from an absolute start taken here, before the
-   * thread exists, so wake lateness is measured against the real schedule. */
-  s->sampler_base = kfm__mono_ns() + period;
-  its.it_value.tv_sec = (time_t)(s->sampler_base / 1000000000u);
-  its.it_value.tv_nsec = (long)(s->sampler_base % 1000000000u);
-  s->sampler_base -= period;
   atomic_store(&s->sampler_stop, 0);
-  if (timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL) != 0 ||
-      pthread_create(&s->sampler, NULL, sampler_main, s) != 0) {
+  s->park_cmd = KFM__SAMPLER_RUN;
+  s->parked = 0;
+  if (sampler_arm(s) != 0 || pthread_create(&s->sampler, NULL, sampler_main, s) != 0) {
     close(s->timerfd);
     s->timerfd = -1;
     return KFM_ETHREAD;
@@ -275,10 +312,42 @@ void kfm__sampler_stop(kfm_session_t *s) {
   if (!s->sampler_running) {
     return;
   }
+  pthread_mutex_lock(&s->park_lock);
+  s->park_cmd = KFM__SAMPLER_PARK;
+  s->park_fired = 0;
+  pthread_mutex_unlock(&s->park_lock);
+  /* The sampler parks at its next tick; kfm__sampler_wait hurries it. */
   atomic_store_explicit(&s->sampler_stop, 1, memory_order_release);
-  /* Fire the timer now rather than waiting up to one period. */
-  struct itimerspec now = {.it_value = {.tv_sec = 0, .tv_nsec = 1}};
-  timerfd_settime(s->timerfd, 0, &now, NULL);
+}
+
+void kfm__sampler_wait(kfm_session_t *s) {
+  if (!s->sampler_running) {
+    return;
+  }
+  pthread_mutex_lock(&s->park_lock);
+  if (s->park_cmd == KFM__SAMPLER_PARK && !s->parked && !s->park_fired) {
+    /* Fire the timer now rather than waiting up to one period.  (A
+     * timerfd_settime costs ~9 us on these VMs: only when someone waits.) */
+    struct itimerspec now = {.it_value = {.tv_sec = 0, .tv_nsec = 1}};
+    timerfd_settime(s->timerfd, 0, &now, NULL);
+    s->park_fired = 1;
+  }
+  while (s->park_cmd == KFM__SAMPLER_PARK && !s->parked) {
+    pthread_cond_wait(&s->park_cv, &s->park_lock);
+  }
+  pthread_mutex_unlock(&s->park_lock);
+}
+
+void kfm__sampler_quit(kfm_session_t *s) {
+  if (!s->sampler_running) {
+    return;
+  }
+  kfm__sampler_stop(s);
+  kfm__sampler_wait(s);
+  pthread_mutex_lock(&s->park_lock);
+  s->park_cmd = KFM__SAMPLER_QUIT;
+  pthread_cond_broadcast(&s->park_cv);
+  pthread_mutex_unlock(&s->park_lock);
   pthread_join(s->sampler, NULL);
   close(s->timerfd);
   s->timerfd = -1;

@@ -247,7 +247,7 @@ static void thread_free(kfm_session_t *s, struct kfm__thread *t) {
   if (t == NULL) {
     return;
   }
-  for (uint32_t b = 0; b < s->nblocks; b++) {
+  for (uint32_t b = 0; b < KFM__LD(t->blocks_hi); b++) {
     free(atomic_load(&t->blocks[b]));
   }
   free(t->blocks);
@@ -315,10 +315,14 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
     KFM__ST(t->ring.dropped, 0);
     pthread_mutex_unlock(&s->drain_lock);
   }
-  for (uint32_t b = 0; b < s->nblocks; b++) {
+  uint32_t hi = KFM__LD(t->blocks_hi);
+  for (uint32_t b = 0; b < hi; b++) {
     struct kfm__agg *blk = atomic_load(&t->blocks[b]);
     if (blk == NULL) {
       continue;
+    }
+    if (b >= s->retired_hi) {
+      s->retired_hi = b + 1;
     }
     if (s->retired[b] == NULL) {
       s->retired[b] = blk; /* adopt: nothing to merge into yet */
@@ -330,6 +334,7 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
     }
     atomic_store(&t->blocks[b], NULL);
   }
+  KFM__ST(t->blocks_hi, 0);
   edges_merge(&s->rnested, &t->nested);
   edges_merge(&s->rfollows, &t->follows);
   edges_reset(&t->nested);
@@ -580,6 +585,9 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
       return kfm__err(s, KFM_ENOMEM, "out of memory for node aggregates");
     }
     atomic_store_explicit(&t->blocks[id / KFM__BLOCK_NODES], blk, memory_order_release);
+    if (id / KFM__BLOCK_NODES >= KFM__LD(t->blocks_hi)) {
+      KFM__ST(t->blocks_hi, id / KFM__BLOCK_NODES + 1);
+    }
   }
   struct kfm__agg *a = kfm__agg_at(s, blk, id);
   KFM__ST(a->count, KFM__LD(a->count) + 1);
@@ -898,6 +906,7 @@ static void session_free(kfm_session_t *s) {
   if (s == NULL) {
     return;
   }
+  kfm__sampler_quit(s);
   uint32_t n = atomic_load(&s->nslots);
   for (uint32_t i = 0; i < n; i++) {
     struct kfm__thread *t = s->slots[i];
@@ -914,7 +923,7 @@ static void session_free(kfm_session_t *s) {
     free(s->be[b].state);
   }
   if (s->retired) {
-    for (uint32_t b = 0; b < s->nblocks; b++) {
+    for (uint32_t b = 0; b < s->retired_hi; b++) {
       free(s->retired[b]);
     }
   }
@@ -941,6 +950,8 @@ static void session_free(kfm_session_t *s) {
   free(s->events);
   pthread_mutex_destroy(&s->lock);
   pthread_mutex_destroy(&s->drain_lock);
+  pthread_mutex_destroy(&s->park_lock);
+  pthread_cond_destroy(&s->park_cv);
   free(s);
 }
 
@@ -1017,6 +1028,8 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
   }
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->drain_lock, NULL);
+  pthread_mutex_init(&s->park_lock, NULL);
+  pthread_cond_init(&s->park_cv, NULL);
   s->rss_index = -1;
   s->srss_index = -1;
   atomic_init(&s->sampler_bound, -1);
@@ -1152,7 +1165,7 @@ static void session_clear(kfm_session_t *s) {
   uint32_t live = 0;
   for (uint32_t i = 0; i < nslots; i++) {
     struct kfm__thread *t = s->slots[i];
-    for (uint32_t b = 0; b < s->nblocks; b++) {
+    for (uint32_t b = 0; b < KFM__LD(t->blocks_hi); b++) {
       struct kfm__agg *blk = atomic_load(&t->blocks[b]);
       if (blk) {
         agg_block_clear(s, blk); /* kept: the next run's exits allocate nothing */
@@ -1172,10 +1185,11 @@ static void session_clear(kfm_session_t *s) {
     live += atomic_load(&t->state) == KFM__SLOT_LIVE;
   }
   s->threads_seen = live;
-  for (uint32_t b = 0; b < s->nblocks; b++) {
+  for (uint32_t b = 0; b < s->retired_hi; b++) {
     free(s->retired[b]);
     s->retired[b] = NULL;
   }
+  s->retired_hi = 0;
   edges_reset(&s->rnested);
   edges_reset(&s->rfollows);
   s->retired_unbalanced = 0;
@@ -1225,13 +1239,13 @@ int kfm_session_restart(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
   }
-  pthread_mutex_lock(&s->lock);
   int st = atomic_load(&s->state);
   if (st != KFM__STOPPED) {
-    pthread_mutex_unlock(&s->lock);
     return kfm__err(s, KFM_ESTATE, "restart: session is %s (stop it first)",
                     st == KFM__CREATED ? "not started" : "running");
   }
+  kfm__sampler_wait(s);
+  pthread_mutex_lock(&s->lock);
   session_clear(s);
   atomic_store(&s->state, KFM__RUNNING);
   pthread_mutex_unlock(&s->lock);
@@ -1247,7 +1261,7 @@ static int session_go(kfm_session_t *s, int from) {
     }
   }
   if (s->rate_hz > 0) {
-    /* Sample 0, taken here before the sampler thread exists: the state at
+    /* Sample 0, taken here before the sampler thread runs: the state at
      * start, and sampled values (proc's cache) current from the first
      * transition on rather than from session creation. */
     kfm__sample_once(s, kfm__now());

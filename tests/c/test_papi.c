@@ -703,6 +703,89 @@ static void test_foreign_close(void) {
   sess_close(&s);
 }
 
+/* Sessions counting the same events on one thread share its EventSet: both
+ * count, it is built once, stopped (others may count) when the last one
+ * closes, and started again, not rebuilt, for the next session. */
+struct shared_run {
+  struct session *s[3];
+  int rc;
+  uint64_t built[3];
+  double both[2], alone, again;
+  int other_start;
+};
+
+static void *shared_main(void *p) {
+  struct shared_run *r = p;
+  void *t[3];
+  uint64_t a[3][1], b[3][1];
+  for (int i = 0; i < 3; i++) {
+    t[i] = calloc(1, B.thread_state_size);
+  }
+  r->built[0] = kfm__papi_sets_built();
+  r->rc |= B.thread_open(r->s[0]->st, t[0]) | B.thread_open(r->s[1]->st, t[1]);
+  r->built[1] = kfm__papi_sets_built();
+  B.read(r->s[0]->st, t[0], a[0]);
+  B.read(r->s[1]->st, t[1], a[1]);
+  kfmk_busy_ms(10);
+  B.read(r->s[0]->st, t[0], b[0]);
+  B.read(r->s[1]->st, t[1], b[1]);
+  r->both[0] = (double)(b[0][0] - a[0][0]);
+  r->both[1] = (double)(b[1][0] - a[1][0]);
+  B.thread_close(r->s[0]->st, t[0]);
+  B.read(r->s[1]->st, t[1], a[1]);
+  kfmk_busy_ms(5);
+  B.read(r->s[1]->st, t[1], b[1]);
+  r->alone = (double)(b[1][0] - a[1][0]);
+  B.thread_close(r->s[1]->st, t[1]);
+  /* Unused now: stopped, so another EventSet may run on the thread. */
+  int es = PAPI_NULL;
+  if (PAPI_create_eventset(&es) == PAPI_OK &&
+      PAPI_add_named_event(es, "perf::TASK-CLOCK") == PAPI_OK) {
+    r->other_start = PAPI_start(es);
+    if (r->other_start == PAPI_OK) {
+      PAPI_stop(es, NULL);
+    }
+  }
+  PAPI_cleanup_eventset(es);
+  PAPI_destroy_eventset(&es);
+  r->rc |= B.thread_open(r->s[2]->st, t[2]);
+  r->built[2] = kfm__papi_sets_built();
+  B.read(r->s[2]->st, t[2], a[2]);
+  kfmk_busy_ms(5);
+  B.read(r->s[2]->st, t[2], b[2]);
+  r->again = (double)(b[2][0] - a[2][0]);
+  B.thread_close(r->s[2]->st, t[2]);
+  for (int i = 0; i < 3; i++) {
+    free(t[i]);
+  }
+  return NULL;
+}
+
+static void test_shared_eventset(void) {
+  struct session s[3];
+  struct shared_run r = {.s = {&s[0], &s[1], &s[2]}, .other_start = -1};
+  for (int i = 0; i < 3; i++) {
+    KT_OK(NULL, sess_open(&s[i], "perf::TASK-CLOCK", 0));
+  }
+  pthread_t th;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, shared_main, &r), 0);
+  pthread_join(th, NULL);
+  CU_ASSERT_EQUAL(r.rc, 0);
+  CU_ASSERT_EQUAL(r.built[1], r.built[0] + 1); /* one build for two sessions */
+  CU_ASSERT_EQUAL(r.built[2], r.built[1]);     /* the third reuses it */
+  KT_NEAR(r.both[0], 10 * NS_PER_MS, 0.25);
+  KT_NEAR(r.both[1], 10 * NS_PER_MS, 0.25);
+  KT_NEAR(r.alone, 5 * NS_PER_MS, 0.25);
+  KT_NEAR(r.again, 5 * NS_PER_MS, 0.25);
+  CU_ASSERT_EQUAL(r.other_start, PAPI_OK);
+  char *json = sess_json(&s[1]);
+  ASSERT_HAS(json, "\"thread_open_failures\":0");
+  free(json);
+  for (int i = 0; i < 3; i++) {
+    sess_close(&s[i]);
+  }
+}
+
 /* Other PAPI users in the process keep working after sessions close. */
 static void test_papi_left_usable(void) {
   int es = PAPI_NULL, rc;
@@ -801,6 +884,7 @@ int main(void) {
       {"4 threads each count their own task-clock", test_thread_attribution},
       {"second EventSet on a thread: zeros, counted", test_thread_open_failure},
       {"thread_close from another thread", test_foreign_close},
+      {"sessions with the same events share a thread's EventSet", test_shared_eventset},
       {"PAPI still usable by others after close", test_papi_left_usable},
 #ifdef KFM_TEST_REGISTERED_PAPI
       {"session: per-node counters, note, export", test_session},
