@@ -26,12 +26,15 @@ garbage collector is left as users have it (enabled).  "peer" on a Debugger
 line is pyinstrument's per-node cost and "ratio" the Debugger's divided by
 it (< 1: cheaper).
 
-Also reported: "python.debugger_run_fixed.<level>" (us per run: the profiled
-call minus the graph's own time inside it: restart, stop and bookkeeping)
-and "python.debugger_per_node.<graph>.comprehensive_no_state"
-(COMPREHENSIVE with state_tracking=False).
+Also reported: "python.debugger_run_fixed.<graph>.<level>" (us per run: the
+profiled call minus the graph's own time inside it: session restart, stop
+and bookkeeping), "python.debugger_per_node_in_run.<graph>.<level>" (the
+per-node cost without that fixed part: the graph's time inside the profiled
+run against the unprofiled run, paired the same way) and
+"python.debugger_per_node.<graph>.comprehensive_no_state" (COMPREHENSIVE
+with state_tracking=False, same Debugger).
 
-Environment: BENCH_PY_REPS (default 300).
+Environment: BENCH_PY_REPS (default 400).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ except ImportError as e:  # pragma: no cover
                       "error": f"cannot import: {e}"}))
     sys.exit(1)
 
-REPS = int(os.environ.get("BENCH_PY_REPS", "300"))
+REPS = int(os.environ.get("BENCH_PY_REPS", "400"))
 
 
 def progress(msg: str) -> None:
@@ -206,6 +209,12 @@ def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
         diffs = sorted((w - b0) / nodes / 1e3 for w, b0 in zip(walls[n], base))
         q = statistics.quantiles(diffs, n=4)
         per_node[n] = (statistics.median(diffs), q[0], q[2])
+    # The same without the run's fixed part (restart, stop, bookkeeping):
+    # the graph's time inside the profiled run against the unprofiled run.
+    in_run: dict[str, float] = {}
+    for n in dbgs:
+        inner = [w - f for w, f in zip(walls[n], fixed[n])]
+        in_run[n] = statistics.median((i - b0) / nodes / 1e3 for i, b0 in zip(inner, base))
     emit(f"python.graph_per_node.{label}", statistics.median(base) / nodes / 1e3, "us")
     pi = per_node.get("pyinstrument")
     peer = pi[0] if pi else None
@@ -222,9 +231,9 @@ def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
         if peer is not None and n != "comprehensive_no_state":
             extra.update(peer=peer, ratio=v / peer if peer > 0 else None)
         emit(f"python.debugger_per_node.{label}.{n}", v, "us", **extra)
-    if label == "chain20":
-        for n in dbgs:
-            emit(f"python.debugger_run_fixed.{n}", statistics.median(fixed[n]) / 1e3, "us")
+    for n in dbgs:
+        emit(f"python.debugger_per_node_in_run.{label}.{n}", in_run[n], "us")
+        emit(f"python.debugger_run_fixed.{label}.{n}", statistics.median(fixed[n]) / 1e3, "us")
 
 
 def main() -> int:

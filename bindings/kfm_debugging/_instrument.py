@@ -27,6 +27,10 @@ installed release, see tests/python/test_hooks.py which checks the names):
   nodes is one "(parallel)/state_update" span whose time is split among them
   by the number of writes each made).
 
+* Worker threads: ``_executor.get_executor_for_config`` gives LangGraph a new
+  thread pool per invoke.  When the Debugger lends pools (``reuse_threads``,
+  default at COMPREHENSIVE) it returns one of ``ThreadPools`` instead.
+
 Every span is one ``Session.call(id, fn, ...)`` (C: enter, call, exit even
 when fn raises); a transition the engine refuses is counted in
 ``Session.failures``, never raised into the graph.
@@ -92,6 +96,14 @@ def _engine_name(name: str) -> str:
 
 class Recorder:
     """Everything one profiled run records besides the engine's aggregates."""
+
+    # One is made per run, among the run's own cold caches: slots keep that
+    # to attribute stores, without an instance dict.
+    __slots__ = ("s", "call", "try_enter", "try_exit", "state_tracking", "_ids", "id_task",
+                 "id_setup", "id_compute", "id_update", "_lock", "async_wall", "errors",
+                 "interrupts", "shared_update_ns", "shared_update_calls", "post_ns", "cend",
+                 "_st_points", "state_ns", "_st_channels", "_st", "_st_bytes", "_st_items",
+                 "instrument_failures", "step", "pools", "setup_wall", "_fast", "warmup_id", "t0")
 
     def __init__(self, session: Any, state_tracking: bool, names: Any = (),
                  prev: Recorder | None = None) -> None:
@@ -704,6 +716,8 @@ def _apply_writes(*args: Any, **kwargs: Any) -> Any:
 
 def install() -> None:
     """Patch LangGraph's runner, task preparation and write application once."""
+    if _orig:  # every run calls this: no lock once installed
+        return
     with _install_lock:
         if _orig:
             return

@@ -1330,7 +1330,8 @@ static PyObject *Hook_vectorcall(PyObject *self, PyObject *const *args, size_t n
 static PyMethodDef Session_methods[] = {
     {"start", (PyCFunction)Session_start, METH_NOARGS, "Start sampling and accept transitions."},
     {"stop", (PyCFunction)Session_stop, METH_NOARGS,
-     "Stop: join the sampler, drain traces, write the configured export. Results stay readable."},
+     "Stop: the sampler parks, traces are drained, the configured export is written. "
+     "Results stay readable (and exact)."},
     {"restart", (PyCFunction)Session_restart, METH_NOARGS,
      "Run a stopped session again with its results cleared; registrations, backends and "
      "live threads' slots are kept. failures restarts from 0."},

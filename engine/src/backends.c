@@ -48,15 +48,23 @@ const struct kfm__backend *const kfm__builtin_backends[] = {
 };
 
 /* Probing may load libraries and costs milliseconds (PAPI_library_init is
- * 2.3 ms here), and its answer is a property of the process: it is done
- * once and kept, written under pthread_once and read-only afterwards. */
+ * 2.3 ms here, CUPTI loads the CUDA libraries), and its answer is a property
+ * of the process: each backend is probed once, when a session first wants it
+ * (or kfm_backend_probe asks), and the answer is kept.  A BASIC session so
+ * loads no counter or GPU library at all.  Written under probe_lock,
+ * published by probe_done's release store, read-only afterwards. */
 static char probe_reason[KFM__MAX_BACKENDS][256];
 static int probe_avail[KFM__MAX_BACKENDS];
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static _Atomic int probe_done[KFM__MAX_BACKENDS];
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void probe_all(void) {
+static void probe_one(size_t i) {
   kfm__clock_init();
-  for (size_t i = 0; kfm__builtin_backends[i] && i < KFM__MAX_BACKENDS; i++) {
+  if (atomic_load_explicit(&probe_done[i], memory_order_acquire)) {
+    return;
+  }
+  pthread_mutex_lock(&probe_lock);
+  if (!atomic_load_explicit(&probe_done[i], memory_order_relaxed)) {
     const struct kfm__backend *b = kfm__builtin_backends[i];
     probe_avail[i] = kfm__backend_probe(b, probe_reason[i], sizeof probe_reason[i]);
     if (probe_avail[i] && b->init && b->init() != 0) {
@@ -66,7 +74,9 @@ static void probe_all(void) {
     if (probe_avail[i] && probe_reason[i][0] == '\0') {
       snprintf(probe_reason[i], sizeof probe_reason[i], "available");
     }
+    atomic_store_explicit(&probe_done[i], 1, memory_order_release);
   }
+  pthread_mutex_unlock(&probe_lock);
 }
 
 size_t kfm_backend_count(void) {
@@ -78,15 +88,24 @@ size_t kfm_backend_count(void) {
 }
 
 int kfm__backend_status(size_t i, const char **reason) {
-  pthread_once(&probe_once, probe_all);
+  probe_one(i);
+  *reason = probe_reason[i];
+  return probe_avail[i];
+}
+
+int kfm__backend_probed(size_t i, const char **reason) {
+  kfm__clock_init();
+  if (!atomic_load_explicit(&probe_done[i], memory_order_acquire)) {
+    return -1;
+  }
   *reason = probe_reason[i];
   return probe_avail[i];
 }
 
 int kfm__backend_status_override(const char *name, int available, const char *reason) {
-  pthread_once(&probe_once, probe_all);
   for (size_t i = 0; kfm__builtin_backends[i] && i < KFM__MAX_BACKENDS; i++) {
     if (strcmp(kfm__builtin_backends[i]->name, name) == 0) {
+      probe_one(i);
       probe_avail[i] = available;
       snprintf(probe_reason[i], sizeof probe_reason[i], "%s", reason);
       return 0;

@@ -81,9 +81,10 @@ struct kfm__edge_slot {
 #define KFM__EDGE_EMPTY UINT64_MAX
 struct kfm__edges {
   uint32_t mask; /* capacity - 1, capacity a power of two */
-  _Atomic uint32_t nkeys; /* keys inserted: a reset of an unused table is free */
+  _Atomic uint32_t nkeys; /* keys inserted */
   _Atomic uint64_t dropped;
   struct kfm__edge_slot *slot;
+  uint32_t *used; /* [nkeys] slot index of each key: a reset touches only those */
 };
 
 struct kfm__frame {
@@ -221,6 +222,8 @@ struct kfm_session {
   int park_cmd; /* KFM__SAMPLER_*, under park_lock */
   int parked;   /* under park_lock */
   int park_fired; /* under park_lock: the timer was fired to hurry the park */
+  int timer_periodic; /* under park_lock: the run's schedule is still armed */
+  int resync;         /* under park_lock: resumed on that schedule (sampler_run) */
   _Atomic int in_tick; /* the sampler is reading slots: retire waits (see sampler.c) */
   int timerfd;
   uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
@@ -269,7 +272,10 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len);
 int kfm__backend_known(const char *name);
 
 /* backends.c */
+/* Probes builtin backend i if not done yet; 1 available, 0 not (why in *reason). */
 int kfm__backend_status(size_t i, const char **reason);
+/* The same without probing: -1 when backend i was never probed. */
+int kfm__backend_probed(size_t i, const char **reason);
 /* Tests only: set the cached probe answer of a backend, e.g. after a test
  * injected a symbol table that makes a GPU library usable.  Not thread-safe
  * against sessions being created meanwhile. */

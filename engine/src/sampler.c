@@ -200,7 +200,17 @@ static int sampler_arm(kfm_session_t *s) {
   its.it_value.tv_sec = (time_t)(s->sampler_base / 1000000000u);
   its.it_value.tv_nsec = (long)(s->sampler_base % 1000000000u);
   s->sampler_base -= period;
+  s->timer_periodic = 1;
   return timerfd_settime(s->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Replaces the periodic schedule by one expiry now, to wake the sampler.
+ * Caller holds park_lock. */
+static void sampler_fire(kfm_session_t *s) {
+  struct itimerspec now = {.it_value = {.tv_sec = 0, .tv_nsec = 1}};
+  timerfd_settime(s->timerfd, 0, &now, NULL);
+  s->timer_periodic = 0;
+  s->park_fired = 1;
 }
 
 /* One run: ticks until stop. */
@@ -210,6 +220,11 @@ static void sampler_run(kfm_session_t *s, const cpu_set_t *allowed) {
   uint64_t period = (uint64_t)llround(1e9 / s->rate_hz);
   uint64_t base = s->sampler_base;
   uint64_t ticks = 0, wakes = 0;
+  /* Resumed on a schedule that kept running while parked: the first read
+   * returns the expiries of the pause at once.  It only realigns the tick
+   * count (no sample, no lateness, no missed ticks); the run's first
+   * sample was taken by the restart itself. */
+  int resync = s->resync;
   for (;;) {
     uint64_t exp;
     ssize_t n = read(s->timerfd, &exp, sizeof exp);
@@ -221,6 +236,12 @@ static void sampler_run(kfm_session_t *s, const cpu_set_t *allowed) {
         continue;
       }
       break;
+    }
+    if (resync) {
+      resync = 0;
+      uint64_t t = kfm__mono_ns();
+      ticks = t > base ? (t - base) / period : 0;
+      continue;
     }
     ticks += exp;
     if (exp > 1) {
@@ -280,13 +301,17 @@ int kfm__sampler_start(kfm_session_t *s) {
     return 0;
   }
   if (s->sampler_running) {
-    /* Parked since the last stop: a new schedule, then wake it. */
+    /* Parked since the last stop: wake it, on the schedule that kept
+     * running if nothing fired the timer (re-arming costs a
+     * timerfd_settime, 10-30 us on these VMs), else on a new one. */
     kfm__sampler_wait(s);
     atomic_store(&s->sampler_stop, 0);
-    if (sampler_arm(s) != 0) {
+    pthread_mutex_lock(&s->park_lock);
+    s->resync = s->timer_periodic;
+    if (!s->timer_periodic && sampler_arm(s) != 0) {
+      pthread_mutex_unlock(&s->park_lock);
       return KFM_ETHREAD;
     }
-    pthread_mutex_lock(&s->park_lock);
     s->park_cmd = KFM__SAMPLER_RUN;
     pthread_cond_broadcast(&s->park_cv);
     pthread_mutex_unlock(&s->park_lock);
@@ -299,6 +324,7 @@ int kfm__sampler_start(kfm_session_t *s) {
   atomic_store(&s->sampler_stop, 0);
   s->park_cmd = KFM__SAMPLER_RUN;
   s->parked = 0;
+  s->resync = 0;
   if (sampler_arm(s) != 0 || pthread_create(&s->sampler, NULL, sampler_main, s) != 0) {
     close(s->timerfd);
     s->timerfd = -1;
@@ -315,9 +341,16 @@ void kfm__sampler_stop(kfm_session_t *s) {
   pthread_mutex_lock(&s->park_lock);
   s->park_cmd = KFM__SAMPLER_PARK;
   s->park_fired = 0;
-  pthread_mutex_unlock(&s->park_lock);
-  /* The sampler parks at its next tick; kfm__sampler_wait hurries it. */
   atomic_store_explicit(&s->sampler_stop, 1, memory_order_release);
+  /* At 1 kHz and faster the sampler parks at its next tick, within a
+   * millisecond: nothing to pay here.  Slower, a result read or a restart
+   * soon after would wait for the wake; so the timer is fired now (one
+   * timerfd_settime, ~9 us here) and the thread parks while the caller
+   * goes on.  kfm__sampler_wait fires it if nobody did. */
+  if (s->rate_hz < 1000.0) {
+    sampler_fire(s);
+  }
+  pthread_mutex_unlock(&s->park_lock);
 }
 
 void kfm__sampler_wait(kfm_session_t *s) {
@@ -326,11 +359,7 @@ void kfm__sampler_wait(kfm_session_t *s) {
   }
   pthread_mutex_lock(&s->park_lock);
   if (s->park_cmd == KFM__SAMPLER_PARK && !s->parked && !s->park_fired) {
-    /* Fire the timer now rather than waiting up to one period.  (A
-     * timerfd_settime costs ~9 us on these VMs: only when someone waits.) */
-    struct itimerspec now = {.it_value = {.tv_sec = 0, .tv_nsec = 1}};
-    timerfd_settime(s->timerfd, 0, &now, NULL);
-    s->park_fired = 1;
+    sampler_fire(s); /* rather than waiting up to one period */
   }
   while (s->park_cmd == KFM__SAMPLER_PARK && !s->parked) {
     pthread_cond_wait(&s->park_cv, &s->park_lock);

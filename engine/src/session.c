@@ -125,7 +125,12 @@ void kfm__agg_merge(const kfm_session_t *s, struct kfm__agg *d, const struct kfm
 
 int kfm__edges_init(struct kfm__edges *e, uint32_t capacity) {
   e->slot = malloc(capacity * sizeof *e->slot);
-  if (e->slot == NULL) {
+  e->used = malloc(capacity * sizeof *e->used);
+  if (e->slot == NULL || e->used == NULL) {
+    free(e->slot);
+    free(e->used);
+    e->slot = NULL;
+    e->used = NULL;
     return KFM_ENOMEM;
   }
   e->mask = capacity - 1;
@@ -140,7 +145,9 @@ int kfm__edges_init(struct kfm__edges *e, uint32_t capacity) {
 
 void kfm__edges_free(struct kfm__edges *e) {
   free(e->slot);
+  free(e->used);
   e->slot = NULL;
+  e->used = NULL;
 }
 
 /* Single writer per table.  Bounded probing keeps the hot path bounded: a
@@ -156,15 +163,20 @@ void kfm__edges_add(struct kfm__edges *e, uint64_t key, uint64_t n) {
     if (k == KFM__EDGE_EMPTY) {
       KFM__ST(e->slot[i].count, n);
       atomic_store_explicit(&e->slot[i].key, key, memory_order_release);
-      KFM__ST(e->nkeys, KFM__LD(e->nkeys) + 1);
+      uint32_t n = KFM__LD(e->nkeys);
+      e->used[n] = i; /* n <= mask: each key takes one slot */
+      KFM__ST(e->nkeys, n + 1);
       return;
     }
   }
   KFM__ST(e->dropped, KFM__LD(e->dropped) + n);
 }
 
+/* Caller: src's writer is quiet (its thread retiring, or gone). */
 static void edges_merge(struct kfm__edges *dst, const struct kfm__edges *src) {
-  for (uint32_t i = 0; i <= src->mask; i++) {
+  uint32_t n = KFM__LD(src->nkeys);
+  for (uint32_t u = 0; u < n; u++) {
+    uint32_t i = src->used[u];
     uint64_t k = atomic_load_explicit(&src->slot[i].key, memory_order_acquire);
     if (k != KFM__EDGE_EMPTY) {
       kfm__edges_add(dst, k, KFM__LD(src->slot[i].count));
@@ -174,15 +186,13 @@ static void edges_merge(struct kfm__edges *dst, const struct kfm__edges *src) {
 }
 
 static void edges_reset(struct kfm__edges *e) {
-  if (KFM__LD(e->nkeys) == 0) {
-    KFM__ST(e->dropped, 0);
-    return;
-  }
-  KFM__ST(e->nkeys, 0);
-  for (uint32_t i = 0; i <= e->mask; i++) {
+  uint32_t n = KFM__LD(e->nkeys);
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = e->used[k];
     KFM__ST(e->slot[i].key, KFM__EDGE_EMPTY);
     KFM__ST(e->slot[i].count, 0);
   }
+  KFM__ST(e->nkeys, 0);
   KFM__ST(e->dropped, 0);
 }
 
@@ -798,13 +808,17 @@ static int session_open_backends(kfm_session_t *s) {
     struct kfm__bstat *st = &s->bstat[s->nbstat++];
     st->name = b->name;
     const char *reason;
-    st->available = kfm__backend_status(i, &reason);
     int wanted = session_wants(s, b);
     if (!wanted) {
-      snprintf(st->reason, sizeof st->reason, "%s (not selected at level %s)", reason,
-               kfm_level_name(s->cfg.level));
+      /* Not probed for it: a session that does not use a backend does not
+       * load its library.  An earlier probe's answer is shown if there is one. */
+      int a = kfm__backend_probed(i, &reason);
+      st->available = a > 0;
+      snprintf(st->reason, sizeof st->reason, "%s (not selected at level %s)",
+               a < 0 ? "not probed" : reason, kfm_level_name(s->cfg.level));
       continue;
     }
+    st->available = kfm__backend_status(i, &reason);
     if (!st->available) {
       snprintf(st->reason, sizeof st->reason, "%s", reason);
       continue;

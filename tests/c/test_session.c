@@ -420,6 +420,7 @@ static void test_restart(void) {
   pthread_barrier_wait(&w.done);
   CU_ASSERT_EQUAL_FATAL(pthread_create(&sl, NULL, short_lived, &w), 0);
   pthread_join(sl, NULL);
+  kfmk_sleep_ms(30); /* ~30 samples at 1 kHz, which run 2 must not inherit */
   KT_OK(s, kfm_enter(s, a)); /* left open across the restart */
   KT_OK(s, kfm_session_stop(s));
   kfm_report_t *r;
@@ -433,6 +434,15 @@ static void test_restart(void) {
   kfm_report_summary(r, &sum);
   CU_ASSERT_EQUAL(sum.threads, 3);
   CU_ASSERT_EQUAL(sum.events, 2 * (5 + 3 + 2) + 1);
+  CU_ASSERT(sum.samples >= 20);
+  kfm_report_free(r);
+  /* Stopped means stopped: the parked sampler adds nothing later. */
+  kfmk_sleep_ms(5);
+  kfm_summary_t later;
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &later);
+  CU_ASSERT_EQUAL(later.samples, sum.samples);
+  CU_ASSERT_EQUAL(later.sampler_cpu_ns, sum.sampler_cpu_ns);
   kfm_report_free(r);
 
   /* Run 2 on the same session: only run 2's figures. */
@@ -464,13 +474,38 @@ static void test_restart(void) {
   /* Main and the worker kept their slots; the ended thread is gone. */
   CU_ASSERT_EQUAL(sum.threads, 2);
   CU_ASSERT(sum.samples >= 1); /* sample 0, taken at restart */
+  CU_ASSERT(sum.samples < later.samples); /* run 1's samples are gone */
   kfm_sample_t smp;
   KT_OK(s, kfm_report_sample(r, 0, &smp));
   CU_ASSERT(smp.t_ns < 5e6); /* times count from the restart */
   CU_ASSERT(sum.wall_ns < 1e9);
   kfm_report_free(r);
+
   pthread_barrier_destroy(&w.go);
   pthread_barrier_destroy(&w.done);
+  kfm_session_destroy(s);
+}
+
+/* After a pause the sampler resumes its schedule: the ticks that passed
+ * while it was parked are neither samples nor missed ticks. */
+static void test_restart_resumes_schedule(void) {
+  kfm_session_t *s = new_session("level=basic,rate=1000");
+  kfm_report_t *r;
+  kfm_summary_t sum;
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_session_stop(s));
+  kfmk_sleep_ms(20);
+  KT_OK(s, kfm_session_restart(s));
+  kfmk_sleep_ms(30);
+  KT_OK(s, kfm_session_stop(s));
+  KT_OK(s, kfm_session_report(s, &r));
+  kfm_report_summary(r, &sum);
+  printf("\n    %llu samples, %llu missed in 30 ms at 1 kHz", (unsigned long long)sum.samples,
+         (unsigned long long)sum.sampler_missed);
+  /* Sample 0 plus one per millisecond of the run: none from the pause. */
+  CU_ASSERT(sum.samples >= 20 && (double)sum.samples <= sum.wall_ns / 1e6 + 2);
+  CU_ASSERT(sum.sampler_missed < 10);
+  kfm_report_free(r);
   kfm_session_destroy(s);
 }
 
@@ -486,6 +521,7 @@ int main(void) {
       {"an open node is reported active", test_open_node_is_active},
       {"two sessions on one thread; stale slot after destroy", test_two_sessions_one_thread},
       {"restart: a second run with only its own figures, threads kept", test_restart},
+      {"restart after a pause: the sampler's schedule resumes", test_restart_resumes_schedule},
       {NULL, NULL},
   };
   return kt_run("session", cases);

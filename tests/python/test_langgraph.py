@@ -458,3 +458,33 @@ def test_each_run_reports_only_itself(level: ProfilingLevel) -> None:
     assert d.get_node_timing()["slow"].calls == 1
     d.close()
     assert d._last is None
+
+
+def test_reuse_threads_same_results_same_workers() -> None:
+    g = parallel_graph(0.001)
+    base = g.invoke({"input": "y"})
+    d = Debugger(g, profiling_level=ProfilingLevel.COMPREHENSIVE)  # lends pools by default
+    seen = []
+    for _ in range(3):
+        out = d.run({"input": "y"})
+        assert out["out"] == base["out"] and sorted(out["results"]) == sorted(base["results"])
+        seen.append(frozenset(out["threads"]))
+        t = d.get_node_timing()
+        assert t["left"].calls == 1 and t["right"].calls == 1
+    assert seen[0] == seen[1] == seen[2]  # the same workers from run to run
+    assert d.engine_report()["summary"]["unbalanced"] == 0
+    workers = set(seen[0])
+    d.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and workers & {t.ident for t in threading.enumerate()}:
+        time.sleep(0.01)
+    assert not workers & {t.ident for t in threading.enumerate()}  # they ended with close()
+    # Off below COMPREHENSIVE and when asked; a bad value is refused.
+    b = Debugger(g, profiling_level=ProfilingLevel.BASIC)
+    b.run({"input": "y"})
+    assert b._pools is None
+    c = Debugger(g, profiling_level=ProfilingLevel.COMPREHENSIVE, reuse_threads=False)
+    c.run({"input": "y"})
+    assert c._pools is None
+    with pytest.raises(TypeError, match="reuse_threads must be True, False or None"):
+        Debugger(g, reuse_threads="yes")

@@ -147,8 +147,11 @@ KFM_EXPORT int kfm_session_create_str(kfm_session_t **out, const char *config);
 /** Start sampling and accept transitions.  KFM_ESTATE if already started. */
 KFM_EXPORT int kfm_session_start(kfm_session_t *s);
 /**
- * Stop: joins the sampler, drains traces, writes the configured export.
- * Results stay readable.  KFM_ESTATE if not running.
+ * Stop: transitions are refused from now on, traces are drained and the
+ * configured export is written.  The sampler thread parks (it is kept for
+ * kfm_session_restart and ended by destroy); reading results waits for
+ * its last tick, so a stopped session's results are exact.  KFM_ESTATE if
+ * not running.
  */
 KFM_EXPORT int kfm_session_stop(kfm_session_t *s);
 /**
