@@ -10,6 +10,10 @@
  *
  * What is measured, and how:
  *
+ *  - Short-lived threads ("thread.short_lived_<level>"): a thread that
+ *    makes 3 pairs on 3 nodes and ends, against the same thread making no
+ *    kfm call ("floor"): slot, first aggregate block, backend set-up (at
+ *    COMPREHENSIVE the thread's counter EventSet) and the fold at exit.
  *  - Hot path.  Cost of one kfm_enter(s,id) + kfm_exit(s,id) pair on one
  *    node, for each level with the sampler off ("level=X,rate=off"; the
  *    comprehensive one is "pair.comprehensive_rate_off"), then at basic
@@ -294,6 +298,68 @@ static kfm_session_t *kfm_open(const char *config, kfm_node_id_t *id, char *why,
     return NULL;
   }
   return s;
+}
+
+/*
+ * A thread that starts, makes 3 pairs on 3 nodes and ends: what kfm adds to
+ * it (its slot, first aggregate block, backend set-up such as a counter
+ * EventSet, and the fold at exit), next to the same thread making no kfm
+ * call.  Created and joined one at a time; medians of interleaved rounds.
+ */
+struct slt {
+  kfm_session_t *s;
+  kfm_node_id_t ids[3];
+  int use, rc;
+};
+
+static void *slt_main(void *p) {
+  struct slt *t = p;
+  for (int i = 0; t->use && i < 3; i++) {
+    int rc = kfm_enter(t->s, t->ids[i]);
+    rc = rc ? rc : kfm_exit(t->s, t->ids[i]);
+    t->rc = t->rc ? t->rc : rc;
+  }
+  return NULL;
+}
+
+static void short_lived_threads(const char *name, const char *config) {
+  char why[512];
+  struct slt t = {0};
+  t.s = kfm_open(config, &t.ids[0], why, sizeof why);
+  if (t.s == NULL) {
+    emit_missing(name, "us", "error", why);
+    bench_failed = 1;
+    return;
+  }
+  kfm_node_register(t.s, "bench.node2", &t.ids[1]);
+  kfm_node_register(t.s, "bench.node3", &t.ids[2]);
+  enum { ROUNDS = 15, PER = 20 };
+  double with[ROUNDS], bare[ROUNDS];
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int use = 0; use < 2; use++) {
+      t.use = (r + use) % 2;
+      double t0 = now_ns();
+      for (int i = 0; i < PER; i++) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, slt_main, &t) != 0) {
+          t.rc = KFM_ETHREAD;
+          break;
+        }
+        pthread_join(th, NULL);
+      }
+      (t.use ? with : bare)[r] = (now_ns() - t0) / PER / 1e3;
+    }
+  }
+  kfm_session_destroy(t.s);
+  if (t.rc != 0) {
+    snprintf(why, sizeof why, "%s: a transition failed: %s", config, kfm_strerror(t.rc));
+    emit_missing(name, "us", "error", why);
+    bench_failed = 1;
+    return;
+  }
+  double w = median(with, ROUNDS), b = median(bare, ROUNDS);
+  progress("%s: thread with 3 pairs %.1f us, bare thread %.1f us", config, w, b);
+  emit(name, w - b, "us added per thread", "floor", b, NULL, 0);
 }
 
 /* n enter/exit pairs; returns the first error code, 0 when all succeeded. */
@@ -1305,6 +1371,12 @@ int main(int argc, char **argv) {
   memory_growth("memory.per_1m_transitions_basic", config);
   snprintf(config, sizeof config, "level=detailed,trace=on,sampler_cpu=%d", bench_side_cpu);
   memory_growth("memory.per_1m_transitions_detailed", config);
+
+  /* Threads that live for a few transitions (thread pools that come and go). */
+  snprintf(config, sizeof config, "level=basic,sampler_cpu=%d", bench_side_cpu);
+  short_lived_threads("thread.short_lived_basic", config);
+  snprintf(config, sizeof config, "level=comprehensive,sampler_cpu=%d", bench_side_cpu);
+  short_lived_threads("thread.short_lived_comprehensive", config);
 
   /* Sampler cost against the bare loop. */
   sampler_share(1000, "sampler.cpu_share_1khz", "sampler.late_p99_1khz");

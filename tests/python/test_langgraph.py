@@ -433,10 +433,10 @@ def test_each_run_reports_only_itself(level: ProfilingLevel) -> None:
         return {}
 
     d = Debugger(chain(("a", lambda s: {}), ("slow", slow)).compile(), profiling_level=level)
-    d.run({"x": 1})
+    d.run({"n": 1})
     first = d.get_node_timing()
     s1 = d._last.session
-    d.run({"x": 1})
+    d.run({"n": 1})
     second = d.get_node_timing()
     assert d._last.session is s1  # restarted, not recreated
     for name in ("a", "slow"):
@@ -453,7 +453,7 @@ def test_each_run_reports_only_itself(level: ProfilingLevel) -> None:
     # Another level: a session of that level, the old one is freed.
     d.enable_profiling(ProfilingLevel.BASIC if level != ProfilingLevel.BASIC
                        else ProfilingLevel.STANDARD)
-    d.run({"x": 1})
+    d.run({"n": 1})
     assert d._last.session is not s1 and s1.closed
     assert d.get_node_timing()["slow"].calls == 1
     d.close()
@@ -488,3 +488,37 @@ def test_reuse_threads_same_results_same_workers() -> None:
     assert c._pools is None
     with pytest.raises(TypeError, match="reuse_threads must be True, False or None"):
         Debugger(g, reuse_threads="yes")
+
+
+def test_concurrent_runs_of_one_debugger() -> None:
+    """Two threads running the same Debugger at once: the second run gets a
+    session of its own (the reused one is busy), both results are right."""
+
+    def slow(s: dict) -> dict:
+        time.sleep(0.05)
+        return {"n": s["n"] + 1}
+
+    d = Debugger(chain(("slow", slow), ("b", lambda s: {"n": s["n"] * 10})).compile(),
+                 profiling_level=ProfilingLevel.STANDARD)
+    d.run({"n": 0})  # the reused session exists before the race
+    out: dict[int, Any] = {}
+    errs: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            out[i] = d.run({"n": i})
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errs.append(e)
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in (1, 2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs
+    assert out[1]["n"] == 20 and out[2]["n"] == 30
+    t = d.get_node_timing()
+    assert t["slow"].calls == 1 and t["b"].calls == 1  # the last run to finish, alone
+    assert d.engine_report()["summary"]["unbalanced"] == 0
+    d.run({"n": 5})
+    assert d.get_node_timing()["slow"].calls == 1
