@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ALL_LEVELS, DET_LEVELS, MEM_LEVELS, SLACK, chain
+from conftest import ALL_LEVELS, DET_LEVELS, MEM_LEVELS, RSS_EXACT, SLACK, chain
 from kfm_debugging import Debugger, ProfilingLevel, state_size
 
 MiB = 1024 * 1024
@@ -56,6 +56,7 @@ def test_sleep_30ms_attributed(level: ProfilingLevel) -> None:
 _KEEP: list[Any] = []
 
 
+@RSS_EXACT
 @pytest.mark.parametrize("level", MEM_LEVELS, ids=lambda lv: lv.name)
 def test_50mb_retained_attributed(level: ProfilingLevel) -> None:
     def hog(s: dict) -> dict:
