@@ -82,6 +82,9 @@ class ProfilingLevel(enum.IntEnum):
 # Result types
 
 
+_LEVEL_NAMES = {lv: lv.name for lv in ProfilingLevel}  # enum .name is a descriptor call
+
+
 @dataclass
 class NodeTiming:
     """Time of one node over the run, in milliseconds."""
@@ -157,6 +160,9 @@ class StateImpact:
 
 class _RunData:
     """A finished run: the engine report and what the recorder kept."""
+
+    __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
+                 "_metric_names", "_events", "_samples", "_acts")
 
     def __init__(self, level: ProfilingLevel, session: Session, rec: Recorder, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -482,10 +488,11 @@ class Debugger:
                 self._drop_engine()
                 self._eng = (key, s, rec)
         # The engine sets up a thread on its first transition in a session
-        # (counters, buffers: 30 us at BASIC to 0.2-0.9 ms at COMPREHENSIVE).
+        # (counters, buffers: 2 us at BASIC to 0.5 ms at COMPREHENSIVE).
         # Doing it here for the calling thread keeps that out of the graph's
-        # measured time and out of its first node; LangGraph's pool threads
-        # are new each run and still pay it inside the run.
+        # measured time and out of its first node; LangGraph's pool threads,
+        # unless pools are lent (reuse_threads), are new each run and still
+        # pay it inside the run.
         if s.try_enter(rec.warmup_id):
             s.try_exit(rec.warmup_id)
         rec.pools = self._lend_pools()
@@ -504,10 +511,11 @@ class Debugger:
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
         total_ms = (wall - rec.state_ns) / 1e6
-        self.history.append({"total_ms": total_ms, "level": self._level.name, "mode": mode,
+        level = _LEVEL_NAMES[self._level]
+        self.history.append({"total_ms": total_ms, "level": level, "mode": mode,
                              "error": None if error is None else type(error).__name__})
         if log.isEnabledFor(logging.INFO):
-            log.info("run (%s, %s): %.2f ms, %d nodes%s", mode, self._level.name, total_ms,
+            log.info("run (%s, %s): %.2f ms, %d nodes%s", mode, level, total_ms,
                      len(_user_nodes(self._last)),
                      "" if error is None else f", raised {type(error).__name__}")
 
