@@ -156,7 +156,8 @@ class Recorder:
         # timed in the hooks, not an engine span (see hook_prep).
         self.setup_wall: dict[str, list[int]] = {}
         self._fast = (session, self.id_task, self.setup_wall, self.id_compute, self.id_update,
-                      self.cend, self.post_ns, bool(state_tracking))
+                      self.cend, self.post_ns, bool(state_tracking), self.shared_update_ns,
+                      self.shared_update_calls)
         # Names known before the run (the graph's nodes, the previous run's
         # names) are registered now, outside the graph's own time.
         for n in names:

@@ -457,7 +457,7 @@ class Debugger:
     def _known_names(self) -> list[str]:
         """Node names to register before a run: the graph's own nodes and
         every name the previous run met (subgraph paths, Send targets)."""
-        names = [GRAPH]
+        names = [GRAPH, _instrument.LOOP, PARALLEL]
         try:
             names.extend(n for n in self.graph.nodes if isinstance(n, str))
         except Exception:  # noqa: BLE001 - a Pregel without a nodes mapping

@@ -861,7 +861,7 @@ static PyTypeObject SessionType;
  *
  * The recorder exposes one tuple, Recorder._fast:
  *   (session, id_task, setup_wall, id_compute, id_update, cend, post_ns,
- *    state_tracking)
+ *    state_tracking, shared_update_ns, shared_update_calls)
  * with name -> engine id dicts per span kind, setup_wall (name -> [count,
  * wall ns] of the node's task preparations: see hook_prep), cend (task checkpoint_ns ->
  * perf_counter_ns when its function returned) and post_ns (name -> ns from
@@ -870,7 +870,10 @@ static PyTypeObject SessionType;
  */
 
 enum { HOOK_PREP = 0, HOOK_RUN = 1, HOOK_STEP = 2, HOOK_APPLY = 3 };
-enum { F_SESSION, F_TASK, F_SETUP, F_COMPUTE, F_UPDATE, F_CEND, F_POST, F_TRACKING, F_N };
+enum {
+  F_SESSION, F_TASK, F_SETUP, F_COMPUTE, F_UPDATE, F_CEND, F_POST, F_TRACKING, F_SHNS, F_SHCALLS,
+  F_N
+};
 
 typedef struct {
   PyObject_HEAD
@@ -886,7 +889,7 @@ typedef struct {
 /* Interned attribute and key names, created at module init. */
 static PyObject *str_fast, *str_proc, *str_config, *str_name, *str_configurable,
     *str_checkpoint_ns, *str_for_execution, *str_record_exception, *str_after_apply,
-    *str_pregel_pull;
+    *str_pregel_pull, *str_writes, *str_loop, *str_parallel;
 
 static long long hook_now_ns(void) {
   struct timespec ts;
@@ -1227,6 +1230,119 @@ static PyObject *hook_step(HookObject *h, PyObject *rec, PyObject *fast, PyObjec
   return res;
 }
 
+/* d[key] = d.get(key, 0.0) + add (floats); errors cleared. */
+static void hook_add_float(PyObject *d, PyObject *key, double add) {
+  PyObject *v = PyDict_GetItemWithError(d, key);
+  double cur = v != NULL ? PyFloat_AsDouble(v) : 0.0;
+  PyObject *nv = PyErr_Occurred() ? NULL : PyFloat_FromDouble(cur + add);
+  if (nv == NULL || PyDict_SetItem(d, key, nv) < 0) {
+    PyErr_Clear();
+  }
+  Py_XDECREF(nv);
+}
+
+#define HOOK_MANY_MAX 32
+
+/*
+ * A superstep of several tasks (parallel branches, a Send fan-out) or of
+ * none but LangGraph's own (input and bookkeeping writes), with state
+ * tracking off: what _instrument._apply_writes does, without its Python
+ * frames.  One state_update span: the node's own when one user node wrote,
+ * "__loop__" when none did, "(parallel)" otherwise, whose time is shared
+ * among the nodes by the number of writes each made.  Sets *handled = 0
+ * (and calls nothing) when the Python path must take it: subgraph tasks,
+ * names not registered yet, more than HOOK_MANY_MAX distinct nodes.
+ */
+static PyObject *hook_apply_many(HookObject *h, PyObject *fast, PyObject *tasks,
+                                 PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                                 int *handled) {
+  PyObject *names[HOOK_MANY_MAX];
+  long long w[HOOK_MANY_MAX];
+  int nn = 0, nuser = 0, ok = 1;
+  PyObject *user = NULL;
+  *handled = 0;
+  PyObject *it = PyObject_GetIter(tasks);
+  PyObject *task;
+  while (ok && it != NULL && (task = PyIter_Next(it)) != NULL) {
+    PyObject *config = PyObject_GetAttr(task, str_config);
+    PyObject *name = PyObject_GetAttr(task, str_name);
+    PyObject *writes = PyObject_GetAttr(task, str_writes);
+    PyObject *ns = hook_config_ns(config);
+    Py_ssize_t nw = writes != NULL ? PyObject_Length(writes) : -1;
+    ok = (ns == NULL || !hook_nested(ns)) && name != NULL && PyUnicode_Check(name) && nw >= 0;
+    int i = 0;
+    for (; ok && i < nn; i++) {
+      if (PyUnicode_Compare(names[i], name) == 0) {
+        w[i] += nw;
+        break;
+      }
+    }
+    if (ok && i == nn) {
+      if (nn == HOOK_MANY_MAX) {
+        ok = 0;
+      } else {
+        Py_INCREF(name);
+        names[nn] = name;
+        w[nn++] = nw;
+      }
+    }
+    Py_XDECREF(config);
+    Py_XDECREF(name);
+    Py_XDECREF(writes);
+    Py_DECREF(task);
+  }
+  Py_XDECREF(it);
+  PyErr_Clear();
+  PyObject *res = NULL;
+  for (int i = 0; ok && i < nn; i++) {
+    Py_ssize_t len = PyUnicode_GET_LENGTH(names[i]);
+    if (!(len >= 2 && PyUnicode_READ_CHAR(names[i], 0) == '_' &&
+          PyUnicode_READ_CHAR(names[i], 1) == '_')) {
+      nuser++;
+      user = names[i];
+    }
+  }
+  long id = -1;
+  if (ok) {
+    id = hook_id(PyTuple_GET_ITEM(fast, F_UPDATE),
+                 nuser == 1 ? user : nuser == 0 ? str_loop : str_parallel);
+  }
+  PyObject *shns = PyTuple_GET_ITEM(fast, F_SHNS), *shcalls = PyTuple_GET_ITEM(fast, F_SHCALLS);
+  if (id >= 0 && (nuser < 2 || (PyDict_Check(shns) && PyDict_Check(shcalls)))) {
+    *handled = 1;
+    long long t0 = hook_now_ns();
+    res = hook_span((SessionObject *)PyTuple_GET_ITEM(fast, F_SESSION), id, h->orig, args,
+                    nargsf, kwnames);
+    double dt = (double)(hook_now_ns() - t0);
+    if (nuser >= 2) {
+      PyObject *t, *v, *tb;
+      PyErr_Fetch(&t, &v, &tb);
+      double total = 0;
+      for (int i = 0; i < nn; i++) {
+        if (PyUnicode_READ_CHAR(names[i], 0) != '_' || PyUnicode_GET_LENGTH(names[i]) < 2 ||
+            PyUnicode_READ_CHAR(names[i], 1) != '_') {
+          total += (double)(w[i] > 1 ? w[i] : 1);
+        }
+      }
+      for (int i = 0; i < nn; i++) {
+        if (PyUnicode_READ_CHAR(names[i], 0) != '_' || PyUnicode_GET_LENGTH(names[i]) < 2 ||
+            PyUnicode_READ_CHAR(names[i], 1) != '_') {
+          hook_add_float(shns, names[i], dt * (double)(w[i] > 1 ? w[i] : 1) / total);
+          PyObject *c = PyDict_GetItemWithError(shcalls, names[i]);
+          long long cn = c != NULL ? PyLong_AsLongLong(c) : 0;
+          PyErr_Clear();
+          hook_set_int(shcalls, names[i], cn + 1);
+        }
+      }
+      PyErr_Restore(t, v, tb);
+    }
+  }
+  for (int i = 0; i < nn; i++) {
+    Py_DECREF(names[i]);
+  }
+  return res;
+}
+
 static PyObject *hook_apply(HookObject *h, PyObject *rec, PyObject *fast, PyObject *const *args,
                             size_t nargsf, PyObject *kwnames) {
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -1238,10 +1354,17 @@ static PyObject *hook_apply(HookObject *h, PyObject *rec, PyObject *fast, PyObje
    * iterator could not, so it takes the Python path. */
   PyObject *tasks = args[2], *task = NULL;
   if (PyList_Check(tasks) || PyTuple_Check(tasks) || PyDictValues_Check(tasks)) {
-    if (PyObject_Length(tasks) == 1) {
+    Py_ssize_t n = PyObject_Length(tasks);
+    if (n == 1) {
       PyObject *it = PyObject_GetIter(tasks);
       task = it ? PyIter_Next(it) : NULL;
       Py_XDECREF(it);
+    } else if (n >= 0 && PyObject_IsTrue(PyTuple_GET_ITEM(fast, F_TRACKING)) == 0) {
+      int handled;
+      PyObject *res = hook_apply_many(h, fast, tasks, args, nargsf, kwnames, &handled);
+      if (handled) {
+        return res;
+      }
     }
   }
   if (task == NULL) {
@@ -1254,9 +1377,13 @@ static PyObject *hook_apply(HookObject *h, PyObject *rec, PyObject *fast, PyObje
   PyObject *ns = hook_config_ns(config);
   PyErr_Clear();
   long id = -1;
-  if (ns != NULL && !hook_nested(ns) && name != NULL && PyUnicode_Check(name) &&
-      PyUnicode_GET_LENGTH(name) > 0 && PyUnicode_READ_CHAR(name, 0) != '_') {
-    id = hook_id(PyTuple_GET_ITEM(fast, F_UPDATE), name);
+  /* No namespace at all reads as the top graph's, as in _instrument._ns. */
+  if ((ns == NULL || !hook_nested(ns)) && name != NULL && PyUnicode_Check(name) &&
+      PyUnicode_GET_LENGTH(name) > 0) {
+    /* LangGraph's own tasks ("__input__", "__start__") go to "__loop__". */
+    int internal = PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
+                   PyUnicode_READ_CHAR(name, 1) == '_';
+    id = hook_id(PyTuple_GET_ITEM(fast, F_UPDATE), internal ? str_loop : name);
   }
   if (id < 0) {
     res = hook_slow(h, args, nargsf, kwnames);
@@ -1558,7 +1685,10 @@ PyMODINIT_FUNC PyInit__kfm(void) {
       !(str_for_execution = PyUnicode_InternFromString("for_execution")) ||
       !(str_record_exception = PyUnicode_InternFromString("record_exception")) ||
       !(str_after_apply = PyUnicode_InternFromString("after_apply")) ||
-      !(str_pregel_pull = PyUnicode_InternFromString("__pregel_pull"))) {
+      !(str_pregel_pull = PyUnicode_InternFromString("__pregel_pull")) ||
+      !(str_writes = PyUnicode_InternFromString("writes")) ||
+      !(str_loop = PyUnicode_InternFromString("__loop__")) ||
+      !(str_parallel = PyUnicode_InternFromString("(parallel)"))) {
     return NULL;
   }
   PyObject *m = PyModule_Create(&kfm_moduledef);

@@ -450,6 +450,11 @@ def test_each_run_reports_only_itself(level: ProfilingLevel) -> None:
         p.run({"input": "y"})
         t = p.get_node_timing()
         assert t["left"].calls == 1 and t["right"].calls == 1 and t["join"].calls == 1
+        # The parallel superstep's reducers: one span, shared by the writes each made.
+        assert dict(p._last.rec.shared_update_calls) == {"left": 1, "right": 1}
+        shares = p._last.rec.shared_update_ns
+        assert shares["left"] > 0 and shares["left"] == pytest.approx(shares["right"])
+        assert p.engine_report()["nodes"]["(parallel)/state_update"]["count"] == 1
     # Another level: a session of that level, the old one is freed.
     d.enable_profiling(ProfilingLevel.BASIC if level != ProfilingLevel.BASIC
                        else ProfilingLevel.STANDARD)
