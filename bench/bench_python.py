@@ -137,28 +137,23 @@ def make_cases(graph: Any, inp: dict) -> tuple[dict[str, Callable[[], int]], dic
         return P() - t0
 
     cases["none"] = none
-    for lv in ProfilingLevel:
-        d = Debugger(graph, profiling_level=lv)
-        dbgs[lv.name.lower()] = d
 
-        def dbg(d: Any = d) -> int:
-            d.state_tracking = None  # the level's default
+    def profiled(d: Any, state_tracking: bool | None) -> Callable[[], int]:
+        def case() -> int:
+            d.state_tracking = state_tracking  # None: the level's default
             t0 = P()
             d.run(inp)
             return P() - t0
 
-        cases[lv.name.lower()] = dbg
+        return case
+
+    for lv in ProfilingLevel:
+        d = dbgs[lv.name.lower()] = Debugger(graph, profiling_level=lv)
+        cases[lv.name.lower()] = profiled(d, None)
     # The same Debugger (one session: a second session on a thread would be
     # a different case) with state tracking off.
     d = dbgs["comprehensive_no_state"] = dbgs["comprehensive"]
-
-    def no_state(d: Any = d) -> int:
-        d.state_tracking = False
-        t0 = P()
-        d.run(inp)
-        return P() - t0
-
-    cases["comprehensive_no_state"] = no_state
+    cases["comprehensive_no_state"] = profiled(d, False)
 
     def cprof() -> int:
         t0 = P()

@@ -1230,6 +1230,13 @@ static PyObject *hook_step(HookObject *h, PyObject *rec, PyObject *fast, PyObjec
   return res;
 }
 
+/* A name LangGraph gives its own tasks ("__input__", "__start__"): as
+ * _instrument's startswith("__"). */
+static int hook_internal_name(PyObject *name) {
+  return PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
+         PyUnicode_READ_CHAR(name, 1) == '_';
+}
+
 /* d[key] = d.get(key, 0.0) + add (floats); errors cleared. */
 static void hook_add_float(PyObject *d, PyObject *key, double add) {
   PyObject *v = PyDict_GetItemWithError(d, key);
@@ -1294,10 +1301,10 @@ static PyObject *hook_apply_many(HookObject *h, PyObject *fast, PyObject *tasks,
   Py_XDECREF(it);
   PyErr_Clear();
   PyObject *res = NULL;
+  int is_user[HOOK_MANY_MAX];
   for (int i = 0; ok && i < nn; i++) {
-    Py_ssize_t len = PyUnicode_GET_LENGTH(names[i]);
-    if (!(len >= 2 && PyUnicode_READ_CHAR(names[i], 0) == '_' &&
-          PyUnicode_READ_CHAR(names[i], 1) == '_')) {
+    is_user[i] = !hook_internal_name(names[i]);
+    if (is_user[i]) {
       nuser++;
       user = names[i];
     }
@@ -1319,15 +1326,12 @@ static PyObject *hook_apply_many(HookObject *h, PyObject *fast, PyObject *tasks,
       PyErr_Fetch(&t, &v, &tb);
       double total = 0;
       for (int i = 0; i < nn; i++) {
-        if (PyUnicode_READ_CHAR(names[i], 0) != '_' || PyUnicode_GET_LENGTH(names[i]) < 2 ||
-            PyUnicode_READ_CHAR(names[i], 1) != '_') {
-          total += (double)(w[i] > 1 ? w[i] : 1);
-        }
+        w[i] = w[i] > 1 ? w[i] : 1; /* a node that wrote nothing still gets a share */
+        total += is_user[i] ? (double)w[i] : 0.0;
       }
       for (int i = 0; i < nn; i++) {
-        if (PyUnicode_READ_CHAR(names[i], 0) != '_' || PyUnicode_GET_LENGTH(names[i]) < 2 ||
-            PyUnicode_READ_CHAR(names[i], 1) != '_') {
-          hook_add_float(shns, names[i], dt * (double)(w[i] > 1 ? w[i] : 1) / total);
+        if (is_user[i]) {
+          hook_add_float(shns, names[i], dt * (double)w[i] / total);
           PyObject *c = PyDict_GetItemWithError(shcalls, names[i]);
           long long cn = c != NULL ? PyLong_AsLongLong(c) : 0;
           PyErr_Clear();
@@ -1380,10 +1384,8 @@ static PyObject *hook_apply(HookObject *h, PyObject *rec, PyObject *fast, PyObje
   /* No namespace at all reads as the top graph's, as in _instrument._ns. */
   if ((ns == NULL || !hook_nested(ns)) && name != NULL && PyUnicode_Check(name) &&
       PyUnicode_GET_LENGTH(name) > 0) {
-    /* LangGraph's own tasks ("__input__", "__start__") go to "__loop__". */
-    int internal = PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
-                   PyUnicode_READ_CHAR(name, 1) == '_';
-    id = hook_id(PyTuple_GET_ITEM(fast, F_UPDATE), internal ? str_loop : name);
+    /* LangGraph's own tasks go to "__loop__". */
+    id = hook_id(PyTuple_GET_ITEM(fast, F_UPDATE), hook_internal_name(name) ? str_loop : name);
   }
   if (id < 0) {
     res = hook_slow(h, args, nargsf, kwnames);

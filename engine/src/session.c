@@ -83,14 +83,19 @@ static void links_key_create(void) {
 
 /* ---- aggregates and edges --------------------------------------------- */
 
+/* An aggregate with nothing recorded. */
+static void agg_clear(const kfm_session_t *s, struct kfm__agg *a) {
+  memset(a, 0, s->agg_size);
+  atomic_init(&a->min, UINT64_MAX);
+}
+
 struct kfm__agg *kfm__block_new(const kfm_session_t *s) {
   struct kfm__agg *b = aligned_alloc(64, KFM__BLOCK_NODES * s->agg_size);
   if (b == NULL) {
     return NULL;
   }
-  memset(b, 0, KFM__BLOCK_NODES * s->agg_size);
   for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
-    atomic_init(&kfm__agg_at(s, b, i)->min, UINT64_MAX);
+    agg_clear(s, kfm__agg_at(s, b, i));
   }
   return b;
 }
@@ -253,6 +258,18 @@ void kfm__drain_all(kfm_session_t *s, int wait) {
 
 /* ---- thread slots ------------------------------------------------------ */
 
+/* A slot outside every node, as a thread's first transition expects it:
+ * on attach, on retirement, and at a restart. */
+static void thread_stack_reset(struct kfm__thread *t) {
+  t->top = 0;
+  t->last_root = KFM__NONE;
+  KFM__ST(t->depth, 0);
+  KFM__ST(t->current, KFM__NONE);
+  KFM__ST(t->peak_rss, 0);
+  t->seen_cpu = -1;
+  t->seen_node = KFM__NONE;
+}
+
 static void thread_free(kfm_session_t *s, struct kfm__thread *t) {
   if (t == NULL) {
     return;
@@ -361,10 +378,7 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
    * with the rejected exits so the loss is visible. */
   s->retired_unbalanced += KFM__LD(t->unbalanced) + (uint64_t)t->top;
   KFM__ST(t->unbalanced, 0);
-  t->top = 0;
-  t->last_root = KFM__NONE;
-  KFM__ST(t->depth, 0);
-  KFM__ST(t->current, KFM__NONE);
+  thread_stack_reset(t);
 }
 
 struct kfm__thread *kfm__thread_attach(kfm_session_t *s) {
@@ -426,13 +440,7 @@ struct kfm__thread *kfm__thread_attach(kfm_session_t *s) {
                                                          offsetof(struct rseq, cpu_id))
                                   : NULL;
     KFM__ST(t->cpu, -1);
-    t->seen_cpu = -1;
-    t->seen_node = KFM__NONE;
-    t->top = 0;
-    t->last_root = KFM__NONE;
-    KFM__ST(t->current, KFM__NONE);
-    KFM__ST(t->depth, 0);
-    KFM__ST(t->peak_rss, 0);
+    thread_stack_reset(t);
     s->threads_seen++;
     for (unsigned i = 0; i < s->nbackends; i++) {
       if (t->bstate[i]) {
@@ -1154,7 +1162,8 @@ int kfm_session_start(kfm_session_t *s) {
   int expect = KFM__CREATED;
   if (!atomic_compare_exchange_strong(&s->state, &expect, KFM__RUNNING)) {
     return kfm__err(s, KFM_ESTATE, "start: session is already %s",
-                    expect == KFM__RUNNING ? "running" : "stopped (kfm_session_restart runs it again)");
+                    expect == KFM__RUNNING ? "running"
+                                           : "stopped (kfm_session_restart runs it again)");
   }
   return session_go(s, KFM__CREATED);
 }
@@ -1165,8 +1174,7 @@ static void agg_block_clear(const kfm_session_t *s, struct kfm__agg *b) {
   for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
     struct kfm__agg *a = kfm__agg_at(s, b, i);
     if (KFM__LD(a->count) != 0) {
-      memset(a, 0, s->agg_size);
-      atomic_init(&a->min, UINT64_MAX);
+      agg_clear(s, a);
     }
   }
 }
@@ -1189,13 +1197,7 @@ static void session_clear(kfm_session_t *s) {
     edges_reset(&t->follows);
     KFM__ST(t->ring.dropped, 0);
     KFM__ST(t->unbalanced, 0);
-    KFM__ST(t->peak_rss, 0);
-    t->top = 0;
-    t->last_root = KFM__NONE;
-    KFM__ST(t->depth, 0);
-    KFM__ST(t->current, KFM__NONE);
-    t->seen_cpu = -1;
-    t->seen_node = KFM__NONE;
+    thread_stack_reset(t);
     live += atomic_load(&t->state) == KFM__SLOT_LIVE;
   }
   s->threads_seen = live;
