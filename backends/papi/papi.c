@@ -13,6 +13,22 @@
  * the engine's value vector; thread_close stops it when no session uses it
  * any more; it is destroyed when the thread ends.
  *
+ * Threads.  Every thread that calls PAPI through this file (open,
+ * thread_open) is registered with PAPI first (papi_thread_get), and stays
+ * registered until it ends; the record's destructor then destroys its
+ * EventSet and unregisters it, if this backend registered it.  PAPI keeps
+ * a per-thread descriptor in thread-local storage that name lookups,
+ * enumeration and native queries write through without checking it: on
+ * a thread PAPI does not know they dereference NULL.  PAPI_library_init
+ * registers only the thread that calls it, so before this rule a session
+ * created on any other thread crashed in PAPI_event_name_to_code.  Every
+ * PAPI call outside the hot path holds papi_lock: PAPI 7.0 shares unlocked
+ * state between threads in those calls (the last enumerated event string,
+ * the native event table, the EventSet map).  read takes no lock.
+ * thread_close may run on another thread (a session destroyed while the
+ * profiled thread lives); it only stops the EventSet, which PAPI does on
+ * the set's own thread context whoever calls it.
+ *
  * Event choice.  A user list (ctx->events) is taken exactly: every name must
  * exist and be countable here, or open fails with KFM_EBADVALUE naming it
  * and the closest available names.  Otherwise the PAPI presets for
@@ -40,6 +56,14 @@
  *    they are not mistaken for a need to multiplex.
  *  - PAPI_unregister_thread frees every EventSet of the thread, whoever made
  *    it; a thread is unregistered only if this backend registered it.
+ *    Whether it did is read from PAPI's thread list (entries with the
+ *    caller's id before and after PAPI_register_thread), never from "my id
+ *    is listed": a thread that ended registered leaves an entry whose
+ *    pthread_self a new thread often gets again.
+ *  - PAPI_read finds an EventSet in an array that PAPI_create_eventset
+ *    reallocates when it is full, with no lock readers take: the array is
+ *    grown once at initialisation (PAPI_RESERVED_SETS) so that creating a
+ *    set on one thread does not move it under a read on another.
  *  - A thread runs at most one EventSet per component: sessions counting
  *    the same events on a thread share its EventSet; a session asking for
  *    other events there while it runs (or a running PAPI_hl region) makes
@@ -65,6 +89,10 @@
 #define PAPI_PARANOID_PATH "/proc/sys/kernel/perf_event_paranoid"
 /* Suggestions listed with an unknown or unavailable event. */
 #define PAPI_NSUGGEST 5
+/* EventSet slots PAPI's map is grown to at initialisation (see the top of
+ * the file): four times the engine's default max_threads, each thread
+ * holding one EventSet, plus the scratch sets of one open at a time. */
+#define PAPI_RESERVED_SETS 1024
 
 /* ---------------------------------------------------------------------- */
 /* Process-wide PAPI initialisation.                                       */
@@ -84,12 +112,48 @@ static char papi_init_msg[256];
 static pthread_once_t papi_mpx_once = PTHREAD_ONCE_INIT;
 static int papi_mpx_rc;
 
+/*
+ * Held around every PAPI call this file makes except PAPI_read on the hot
+ * path (and the initialisation, which pthread_once serialises): name
+ * lookups, enumeration, queries, EventSet creation, start and stop,
+ * thread registration.  It also guards every struct papi_tset.  A leaf
+ * lock: nothing is called with it held that takes another.
+ */
+static pthread_mutex_t papi_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Set on the thread whose PAPI_library_init call initialised PAPI: PAPI
+ * registered that thread for us, so it is unregistered when it ends. */
+static __thread int papi_tls_init_thread;
+
 /* PAPI tells threads apart by this id; pthread_self is unique among live threads. */
 static unsigned long papi_thread_id_fn(void) {
   return (unsigned long)pthread_self();
 }
 
+/*
+ * Grows PAPI's EventSet map to PAPI_RESERVED_SETS slots by creating that
+ * many empty sets and destroying them: the map never shrinks, and PAPI_read
+ * indexes it without a lock while a PAPI_create_eventset that finds it
+ * full would reallocate it.  Runs on the initialising thread, which PAPI
+ * has registered.
+ */
+static void papi_reserve_slots(void) {
+  int es[PAPI_RESERVED_SETS];
+  int n = 0;
+  while (n < PAPI_RESERVED_SETS) {
+    es[n] = PAPI_NULL;
+    if (PAPI_create_eventset(&es[n]) != PAPI_OK) {
+      break;
+    }
+    n++;
+  }
+  while (n > 0) {
+    PAPI_destroy_eventset(&es[--n]);
+  }
+}
+
 static void papi_init_once(void) {
+  int first = PAPI_is_initialized() == PAPI_NOT_INITED;
   int rc = PAPI_library_init(PAPI_VER_CURRENT);
   if (rc != PAPI_VER_CURRENT) {
     if (rc > 0) {
@@ -119,6 +183,8 @@ static void papi_init_once(void) {
              "including perf_event)");
     return;
   }
+  papi_tls_init_thread = first;
+  papi_reserve_slots();
   papi_init_ok = 1;
 }
 
@@ -187,15 +253,23 @@ int kfm__papi_availability(const char *paranoid_path, int cmp_disabled, const ch
 
 static int papi_probe(char *reason, size_t len) {
   const PAPI_component_info_t *ci;
+  int disabled = 0;
+  char why[sizeof ci->disabled_reason];
   if (!papi_ready(reason, len)) {
     return 0;
   }
+  pthread_mutex_lock(&papi_lock);
   ci = PAPI_get_component_info(papi_cid);
+  if (ci != NULL) {
+    disabled = ci->disabled;
+    snprintf(why, sizeof why, "%s", ci->disabled_reason);
+  }
+  pthread_mutex_unlock(&papi_lock);
   if (ci == NULL) {
     snprintf(reason, len, "PAPI_get_component_info(perf_event) failed");
     return 0;
   }
-  return kfm__papi_availability(PAPI_PARANOID_PATH, ci->disabled, ci->disabled_reason, reason, len);
+  return kfm__papi_availability(PAPI_PARANOID_PATH, disabled, why, reason, len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -232,14 +306,14 @@ struct papi_state {
  * EventSet can run on the thread meanwhile.  Freed at thread exit.
  */
 struct papi_tset {
-  pthread_mutex_t mu;   /* users, running, eventset; never on the hot path */
-  int eventset;         /* PAPI_NULL when none */
+  /* Every field is guarded by papi_lock. */
+  int eventset; /* PAPI_NULL when none */
   int running;
   unsigned n;
   int codes[KFM_PAPI_MAX_EVENTS];
   int multiplexed;
-  int registered;       /* this backend registered the thread with PAPI */
-  unsigned users;       /* sessions using the EventSet */
+  int registered; /* this backend registered the thread with PAPI */
+  unsigned users; /* sessions using the EventSet */
   int thread_alive;
 };
 
@@ -264,34 +338,6 @@ static void papi_destroy(int *es) {
     PAPI_destroy_eventset(es);
     *es = PAPI_NULL;
   }
-}
-
-/*
- * Whether PAPI already knows the calling thread (before we register it).
- * When unsure (allocation failure, a list that grew past the buffer) the
- * answer is "known", so that the thread is never unregistered by mistake.
- */
-static int papi_thread_known(void) {
-  unsigned long me = PAPI_thread_id();
-  PAPI_thread_id_t *ids;
-  int n = 0, cap, known = 0;
-  if (PAPI_list_threads(NULL, &n) != PAPI_OK || n < 0) {
-    return 1;
-  }
-  cap = n + 16; /* room for threads registering meanwhile */
-  ids = malloc((size_t)cap * sizeof *ids);
-  if (ids == NULL) {
-    return 1;
-  }
-  n = cap;
-  if (PAPI_list_threads(ids, &n) != PAPI_OK || n >= cap) {
-    known = 1;
-  }
-  for (int i = 0; !known && i < n; i++) {
-    known = ids[i] == me;
-  }
-  free(ids);
-  return known;
 }
 
 /*
@@ -341,6 +387,118 @@ static int papi_trial(int code) {
   int rc = papi_make_set(&code, 1, 0, &es, &bad);
   papi_destroy(&es);
   return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Threads known to PAPI.                                                  */
+
+static pthread_key_t papi_tset_key;
+static pthread_once_t papi_tset_once = PTHREAD_ONCE_INIT;
+/* The calling thread's record (see struct papi_tset), NULL before its first PAPI call. */
+static __thread struct papi_tset *papi_tls_set;
+
+/*
+ * How many entries of PAPI's thread list carry the calling thread's id, or
+ * -1 when that cannot be told (allocation failure, a list that grew past
+ * the buffer).  Entries left by ended threads may share the id, so only a
+ * change of this number across PAPI_register_thread says who registered.
+ * Caller holds papi_lock.
+ */
+static int papi_my_entries(void) {
+  unsigned long me = PAPI_thread_id();
+  PAPI_thread_id_t *ids;
+  int n = 0, cap, mine = 0;
+  if (PAPI_list_threads(NULL, &n) != PAPI_OK || n < 0) {
+    return -1;
+  }
+  cap = n + 16; /* room for threads that PAPI_hl or the application register meanwhile */
+  ids = malloc((size_t)cap * sizeof *ids);
+  if (ids == NULL) {
+    return -1;
+  }
+  n = cap;
+  if (PAPI_list_threads(ids, &n) != PAPI_OK || n >= cap) {
+    free(ids);
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    mine += ids[i] == me;
+  }
+  free(ids);
+  return mine;
+}
+
+/*
+ * Thread exit, on the thread: its EventSet and, if this backend made it,
+ * its PAPI registration go.  The record itself goes with the last of the
+ * thread and the sessions still holding it (papi_thread_close).
+ */
+static void papi_tset_exit(void *arg) {
+  struct papi_tset *t = arg;
+  pthread_mutex_lock(&papi_lock);
+  if (t->running) {
+    PAPI_stop(t->eventset, NULL);
+    t->running = 0;
+  }
+  papi_destroy(&t->eventset);
+  if (t->registered) {
+    PAPI_unregister_thread();
+    t->registered = 0;
+  }
+  t->thread_alive = 0;
+  int last = t->users == 0;
+  pthread_mutex_unlock(&papi_lock);
+  papi_tls_set = NULL;
+  if (last) {
+    free(t);
+  }
+}
+
+static void papi_tset_key_create(void) {
+  pthread_key_create(&papi_tset_key, papi_tset_exit);
+}
+
+/*
+ * The calling thread's record, registering the thread with PAPI on its
+ * first call: every PAPI call that touches native events needs that (see
+ * the top of the file).  NULL with a PAPI error in *prc when PAPI or
+ * memory refuses.  Caller holds papi_lock.
+ */
+static struct papi_tset *papi_thread_get(int *prc) {
+  struct papi_tset *t = papi_tls_set;
+  int before, rc;
+  *prc = PAPI_OK;
+  if (t != NULL) {
+    return t;
+  }
+  pthread_once(&papi_tset_once, papi_tset_key_create);
+  t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    *prc = PAPI_ENOMEM;
+    return NULL;
+  }
+  t->eventset = PAPI_NULL;
+  t->thread_alive = 1;
+  before = papi_my_entries();
+  rc = PAPI_register_thread();
+  if (rc != PAPI_OK) {
+    free(t);
+    *prc = rc;
+    return NULL;
+  }
+  /* When unsure, "not ours": a thread is never unregistered by mistake. */
+  t->registered = papi_tls_init_thread || (before >= 0 && papi_my_entries() > before);
+  papi_tls_init_thread = 0;
+  if (pthread_setspecific(papi_tset_key, t) != 0) {
+    if (t->registered) {
+      PAPI_unregister_thread();
+    }
+    free(t);
+    *prc = PAPI_ENOMEM;
+    return NULL;
+  }
+  papi_tls_set = t;
+  return t;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -788,7 +946,7 @@ int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags)
   struct papi_open_ctx o = {.ctx = ctx};
   char why[256];
   char list[512];
-  int rc, es, known, multiplex = (flags & KFM_PAPI_FORCE_MULTIPLEX) != 0;
+  int rc, es, multiplex = (flags & KFM_PAPI_FORCE_MULTIPLEX) != 0;
   unsigned bad;
 
   memset(st, 0, sizeof *st);
@@ -799,11 +957,16 @@ int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags)
   if (papi_read_paranoid(PAPI_PARANOID_PATH, &st->paranoid) != 0) {
     st->paranoid = INT32_MIN;
   }
+  pthread_mutex_lock(&papi_lock);
+  /* Before any lookup: on a thread PAPI does not know, lookups crash. */
+  if (papi_thread_get(&rc) == NULL) {
+    pthread_mutex_unlock(&papi_lock);
+    snprintf(ctx->errbuf, ctx->errlen, "PAPI_register_thread failed: %s", PAPI_strerror(rc));
+    return KFM_EBACKEND;
+  }
   /* Enumerate before any name lookup: PAPI 7.0 leaks the native-table entries
    * that name lookups made when a later enumeration re-creates them. */
   pthread_once(&papi_known_once, papi_known_build);
-  /* The scratch EventSets below register this thread with PAPI if it was not yet. */
-  known = papi_thread_known();
   if (ctx->events != NULL && ctx->events[0] != '\0') {
     rc = papi_choose_user(st, &o);
   } else {
@@ -832,11 +995,9 @@ int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags)
       rc = 0;
     }
   }
+  pthread_mutex_unlock(&papi_lock);
   if (o.cands_built) {
     free(o.cands.v);
-  }
-  if (!known) {
-    PAPI_unregister_thread();
   }
   if (rc != 0) {
     st->n = 0;
@@ -888,42 +1049,6 @@ static void papi_thread_failed(struct papi_state *st, const char *step, int rc) 
   }
 }
 
-static pthread_key_t papi_tset_key;
-static pthread_once_t papi_tset_once = PTHREAD_ONCE_INIT;
-/* The calling thread's shared EventSet record (see struct papi_tset). */
-static __thread struct papi_tset *papi_tls_set;
-
-static void papi_tset_free(struct papi_tset *t) {
-  pthread_mutex_destroy(&t->mu);
-  free(t);
-}
-
-/* Thread exit, on the thread: the EventSet and the registration go. */
-static void papi_tset_exit(void *arg) {
-  struct papi_tset *t = arg;
-  pthread_mutex_lock(&t->mu);
-  if (t->running) {
-    PAPI_stop(t->eventset, NULL);
-    t->running = 0;
-  }
-  papi_destroy(&t->eventset);
-  if (t->registered) {
-    PAPI_unregister_thread();
-    t->registered = 0;
-  }
-  t->thread_alive = 0;
-  int last = t->users == 0;
-  pthread_mutex_unlock(&t->mu);
-  papi_tls_set = NULL;
-  if (last) {
-    papi_tset_free(t);
-  }
-}
-
-static void papi_tset_key_create(void) {
-  pthread_key_create(&papi_tset_key, papi_tset_exit);
-}
-
 static int papi_tset_same(const struct papi_tset *t, const struct papi_state *st) {
   return t->n == st->n && t->multiplexed == st->multiplexed &&
          memcmp(t->codes, st->codes, st->n * sizeof *st->codes) == 0;
@@ -940,32 +1065,17 @@ static int papi_thread_open(void *state, void *tstate) {
   if (st->n == 0) {
     return 0;
   }
-  pthread_once(&papi_tset_once, papi_tset_key_create);
-  struct papi_tset *t = papi_tls_set;
+  pthread_mutex_lock(&papi_lock);
+  struct papi_tset *t = papi_thread_get(&rc);
   if (t == NULL) {
-    t = calloc(1, sizeof *t);
-    if (t == NULL) {
-      papi_thread_failed(st, "allocating the thread's record", PAPI_ENOMEM);
-      return KFM_EBACKEND;
-    }
-    pthread_mutex_init(&t->mu, NULL);
-    t->eventset = PAPI_NULL;
-    t->thread_alive = 1;
-    int known = papi_thread_known();
-    rc = PAPI_register_thread();
-    if (rc != PAPI_OK) {
-      papi_tset_free(t);
-      papi_thread_failed(st, "PAPI_register_thread", rc);
-      return KFM_EBACKEND;
-    }
-    t->registered = !known;
-    papi_tls_set = t;
-    pthread_setspecific(papi_tset_key, t);
+    papi_thread_failed(
+        st, rc == PAPI_ENOMEM ? "allocating the thread's record" : "PAPI_register_thread", rc);
+    pthread_mutex_unlock(&papi_lock);
+    return KFM_EBACKEND;
   }
-  pthread_mutex_lock(&t->mu);
   if (t->eventset != PAPI_NULL && !papi_tset_same(t, st)) {
     if (t->users > 0) {
-      pthread_mutex_unlock(&t->mu);
+      pthread_mutex_unlock(&papi_lock);
       papi_thread_failed(st, "PAPI_start", PAPI_EISRUN);
       return KFM_EBACKEND;
     }
@@ -998,7 +1108,7 @@ static int papi_thread_open(void *state, void *tstate) {
   if (rc == PAPI_OK) {
     t->users++;
   }
-  pthread_mutex_unlock(&t->mu);
+  pthread_mutex_unlock(&papi_lock);
   if (rc != PAPI_OK) {
     return KFM_EBACKEND;
   }
@@ -1010,8 +1120,10 @@ static int papi_thread_open(void *state, void *tstate) {
 
 /*
  * Runs on the thread itself, or on the thread destroying the session while
- * this one is still alive.  Stopping another thread's EventSet is safe (it
- * only disables that set's perf events); destroying it is left to its own
+ * this one is still alive (or after it ended: the record then outlives the
+ * thread until here).  Stopping another thread's EventSet is safe: PAPI_stop
+ * works on the set's own thread context and disables its perf events,
+ * without the caller's PAPI registration.  Destroying it is left to its own
  * thread's exit, and unregistering could only be done by the thread itself.
  */
 static void papi_thread_close(void *state, void *tstate) {
@@ -1023,16 +1135,16 @@ static void papi_thread_close(void *state, void *tstate) {
   if (t == NULL) {
     return;
   }
-  pthread_mutex_lock(&t->mu);
+  pthread_mutex_lock(&papi_lock);
   t->users--;
   if (t->users == 0 && t->running) {
     PAPI_stop(t->eventset, NULL);
     t->running = 0;
   }
   int last = t->users == 0 && !t->thread_alive;
-  pthread_mutex_unlock(&t->mu);
+  pthread_mutex_unlock(&papi_lock);
   if (last) {
-    papi_tset_free(t);
+    free(t);
   }
 }
 
