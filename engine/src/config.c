@@ -2,37 +2,54 @@
  * config.c - session configuration: defaults, the "key=value,..." string
  * form (also read from KFM_CONFIG), and validation.  Every error names the
  * key, the value given and what would have been accepted, because the usual
- * reader is someone editing a batch script.
+ * reader is someone editing a batch script.  Numbers are plain decimal
+ * integers, and a value with ',' in it (a path) is written in double quotes.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
 /* Every backend name kfm knows, built here or not: naming one that is not
  * built disables it with a reason instead of failing the configuration. */
-static const char *const config_backend_names[] = {"clock", "proc", "papi", "hwloc",
+static const char *const config_backend_names[] = {"clock", "proc", "papi",    "hwloc",
                                                    "cupti", "nvml", "rocm_smi"};
 #define CONFIG_NBACKEND_NAMES (sizeof config_backend_names / sizeof config_backend_names[0])
 #define CONFIG_BACKENDS_ACCEPTED "clock, proc, papi, hwloc, cupti, nvml, rocm_smi"
+
+/* Limits of the numeric keys, shared by the string parser and the check of
+ * a config struct filled in by hand. */
+#define CONFIG_MAX_NODES (1u << 20)
+#define CONFIG_MAX_THREADS 65535u
+#define CONFIG_MAX_SAMPLES (1u << 26)
+#define CONFIG_MIN_TRACE_RING 16u
+#define CONFIG_MAX_TRACE_RING (1u << 24)
+#define CONFIG_MAX_TRACE_EVENTS (1u << 28)
+#define CONFIG_MAX_CPU 4095
 
 static const char *const config_keys =
     "level, rate, backends, events, output, proc_root, trace, max_nodes, max_threads, samples, "
     "trace_ring, trace_events, sampler_cpu, proc_reads";
 
-void kfm_config_init(kfm_config_t *cfg) {
+int kfm_config_init(kfm_config_t *cfg) {
+  if (cfg == NULL) {
+    return KFM_EINVAL;
+  }
   memset(cfg, 0, sizeof *cfg);
   cfg->abi = KFM_CONFIG_ABI;
   cfg->level = KFM_LEVEL_BASIC;
   cfg->trace = -1;
   cfg->sampler_cpu = KFM_SAMPLER_CPU_AUTO;
+  return 0;
 }
 
 int kfm__backend_known(const char *name) {
+  if (name == NULL) {
+    return 0;
+  }
   for (size_t i = 0; i < CONFIG_NBACKEND_NAMES; i++) {
     if (strcmp(name, config_backend_names[i]) == 0) {
       return 1;
@@ -40,6 +57,31 @@ int kfm__backend_known(const char *name) {
   }
   return 0;
 }
+
+/* Values are quoted in messages, so a path of a kilobyte must not push the
+ * key and the accepted values out of the caller's buffer: longer values are
+ * cut (at a character boundary) and marked "...". */
+#define CONFIG_SHOW_MAX 64
+struct config_shown {
+  char s[CONFIG_SHOW_MAX + 4];
+};
+
+static struct config_shown config_show(const char *v) {
+  struct config_shown out;
+  size_t n = strlen(v);
+  if (n <= CONFIG_SHOW_MAX) {
+    memcpy(out.s, v, n + 1);
+    return out;
+  }
+  n = CONFIG_SHOW_MAX - 3;
+  while (n > 0 && ((unsigned char)v[n] & 0xC0) == 0x80) {
+    n--;
+  }
+  memcpy(out.s, v, n);
+  memcpy(out.s + n, "...", 4);
+  return out;
+}
+#define SHOW(v) (config_show(v).s)
 
 static int config_level(const char *v, kfm_level_t *out) {
   for (int l = KFM_LEVEL_BASIC; l <= KFM_LEVEL_COMPREHENSIVE; l++) {
@@ -51,14 +93,25 @@ static int config_level(const char *v, kfm_level_t *out) {
   return -1;
 }
 
+/* A decimal integer in lo..hi, digits only: no sign, no space, no "0x", no
+ * exponent, nothing after it.  strtoul would accept " +12" and wrap "-1"
+ * around; a capacity written wrongly must be an error, not a surprise.
+ * Leading zeros are decimal ("010" is ten). */
 static int config_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out) {
-  char *end;
-  errno = 0;
-  if (!isdigit((unsigned char)v[0])) {
+  if (*v == '\0') {
     return -1;
   }
-  unsigned long long x = strtoull(v, &end, 10);
-  if (errno || *end != '\0' || x < lo || x > hi) {
+  uint64_t x = 0;
+  for (const char *p = v; *p; p++) {
+    if (*p < '0' || *p > '9') {
+      return -1;
+    }
+    x = x * 10 + (uint64_t)(*p - '0');
+    if (x > hi) { /* also stops any overflow: hi < 2^32 */
+      return -1;
+    }
+  }
+  if (x < lo) {
     return -1;
   }
   *out = (uint32_t)x;
@@ -77,7 +130,7 @@ static int config_str(char *dst, size_t cap, const char *v) {
 /* Appends one backend name to cfg->backends, checking it. */
 static int config_add_backend(kfm_config_t *cfg, const char *name, char *err, size_t len) {
   if (!kfm__backend_known(name)) {
-    snprintf(err, len, "backends: unknown backend '%s' (accepted: %s)", name,
+    snprintf(err, len, "backends: unknown backend '%s' (accepted: %s)", SHOW(name),
              CONFIG_BACKENDS_ACCEPTED);
     return KFM_EBADVALUE;
   }
@@ -93,16 +146,38 @@ static int config_add_backend(kfm_config_t *cfg, const char *name, char *err, si
   return 0;
 }
 
-/* Appends event names ('+'-separated in v) to cfg->events.  Names are
- * checked by the counter backend, which knows what the machine offers. */
-static int config_add_event(kfm_config_t *cfg, const char *v, char *err, size_t len) {
+/* Appends the backend names of v (separated by '+' or, in a quoted value,
+ * ',') to cfg->backends. */
+static int config_add_backends(kfm_config_t *cfg, const char *v, char *err, size_t len) {
+  char buf[sizeof cfg->backends];
+  if (config_str(buf, sizeof buf, v) != 0) {
+    snprintf(err, len, "backends: value too long (%zu bytes, at most %zu)", strlen(v),
+             sizeof buf - 1);
+    return KFM_EBADVALUE;
+  }
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, "+,", &save); tok; tok = strtok_r(NULL, "+,", &save)) {
+    int rc = config_add_backend(cfg, tok, err, len);
+    if (rc) {
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* Appends the event names of v (separated by '+' or, in a quoted value,
+ * ',') to cfg->events.  Names are checked by the counter backend, which
+ * knows what the machine offers; an empty name between separators is an
+ * error here. */
+static int config_add_events(kfm_config_t *cfg, const char *v, char *err, size_t len) {
   size_t used = strlen(cfg->events), n = strlen(v);
-  if (n == 0) {
-    snprintf(err, len, "events: empty event name");
+  if (n == 0 || strchr("+,", v[0]) || strchr("+,", v[n - 1]) || strstr(v, "++") ||
+      strstr(v, ",,") || strstr(v, "+,") || strstr(v, ",+")) {
+    snprintf(err, len, "events: empty event name in '%s'", SHOW(v));
     return KFM_EBADVALUE;
   }
   if (used + n + 2 > sizeof cfg->events) {
-    snprintf(err, len, "events: list too long at '%s' (at most %zu bytes)", v,
+    snprintf(err, len, "events: list too long at '%s' (at most %zu bytes)", SHOW(v),
              sizeof cfg->events - 1);
     return KFM_EBADVALUE;
   }
@@ -122,7 +197,7 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
       return 0;
     }
     snprintf(err, len, "level: bad value '%s' (accepted: basic, standard, detailed, comprehensive)",
-             v);
+             SHOW(v));
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "rate") == 0) {
@@ -130,45 +205,35 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
       cfg->rate_hz = -1;
       return 0;
     }
-    char *end;
-    double r = strtod(v, &end);
-    if (end != v && *end == '\0' && isfinite(r) && r >= 0 && r <= 100000) {
-      cfg->rate_hz = r;
+    /* A whole number of Hz: "0.5", "1e-320" and "0x10" were once taken
+     * by strtod, giving a sampler period of years or an accidental 16 Hz. */
+    if (config_u32(v, 0, 100000, &u) == 0) {
+      cfg->rate_hz = u;
       return 0;
     }
     snprintf(err, len,
-             "rate: bad value '%s' (accepted: a number of Hz from 1 to 100000, 0 for the level's "
-             "default, or off)",
-             v);
+             "rate: bad value '%s' (accepted: a whole number of Hz from 1 to 100000, 0 for the "
+             "level's default, or off)",
+             SHOW(v));
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "backends") == 0) {
     cfg->backends[0] = '\0';
-    char buf[256];
-    if (config_str(buf, sizeof buf, v) != 0) {
-      snprintf(err, len, "backends: value too long (%zu bytes)", strlen(v));
-      return KFM_EBADVALUE;
-    }
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, "+", &save); tok; tok = strtok_r(NULL, "+", &save)) {
-      int rc = config_add_backend(cfg, tok, err, len);
-      if (rc) {
-        return rc;
-      }
-    }
-    return 0;
+    return config_add_backends(cfg, v, err, len);
   }
   if (strcmp(key, "events") == 0) {
+    /* Empty: the level's default set, as documented. */
     cfg->events[0] = '\0';
-    return config_add_event(cfg, v, err, len);
+    return v[0] ? config_add_events(cfg, v, err, len) : 0;
   }
   if (strcmp(key, "output") == 0 || strcmp(key, "proc_root") == 0) {
     int is_out = key[0] == 'o';
-    if (config_str(is_out ? cfg->output : cfg->proc_root,
-                   is_out ? sizeof cfg->output : sizeof cfg->proc_root, v) == 0) {
+    size_t cap = is_out ? sizeof cfg->output : sizeof cfg->proc_root;
+    if (config_str(is_out ? cfg->output : cfg->proc_root, cap, v) == 0) {
       return 0;
     }
-    snprintf(err, len, "%s: path too long (%zu bytes)", key, strlen(v));
+    snprintf(err, len, "%s: path too long (%zu bytes, at most %zu): '%s'", key, strlen(v), cap - 1,
+             SHOW(v));
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "trace") == 0) {
@@ -179,7 +244,7 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     } else if (strcmp(v, "auto") == 0) {
       cfg->trace = -1;
     } else {
-      snprintf(err, len, "trace: bad value '%s' (accepted: on, off, auto)", v);
+      snprintf(err, len, "trace: bad value '%s' (accepted: on, off, auto)", SHOW(v));
       return KFM_EBADVALUE;
     }
     return 0;
@@ -189,11 +254,12 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     size_t off;
     uint32_t lo, hi;
   } nums[] = {
-      {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, 1u << 20},
-      {"max_threads", offsetof(kfm_config_t, max_threads), 1, 65535},
-      {"samples", offsetof(kfm_config_t, samples), 1, 1u << 26},
-      {"trace_ring", offsetof(kfm_config_t, trace_ring), 16, 1u << 24},
-      {"trace_events", offsetof(kfm_config_t, trace_events), 1, 1u << 28},
+      {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, CONFIG_MAX_NODES},
+      {"max_threads", offsetof(kfm_config_t, max_threads), 1, CONFIG_MAX_THREADS},
+      {"samples", offsetof(kfm_config_t, samples), 1, CONFIG_MAX_SAMPLES},
+      {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
+       CONFIG_MAX_TRACE_RING},
+      {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     if (strcmp(key, nums[i].key) == 0) {
@@ -201,8 +267,8 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
         memcpy((char *)cfg + nums[i].off, &u, sizeof u);
         return 0;
       }
-      snprintf(err, len, "%s: bad value '%s' (accepted: an integer from %u to %u)", key, v,
-               nums[i].lo, nums[i].hi);
+      snprintf(err, len, "%s: bad value '%s' (accepted: a whole number from %u to %u)", key,
+               SHOW(v), nums[i].lo, nums[i].hi);
       return KFM_EBADVALUE;
     }
   }
@@ -214,10 +280,11 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
         return 0;
       }
     }
-    snprintf(err, len, "proc_reads: bad value '%s' (accepted: auto, exact, sampled)", v);
+    snprintf(err, len, "proc_reads: bad value '%s' (accepted: auto, exact, sampled)", SHOW(v));
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "sampler_cpu") == 0) {
+    /* "-1" is the struct's KFM_SAMPLER_CPU_NONE, kept as a spelling of none. */
     if (strcmp(v, "-1") == 0 || strcmp(v, "none") == 0) {
       cfg->sampler_cpu = KFM_SAMPLER_CPU_NONE;
       return 0;
@@ -226,16 +293,113 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
       cfg->sampler_cpu = KFM_SAMPLER_CPU_AUTO;
       return 0;
     }
-    if (config_u32(v, 0, 4095, &u) == 0) {
+    if (config_u32(v, 0, CONFIG_MAX_CPU, &u) == 0) {
       cfg->sampler_cpu = (int)u;
       return 0;
     }
-    snprintf(err, len, "sampler_cpu: bad value '%s' (accepted: a CPU number from 0 to 4095, auto, or none)",
-             v);
+    snprintf(err, len,
+             "sampler_cpu: bad value '%s' (accepted: a CPU number from 0 to %d, auto, or none)",
+             SHOW(v), CONFIG_MAX_CPU);
     return KFM_EBADVALUE;
   }
-  snprintf(err, len, "unknown configuration key '%s' (accepted: %s)", key, config_keys);
+  snprintf(err, len, "unknown configuration key '%s' (accepted: %s)", SHOW(key), config_keys);
   return KFM_EBADKEY;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The string form.  Items are separated by ','; an item is key=value, or a
+ * bare word continuing the list of a preceding backends= or events=.  A
+ * value (or a bare word) may be written in double quotes, inside which ','
+ * and '=' are ordinary characters and \" and \\ stand for " and \.  Outside
+ * quotes, spaces around keys and values are dropped and a '"' inside a
+ * value is an error: a half-quoted value is almost surely a mistake. */
+
+static int config_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Reads the quoted text starting at str[*i] == '"' into out (NUL-terminated)
+ * and leaves *i after the closing quote.  what names the item in messages. */
+static int config_quoted(const char *str, size_t *i, char *out, const char *what, char *err,
+                         size_t len) {
+  size_t open = *i, j = open + 1, o = 0;
+  for (;;) {
+    char c = str[j];
+    if (c == '\0') {
+      snprintf(err, len,
+               "%s: unterminated quote (the '\"' at position %zu of the configuration string is "
+               "never closed)",
+               what, open);
+      return KFM_ECONFIG;
+    }
+    if (c == '"') {
+      break;
+    }
+    if (c == '\\') {
+      char e = str[j + 1];
+      if (e != '"' && e != '\\') {
+        snprintf(err, len,
+                 "%s: bad escape at position %zu of the configuration string (inside quotes "
+                 "only \\\" and \\\\ are escapes)",
+                 what, j);
+        return KFM_ECONFIG;
+      }
+      c = e;
+      j++;
+    }
+    out[o++] = c;
+    j++;
+  }
+  out[o] = '\0';
+  j++;
+  /* Only spaces may follow, up to the ',' ending the item. */
+  while (config_space(str[j])) {
+    j++;
+  }
+  if (str[j] != '\0' && str[j] != ',') {
+    snprintf(err, len,
+             "%s: unexpected '%c' at position %zu of the configuration string, after the closing "
+             "quote of position %zu (expected ',' or the end)",
+             what, str[j], j, open);
+    return KFM_ECONFIG;
+  }
+  *i = j;
+  return 0;
+}
+
+/* Reads an unquoted run from str[*i] up to stop (or ',' or the end), with
+ * the spaces around it dropped, into out; *i is left at the stop character.
+ * A '"' in it is an error.  what is the key whose value is read, NULL when
+ * reading a key or a bare word. */
+static int config_bare(const char *str, size_t *i, int stop, char *out, const char *what, char *err,
+                       size_t len) {
+  size_t j = *i, o = 0;
+  while (config_space(str[j])) {
+    j++;
+  }
+  for (; str[j] != '\0' && str[j] != ',' && str[j] != stop; j++) {
+    if (str[j] == '"' && what == NULL) {
+      snprintf(err, len,
+               "malformed configuration item: '\"' at position %zu of the configuration string "
+               "inside a key (only a whole value or a whole list item may be quoted)",
+               j);
+      return KFM_ECONFIG;
+    }
+    if (str[j] == '"') {
+      snprintf(err, len,
+               "%s: '\"' at position %zu of the configuration string inside an unquoted value "
+               "(quote the whole value: key=\"...\")",
+               what, j);
+      return KFM_ECONFIG;
+    }
+    out[o++] = str[j];
+  }
+  while (o > 0 && config_space(out[o - 1])) {
+    o--;
+  }
+  out[o] = '\0';
+  *i = j;
+  return 0;
 }
 
 int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t errlen) {
@@ -249,81 +413,94 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
     snprintf(errbuf, errlen, "config is NULL");
     return KFM_EINVAL;
   }
+  if (cfg->abi != KFM_CONFIG_ABI) {
+    snprintf(errbuf, errlen, "config abi %d is not %d: initialise with kfm_config_init", cfg->abi,
+             KFM_CONFIG_ABI);
+    return KFM_EINVAL;
+  }
   if (str == NULL) {
     return 0;
   }
-  char *copy = strdup(str);
-  if (copy == NULL) {
+  /* Keys, values and bare words are each shorter than the string. */
+  size_t n = strlen(str);
+  char *key = malloc(2 * (n + 1));
+  if (key == NULL) {
+    snprintf(errbuf, errlen, "out of memory");
     return KFM_ENOMEM;
   }
+  char *val = key + n + 1;
   /* Parse into a scratch copy so a bad string leaves cfg untouched. */
   kfm_config_t tmp = *cfg;
   int rc = 0;
   int in_backends = 0, in_events = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (isspace((unsigned char)*tok)) {
-      tok++;
+  size_t i = 0;
+  while (rc == 0) {
+    while (config_space(str[i])) {
+      i++;
     }
-    char *e = tok + strlen(tok);
-    while (e > tok && isspace((unsigned char)e[-1])) {
-      *--e = '\0';
+    if (str[i] == '\0') {
+      break;
     }
-    if (*tok == '\0') {
+    if (str[i] == ',') { /* empty item */
+      i++;
       continue;
     }
-    char *eq = strchr(tok, '=');
-    if (eq == NULL) {
-      /* "events=A,B": a bare name after events= continues it. */
-      if (in_events) {
-        rc = config_add_event(&tmp, tok, errbuf, errlen);
-        if (rc) {
+    size_t item = i;
+    int has_key = 0;
+    if (str[i] == '"') {
+      rc = config_quoted(str, &i, val, "quoted item", errbuf, errlen);
+    } else {
+      rc = config_bare(str, &i, '=', key, NULL, errbuf, errlen);
+      if (rc == 0 && str[i] == '=') {
+        has_key = 1;
+        i++;
+        if (key[0] == '\0') {
+          size_t e = i;
+          while (str[e] && str[e] != ',') {
+            e++;
+          }
+          snprintf(errbuf, errlen, "malformed configuration item '%.*s': empty key",
+                   (int)(e - item > CONFIG_SHOW_MAX ? CONFIG_SHOW_MAX : e - item), str + item);
+          rc = KFM_ECONFIG;
           break;
         }
-        continue;
-      }
-      /* "backends=proc,papi": a bare name after backends= continues it. */
-      if (in_backends && kfm__backend_known(tok)) {
-        rc = config_add_backend(&tmp, tok, errbuf, errlen);
-        if (rc) {
-          break;
+        size_t v = i;
+        while (config_space(str[v])) {
+          v++;
         }
-        continue;
+        if (str[v] == '"') {
+          i = v;
+          rc = config_quoted(str, &i, val, key, errbuf, errlen);
+        } else {
+          rc = config_bare(str, &i, ',', val, key, errbuf, errlen);
+        }
+      } else if (rc == 0) {
+        memcpy(val, key, strlen(key) + 1);
       }
-      if (in_backends) {
-        snprintf(errbuf, errlen, "backends: unknown backend '%s' (accepted: %s)", tok,
-                 CONFIG_BACKENDS_ACCEPTED);
-        rc = KFM_EBADVALUE;
-      } else {
-        snprintf(errbuf, errlen, "malformed configuration item '%s': expected key=value (keys: %s)",
-                 tok, config_keys);
-        rc = KFM_ECONFIG;
-      }
-      break;
     }
-    *eq = '\0';
-    char *key = tok;
-    char *ke = eq;
-    while (ke > key && isspace((unsigned char)ke[-1])) {
-      *--ke = '\0';
-    }
-    char *val = eq + 1;
-    while (isspace((unsigned char)*val)) {
-      val++;
-    }
-    if (*key == '\0') {
-      snprintf(errbuf, errlen, "malformed configuration item '=%s': empty key", val);
-      rc = KFM_ECONFIG;
-      break;
-    }
-    rc = config_set(&tmp, key, val, errbuf, errlen);
     if (rc) {
       break;
     }
-    in_backends = strcmp(key, "backends") == 0;
-    in_events = strcmp(key, "events") == 0;
+    if (has_key) {
+      rc = config_set(&tmp, key, val, errbuf, errlen);
+      in_backends = strcmp(key, "backends") == 0;
+      in_events = strcmp(key, "events") == 0;
+    } else if (in_events) {
+      /* "events=A,B": a bare name after events= continues it. */
+      rc = config_add_events(&tmp, val, errbuf, errlen);
+    } else if (in_backends) {
+      /* "backends=proc,papi": a bare name after backends= continues it. */
+      rc = config_add_backends(&tmp, val, errbuf, errlen);
+    } else {
+      snprintf(errbuf, errlen, "malformed configuration item '%s': expected key=value (keys: %s)",
+               SHOW(val), config_keys);
+      rc = KFM_ECONFIG;
+    }
+    if (str[i] == ',') {
+      i++;
+    }
   }
-  free(copy);
+  free(key);
   if (rc == 0) {
     *cfg = tmp;
   }
@@ -331,6 +508,10 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
 }
 
 int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
+  if (cfg == NULL) {
+    snprintf(err, len, "config is NULL");
+    return KFM_EINVAL;
+  }
   if (cfg->abi != KFM_CONFIG_ABI) {
     snprintf(err, len, "config abi %d is not %d: initialise with kfm_config_init", cfg->abi,
              KFM_CONFIG_ABI);
@@ -341,9 +522,11 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
              (int)cfg->level);
     return KFM_EBADVALUE;
   }
-  if (!(cfg->rate_hz <= 100000) || (cfg->rate_hz < 0 && cfg->rate_hz != -1)) {
-    snprintf(err, len, "rate: bad value %g (accepted: 1 to 100000 Hz, 0 default, -1 off)",
-             cfg->rate_hz);
+  /* The struct keeps a double, so a fractional rate of at least 1 Hz is
+   * allowed here; below 1 Hz (and NaN) is not, as for the string form. */
+  double r = cfg->rate_hz;
+  if (!(r <= 100000) || (r < 0 && r != -1) || (r > 0 && r < 1)) {
+    snprintf(err, len, "rate: bad value %g (accepted: 1 to 100000 Hz, 0 default, -1 off)", r);
     return KFM_EBADVALUE;
   }
   if (memchr(cfg->backends, '\0', sizeof cfg->backends) == NULL ||
@@ -362,9 +545,33 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
     snprintf(err, len, "trace: bad value %d (accepted: -1 auto, 0 off, 1 on)", cfg->trace);
     return KFM_EBADVALUE;
   }
-  if (cfg->max_nodes > (1u << 20) || cfg->max_threads > 65535) {
-    snprintf(err, len, "max_nodes %u / max_threads %u over the limits 1048576 / 65535",
-             cfg->max_nodes, cfg->max_threads);
+  /* Zero means the default for each capacity. */
+  static const struct {
+    const char *key;
+    size_t off;
+    uint32_t lo, hi;
+  } caps[] = {
+      {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, CONFIG_MAX_NODES},
+      {"max_threads", offsetof(kfm_config_t, max_threads), 1, CONFIG_MAX_THREADS},
+      {"samples", offsetof(kfm_config_t, samples), 1, CONFIG_MAX_SAMPLES},
+      {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
+       CONFIG_MAX_TRACE_RING},
+      {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
+  };
+  for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+    uint32_t u;
+    memcpy(&u, (const char *)cfg + caps[i].off, sizeof u);
+    if (u != 0 && (u < caps[i].lo || u > caps[i].hi)) {
+      snprintf(err, len, "%s: bad value %u (accepted: 0 for the default, or %u to %u)", caps[i].key,
+               u, caps[i].lo, caps[i].hi);
+      return KFM_EBADVALUE;
+    }
+  }
+  if (cfg->sampler_cpu < KFM_SAMPLER_CPU_AUTO || cfg->sampler_cpu > CONFIG_MAX_CPU) {
+    snprintf(err, len,
+             "sampler_cpu: bad value %d (accepted: 0 to %d, KFM_SAMPLER_CPU_NONE, "
+             "KFM_SAMPLER_CPU_AUTO)",
+             cfg->sampler_cpu, CONFIG_MAX_CPU);
     return KFM_EBADVALUE;
   }
   return 0;

@@ -17,36 +17,6 @@
 #include "hwloc/kfm_hwloc.h"
 #endif
 
-/* The one JSON string writer of the engine and the backends' export_json
- * hooks.  \n and \t keep their short escapes (as the profile always wrote
- * them); the other control characters become \u00XX. */
-void kfm__json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    switch (*p) {
-    case '"':
-      fputs("\\\"", f);
-      break;
-    case '\\':
-      fputs("\\\\", f);
-      break;
-    case '\n':
-      fputs("\\n", f);
-      break;
-    case '\t':
-      fputs("\\t", f);
-      break;
-    default:
-      if (*p < 0x20) {
-        fprintf(f, "\\u%04x", *p);
-      } else {
-        fputc(*p, f);
-      }
-    }
-  }
-  fputc('"', f);
-}
-
 /* JSON has no NaN: unmeasured values are null. */
 static void json_num(FILE *f, double v) {
   if (isfinite(v)) {

@@ -57,22 +57,33 @@ static int registry_find(kfm_session_t *s, const char *name, uint32_t h, kfm_nod
   }
 }
 
+/* Names are kept whole: one over KFM_NAME_MAX is refused, never cut, since
+ * two long names cut to the same bytes would silently become one node. */
 static int registry_check_name(kfm_session_t *s, const char *name, size_t *len) {
   if (name == NULL) {
     return kfm__err(s, KFM_ENAME, "node name is NULL");
   }
-  size_t n = strnlen(name, KFM_NAME_MAX + 1);
-  if (n == 0 || n > KFM_NAME_MAX) {
-    return kfm__err(s, KFM_ENAME, "node name %s (length must be 1..%d bytes)",
-                    n == 0 ? "is empty" : "is too long", KFM_NAME_MAX);
+  size_t n = strlen(name);
+  if (n == 0) {
+    return kfm__err(s, KFM_ENAME, "node name is empty (length must be 1 to %d bytes)",
+                    KFM_NAME_MAX);
+  }
+  if (n > KFM_NAME_MAX) {
+    return kfm__err(s, KFM_ENAME,
+                    "node name '%.40s...' is too long: %zu bytes, over the limit of %d bytes "
+                    "(KFM_NAME_MAX)",
+                    name, n, KFM_NAME_MAX);
   }
   *len = n;
   return 0;
 }
 
 int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
-  if (s == NULL || id == NULL) {
+  if (s == NULL) {
     return KFM_EINVAL;
+  }
+  if (id == NULL) {
+    return kfm__err(s, KFM_EINVAL, "register: id is NULL");
   }
   size_t n;
   int rc = registry_check_name(s, name, &n);

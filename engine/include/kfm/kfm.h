@@ -77,7 +77,9 @@ typedef struct kfm_session kfm_session_t;
 typedef struct kfm_report kfm_report_t;
 typedef uint32_t kfm_node_id_t;
 
-/** Longest node name accepted, in bytes, excluding the terminating NUL. */
+/** Longest node name accepted, in bytes, excluding the terminating NUL.
+ * Longer names are refused with KFM_ENAME (the message gives the length and
+ * this limit), never cut: every accepted name is its own node. */
 #define KFM_NAME_MAX 255
 /** Deepest per-thread node nesting accepted. */
 #define KFM_STACK_MAX 128
@@ -101,7 +103,7 @@ typedef uint32_t kfm_node_id_t;
 typedef struct kfm_config {
   int abi;             /**< KFM_CONFIG_ABI */
   kfm_level_t level;   /**< default KFM_LEVEL_BASIC */
-  double rate_hz;      /**< sampler rate; <0 disables the sampler */
+  double rate_hz;      /**< sampler rate, 1 to 100000 Hz; 0 level default; -1 no sampler */
   char backends[256];  /**< comma list; empty = every backend the level uses */
   char output[1024];   /**< JSON export written at stop; empty = none */
   char proc_root[512]; /**< prefix for /proc reads (tests); empty = "" */
@@ -119,18 +121,30 @@ typedef struct kfm_config {
                           read at transitions */
 } kfm_config_t;
 
-KFM_EXPORT void kfm_config_init(kfm_config_t *cfg);
+/** Set cfg to the defaults.  0, or KFM_EINVAL when cfg is NULL. */
+KFM_EXPORT int kfm_config_init(kfm_config_t *cfg);
 
 /**
  * Apply "key=value,key=value" to cfg.  Keys: level (basic|standard|detailed|
- * comprehensive), rate (Hz, 0 = level default, off = no sampler), backends
- * (names separated by ',' or '+'; a bare word after backends= that is a
- * backend name continues the list), events (counter names separated by ',' or
- * '+'; bare words after events= continue it), output, proc_root, trace (on|off|auto),
- * max_nodes, max_threads, samples, trace_ring, trace_events, sampler_cpu,
- * proc_reads (auto|exact|sampled).
- * On error returns KFM_EBADKEY / KFM_EBADVALUE / KFM_ECONFIG and writes a
- * message naming the key, the value and the accepted values into errbuf.
+ * comprehensive), rate (whole Hz from 1 to 100000, 0 = level default, off =
+ * no sampler), backends (names separated by ',' or '+'; a bare word after
+ * backends= that is a backend name continues the list; empty = what the level
+ * uses), events (counter names separated by ',' or '+'; bare words after
+ * events= continue it; empty = the level's default set), output, proc_root,
+ * trace (on|off|auto), max_nodes (1..1048576), max_threads (1..65535),
+ * samples (1..67108864), trace_ring (16..16777216), trace_events
+ * (1..268435456), sampler_cpu (0..4095|auto|none), proc_reads
+ * (auto|exact|sampled).  Numbers are decimal digits only: no sign, space,
+ * fraction, exponent or 0x prefix.
+ * Spaces around keys and unquoted values are ignored.  A value in double
+ * quotes may hold ',' and '=' (e.g. output="/scratch/a,b.json"); inside
+ * them \" is '"' and \\ is '\', and no other escape exists.
+ * cfg must have been set by kfm_config_init; str NULL changes nothing; errbuf
+ * may be NULL.  On error cfg is unchanged and the call returns KFM_EINVAL
+ * (cfg NULL or not initialised), KFM_EBADKEY, KFM_EBADVALUE or KFM_ECONFIG
+ * (malformed item, unterminated quote: the message gives its byte position,
+ * counted from 0), writing a message that names the key, the value and the
+ * accepted values into errbuf.
  */
 KFM_EXPORT int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf,
                                 size_t errlen);
@@ -180,7 +194,11 @@ KFM_EXPORT void kfm_session_destroy(kfm_session_t *s);
 KFM_EXPORT const char *kfm_errmsg(const kfm_session_t *s);
 KFM_EXPORT kfm_level_t kfm_session_level(const kfm_session_t *s);
 
-/** Intern a node name (thread-safe).  The same name always gets the same id. */
+/**
+ * Intern a node name (thread-safe).  The same name always gets the same id;
+ * names are compared whole, as bytes.  KFM_EINVAL if s or id is NULL;
+ * KFM_ENAME if name is NULL, empty or longer than KFM_NAME_MAX bytes.
+ */
 KFM_EXPORT int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id);
 /** Name of a registered node, valid for the session's lifetime; NULL if unknown. */
 KFM_EXPORT const char *kfm_node_name(const kfm_session_t *s, kfm_node_id_t id);
