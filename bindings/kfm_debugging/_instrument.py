@@ -71,6 +71,10 @@ _ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
 _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("kfm_debugging_depth", default=0)
 
 _perf = time.perf_counter_ns
+_thread_ns = time.thread_time_ns
+# Never caught by the profiler: they end the run as they would without it.
+_PASS = (KeyboardInterrupt, SystemExit)
+_EMPTY = _statesize.Measure(0, 0, [], True)
 
 PARALLEL = "(parallel)"
 WARMUP = "__kfm_thread_setup__"  # one transition before the run, see Debugger._begin
@@ -103,7 +107,8 @@ class Recorder:
                  "id_setup", "id_compute", "id_update", "_lock", "async_wall", "errors",
                  "interrupts", "shared_update_ns", "shared_update_calls", "post_ns", "cend",
                  "_st_points", "state_ns", "_st_channels", "_st", "_st_bytes", "_st_items",
-                 "instrument_failures", "step", "pools", "setup_wall", "_fast", "warmup_id", "t0")
+                 "instrument_failures", "step", "pools", "setup_wall", "_fast", "warmup_id", "t0",
+                 "state_cpu_ns", "unsizable", "async_spans")
 
     def __init__(self, session: Any, state_tracking: bool, names: Any = (),
                  prev: Recorder | None = None) -> None:
@@ -128,6 +133,9 @@ class Recorder:
             self._lock = threading.Lock()
         # engine name -> [count, total_ns, min_ns, max_ns] for async spans
         self.async_wall: dict[str, list[int]] = {}
+        # engine name -> [t0, t1, t0, t1, ...] of its async spans (concurrent
+        # activations overlap: a node's share of the run is their union)
+        self.async_spans: dict[str, list[int]] = {}
         self.errors: list[dict[str, Any]] = []
         self.interrupts: list[dict[str, Any]] = []
         self.shared_update_ns: dict[str, float] = defaultdict(float)
@@ -141,10 +149,15 @@ class Recorder:
         # dicts of state_timeline are built when read.
         self._st_points: list[tuple[Any, ...]] = []
         self.state_ns = 0  # time spent measuring state sizes (not the graph's)
+        self.state_cpu_ns = 0  # the CPU time of those measures (thread CPU clock)
+        # (type name, reason) -> values that could not be sized (the most
+        # seen in one measure of the state)
+        self.unsizable: dict[tuple[str, str], int] = {}
         # Incremental state size: the channels mapping measured, and per
-        # state channel (version, bytes, items) as of the last superstep.
+        # state channel (version, id of the value, immutable, bytes, items,
+        # unsizable) as of the last superstep.
         self._st_channels: Any = None
-        self._st: dict[str, tuple[Any, int, int]] = {}
+        self._st: dict[str, tuple[Any, int, bool, int, int, list[tuple[str, str]]]] = {}
         self._st_bytes = 0
         self._st_items = 0
         self.instrument_failures = 0
@@ -185,11 +198,16 @@ class Recorder:
     def node_names(self) -> list[str]:
         return list(self._ids)
 
-    def add_wall(self, key: str, dt: int) -> None:
+    def add_wall(self, key: str, dt: int, t1: int = 0) -> None:
         w = self.async_wall.get(key)
         if w is None:
             with self._lock:
+                self.async_spans.setdefault(key, [])
                 w = self.async_wall.setdefault(key, [0, 0, dt, dt])
+        if t1:
+            sp = self.async_spans[key]
+            sp.append(t1 - dt)
+            sp.append(t1)
         w[0] += 1
         w[1] += dt
         if dt < w[2]:
@@ -223,42 +241,90 @@ class Recorder:
 
     # -- state sizes -------------------------------------------------------
     def after_apply(self, checkpoint: Any, channels: Any, task: Any, name: str) -> None:
-        """State size after a one-node superstep (the C apply hook's call)."""
-        self.snapshot_state(checkpoint, channels, [name], {name: len(task.writes)}, (task,))
+        """State size after a one-node superstep (the C apply hook's call).
+        Raises only KeyboardInterrupt and SystemExit (see snapshot_state)."""
+        try:
+            writes = {name: len(task.writes)}
+        except BaseException as e:  # noqa: BLE001 - never raised into the graph
+            if isinstance(e, _PASS):
+                raise
+            writes = {name: 0}
+        self.snapshot_state(checkpoint, channels, [name], writes, (task,))
 
     @staticmethod
-    def _measure(ch: Any) -> tuple[int, int]:
+    def _measure(ch: Any, cache: dict[int, Any] | None) -> tuple[int, Any]:
+        """(id of the channel's value, its Measure); (0, empty) for an empty channel."""
         try:
             if not ch.is_available():
-                return 0, 0
+                return 0, _EMPTY
             v = ch.get()
-        except Exception:  # noqa: BLE001 - an empty channel
-            return 0, 0
-        return _statesize.deep_sizeof(v), _statesize.count_items(v)
+        except BaseException as e:  # noqa: BLE001 - an empty channel
+            if isinstance(e, _PASS):
+                raise
+            return 0, _EMPTY
+        if cache is not None:
+            hit = cache.get(id(v))
+            if hit is not None and hit[0] is v:
+                return id(v), hit[1]
+        return id(v), _statesize.measure(v)
 
     def snapshot_state(self, checkpoint: Any, channels: Any, names: list[str],
                        writes: dict[str, int], tasks: Any) -> None:
         """Append the state's size after a superstep to the timeline.
 
-        Incremental: only a state channel whose version LangGraph bumped
-        (every update that changed it, apply_writes' own bookkeeping) is
-        measured again; the others keep their last measure.  Without
-        channel versions every channel is measured.  The sum is the same as measuring every channel (each
-        channel is measured on its own, as state_size does), as long as no
-        node mutates a state value in place without returning it (LangGraph
-        does not see such a change either).  A new channels mapping (the first
-        superstep, or another loop) is measured in full."""
+        Never raises into the graph, except KeyboardInterrupt and SystemExit,
+        which propagate from where they were raised (a Ctrl-C while sizing
+        ends the run as it would have without profiling).  A value that cannot
+        be sized is counted in ``unsizable`` (see _statesize.measure).  Its
+        time and CPU time are kept apart (state_ns, state_cpu_ns)."""
         t0 = _perf()
+        c0 = _thread_ns()
+        try:
+            self._snapshot(t0, checkpoint, channels, names, writes, tasks)
+        except BaseException as e:  # noqa: BLE001 - a failure of the tracking itself
+            if isinstance(e, _PASS):
+                raise
+            self.instrument_failures += 1
+            key = ("state tracking", _statesize._reason(e))
+            self.unsizable[key] = max(self.unsizable.get(key, 0), 1)
+        finally:
+            self.state_cpu_ns += _thread_ns() - c0
+            self.state_ns += _perf() - t0
+
+    def _snapshot(self, t0: int, checkpoint: Any, channels: Any, names: list[str],
+                  writes: dict[str, int], tasks: Any) -> None:
+        """Which channels are measured again after a superstep:
+
+        LangGraph bumps a channel's version at every update it applies
+        (LastValue replaces the value; a reducer's result, even one that
+        extends the old value in place, is a new version).  But a node gets
+        the channels' own objects as its input, and may mutate them in place
+        without writing: LangGraph sees no update, the memory changed all the
+        same.  So a channel keeps its last measure only when nothing can have
+        changed it: same version, same object, and that object deeply
+        immutable (only tuples, frozensets, numbers, strings, bytes, ranges
+        were reached).  Every other channel is measured again (a mutable value
+        costs one walk per superstep; the walk sums containers of unshared
+        atomic items at C speed, see _statesize).  Without channel versions
+        every channel is measured.  A new channels mapping (the first
+        superstep, or another loop) is measured in full.  In a superstep of
+        several nodes each write is measured too (to share the growth among
+        them); a channel whose value is a written object reuses that measure."""
         weights: dict[str, tuple[int, int]] = {}
+        cache: dict[int, Any] | None = None
         if len(names) > 1:
             # What each node wrote, to share the superstep's growth.
+            cache = {}
             for t in tasks:
                 n = _task_name(t)
                 b, i = weights.get(n, (0, 0))
                 for ch, v in t.writes:
                     if not ch.startswith("__") and ":" not in ch:
-                        b += _statesize.deep_sizeof(v)
-                        i += _statesize.count_items(v)
+                        hit = cache.get(id(v))
+                        if hit is None or hit[0] is not v:
+                            hit = cache[id(v)] = (v, _statesize.measure(v))
+                        b += hit[1].bytes
+                        i += hit[1].items
                 weights[n] = (b, i)
         try:
             versions = checkpoint["channel_versions"]
@@ -268,27 +334,36 @@ class Recorder:
         if channels is not self._st_channels:
             self._st_channels = channels
             st.clear()
-            size = items = 0
-            for key, ch in channels.items():
-                if key.startswith("__") or ":" in key:
-                    continue  # LangGraph's own channels (tasks, branches, start)
-                b, i = self._measure(ch)
-                st[key] = (versions.get(key) if versions else None, b, i)
-                size += b
-                items += i
+            keys = [k for k in channels if not (k.startswith("__") or ":" in k)]
         else:
-            size, items = self._st_bytes, self._st_items
-            for key, (ver, b0, i0) in st.items():
-                v = versions.get(key) if versions else None
-                if v != ver or v is None:
-                    ch = channels.get(key)
-                    b, i = self._measure(ch) if ch is not None else (0, 0)
-                    st[key] = (v, b, i)
-                    size += b - b0
-                    items += i - i0
+            keys = list(st)
+        for key in keys:
+            ver = versions.get(key) if versions else None
+            ch = channels.get(key)
+            old = st.get(key)
+            if old is not None and ver is not None and old[0] == ver and old[2]:
+                try:
+                    same = ch is not None and ch.is_available() and id(ch.get()) == old[1]
+                except BaseException as e:  # noqa: BLE001 - measured again below
+                    if isinstance(e, _PASS):
+                        raise
+                    same = False
+                if same:
+                    continue
+            ident, m = self._measure(ch, cache) if ch is not None else (0, _EMPTY)
+            st[key] = (ver, ident, m.immutable, m.bytes, m.items, m.unsizable)
+        size = items = 0
+        bad: dict[tuple[str, str], int] = {}
+        for _v, _i, _imm, b, i, u in st.values():
+            size += b
+            items += i
+            for k in u:
+                bad[k] = bad.get(k, 0) + 1
+        for k, c in bad.items():
+            if c > self.unsizable.get(k, 0):
+                self.unsizable[k] = c
         self._st_bytes, self._st_items = size, items
         self._st_points.append((t0, names, writes, weights, size, items))
-        self.state_ns += _perf() - t0
 
     @property
     def state_timeline(self) -> list[dict[str, Any]]:
@@ -495,7 +570,7 @@ def _make_timed_step_class() -> Any:
                 out = await _Segmented(self.inner.ainvoke(input, config, **kwargs), rec, nid)
             finally:
                 t1 = _perf()
-                rec.add_wall(name + "/compute", t1 - t0)
+                rec.add_wall(name + "/compute", t1 - t0, t1)
                 _DEPTH.reset(tok)
             rec.cend[ns] = t1
             return out
@@ -641,7 +716,7 @@ async def _arun_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
         raise
     finally:
         t1 = _perf()
-        rec.add_wall(name, t1 - t0)
+        rec.add_wall(name, t1 - t0, t1)
         rec.end_task(ns, name, t1)
 
 

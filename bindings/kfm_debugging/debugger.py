@@ -33,8 +33,11 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
+import warnings
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -162,7 +165,7 @@ class _RunData:
     """A finished run: the engine report and what the recorder kept."""
 
     __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
-                 "_metric_names", "_events", "_samples", "_acts")
+                 "_metric_names", "_events", "_samples", "_acts", "requested", "_busy")
 
     def __init__(self, level: ProfilingLevel, session: Session, rec: Recorder, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -179,6 +182,44 @@ class _RunData:
         self._events: dict[str, Any] | None = None
         self._samples: dict[str, Any] | None = None
         self._acts: list[tuple[Any, ...]] | None = None
+        # The level the Debugger asked for; level is the session's own
+        # (KFM_CONFIG may override it).
+        self.requested = level
+        self._busy: dict[str, tuple[float, float]] | None = None
+
+    def busy(self) -> dict[str, tuple[float, float]]:
+        """Per engine task span name: (sum, union) of its activations' wall
+        ns.  Concurrent activations (parallel branches, Send fan-outs, async
+        tasks interleaved on one loop) overlap, so their sum can exceed the
+        run's wall time; their union cannot."""
+        if self._busy is not None:
+            return self._busy
+        spans: dict[str, list[tuple[float, float]]] = {}
+        for key, flat in self.rec.async_spans.items():
+            spans[key] = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        try:
+            acts = self.activations()
+        except (RuntimeError, ValueError, KeyError):  # no trace in this session
+            acts = []
+        for name, _th, t0, t1, _r0, _r1 in acts:
+            if name is not None and name not in self.rec.async_wall:
+                spans.setdefault(name, []).append((t0, t1))
+        out: dict[str, tuple[float, float]] = {}
+        for key, iv in spans.items():
+            iv.sort()
+            tot = uni = 0.0
+            end = -1.0
+            for a, b in iv:
+                tot += b - a
+                if a >= end:
+                    uni += b - a
+                    end = b
+                elif b > end:
+                    uni += b - end
+                    end = b
+            out[key] = (tot, uni)
+        self._busy = out
+        return out
 
     @property
     def report(self) -> dict[str, Any]:
@@ -354,6 +395,13 @@ class Debugger:
         all of its tasks in each run; worker threads and their thread-locals
         are the same from run to run, and the runs no longer include
         starting threads.  Default: on at COMPREHENSIVE, off below.
+    history_size: how many runs ``history`` keeps (a summary dict per run,
+        oldest dropped first); an int >= 0, default 100.
+
+    KFM_CONFIG in the environment is layered by the engine on top of the
+    Debugger's own configuration (it may change the level): the reports then
+    say so (``level_override`` in get_profile_report).  A KFM_CONFIG the
+    engine rejects is ignored with one warning; runs are profiled without it.
     """
 
     def __init__(
@@ -366,6 +414,7 @@ class Debugger:
         state_tracking: bool | None = None,
         engine_config: str = "",
         reuse_threads: bool | None = None,
+        history_size: int = 100,
     ) -> None:
         kind = _is_graph(graph)
         if kind is None:
@@ -397,7 +446,17 @@ class Debugger:
         # of threads that live on; creating one costs 0.1 ms at BASIC and
         # 3 ms at COMPREHENSIVE, more than a small graph's whole run.
         self._eng: tuple[tuple[Any, str], Session, Recorder] | None = None
-        self.history: list[dict[str, Any]] = []
+        if (not isinstance(history_size, int) or isinstance(history_size, bool)
+                or history_size < 0):
+            raise ValueError(f"history_size must be an int >= 0 (runs kept in "
+                             f"Debugger.history), not {history_size!r}")
+        self.history_size = history_size
+        # One summary per run, the last history_size runs.
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        # KFM_CONFIG as the engine saw it at the last session creation:
+        # (session, KFM_CONFIG value, engine error if it was ignored).
+        self._env_note: tuple[Any, str, str | None] | None = None
+        self._env_warned: str | None = None
 
     # -- configuration ---------------------------------------------------
     @staticmethod
@@ -451,7 +510,34 @@ class Debugger:
         cfg = f"level={self._level.name.lower()},trace=on"
         if self.engine_config:
             cfg += "," + self.engine_config
-        return Session(cfg)
+        env = os.environ.get("KFM_CONFIG", "")
+        try:
+            s = Session(cfg)
+        except ValueError as e:
+            if not env or "KFM_CONFIG" not in str(e):
+                raise
+            # A KFM_CONFIG the engine rejects must not fail the user's graph:
+            # warn once, and profile without it.
+            msg = str(e)
+            if self._env_warned != env:
+                self._env_warned = env
+                warnings.warn(f"kfm_debugging: {msg}; KFM_CONFIG={env!r} is ignored, the "
+                              f"graph is profiled without it", RuntimeWarning, stacklevel=4)
+            s = _session_without_env(cfg)
+            self._env_note = (s, env, msg)
+            return s
+        self._env_note = (s, env, None) if env else None
+        return s
+
+    def _env_override(self, rd: _RunData) -> dict[str, Any] | None:
+        """What KFM_CONFIG did to the run's session: None when unset."""
+        note = self._env_note
+        if note is None or note[0] is not rd.session:
+            return None
+        _s, env, ignored = note
+        return {"KFM_CONFIG": env, "requested_level": rd.requested.name,
+                "level": rd.level.name, "ignored": ignored,
+                "level_overridden": ignored is None and rd.level != rd.requested}
 
     # -- running ---------------------------------------------------------
     def _known_names(self) -> list[str]:
@@ -503,16 +589,23 @@ class Debugger:
                 error: BaseException | None, mode: str) -> None:
         wall = time.perf_counter_ns() - t0
         _instrument._ACTIVE.reset(tok)
+        rec._st_channels = None  # the run's channels (and state) are not kept alive
         s.stop()
         rec.instrument_failures += s.failures
         assert self._level is not None
         old = self._last
-        self._last = _RunData(self._level, s, rec, wall, error, mode)
+        level_eff = self._level
+        try:  # KFM_CONFIG may have set another level than the Debugger's
+            level_eff = ProfilingLevel(s.level)
+        except (ValueError, RuntimeError):
+            pass
+        self._last = _RunData(level_eff, s, rec, wall, error, mode)
+        self._last.requested = self._level
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
         total_ms = (wall - rec.state_ns) / 1e6
         level = _LEVEL_NAMES[self._level]
-        self.history.append({"total_ms": total_ms, "level": level, "mode": mode,
+        self.history.append({"total_ms": total_ms, "level": _LEVEL_NAMES[level_eff], "mode": mode,
                              "error": None if error is None else type(error).__name__})
         if log.isEnabledFor(logging.INFO):
             log.info("run (%s, %s): %.2f ms, %d nodes%s", mode, level, total_ms,
@@ -636,6 +729,7 @@ class Debugger:
         """Per node: Setup / Computation / State update split, calls, average, share."""
         rd = self._data()
         total = self._total_ns(rd)
+        busy = rd.busy()
         out: dict[str, NodeTiming] = {}
         wanted = set(nodes) if nodes is not None else None
         if wanted is not None:
@@ -677,6 +771,12 @@ class Debugger:
             else:
                 mn = mx = p50 = p90 = p99 = None
             n_err = sum(1 for e in rd.rec.errors if e["node"] == name)
+            # Share of the run's wall time: the node's time less what its
+            # activations overlapped each other (concurrent branches, Send
+            # fan-outs, async tasks), never more than the run.
+            b = busy.get(name) or busy.get(_instrument._engine_name(name))
+            overlap = max(b[0] - b[1], 0.0) if b else 0.0
+            share = min(max(tot - overlap, 0.0), total)
             out[name] = NodeTiming(
                 name=name,
                 calls=calls,
@@ -685,7 +785,7 @@ class Debugger:
                 computation_ms=comp_ns / 1e6,
                 state_update_ms=upd_ns / 1e6,
                 average_ms=(tot / calls / 1e6) if calls else 0.0,
-                percent=100.0 * tot / total,
+                percent=100.0 * share / total,
                 min_ms=mn, max_ms=mx, p50_ms=p50, p90_ms=p90, p99_ms=p99,
                 attempts=attempts,
                 errors=n_err,
@@ -701,6 +801,11 @@ class Debugger:
         mem = self.get_memory_profile()
         return {
             "level": rd.level.name,
+            "requested_level": rd.requested.name,
+            # KFM_CONFIG's effect: None when unset, else {KFM_CONFIG,
+            # requested_level, level, level_overridden, ignored (the engine's
+            # error when it rejected KFM_CONFIG)}
+            "level_override": self._env_override(rd),
             "mode": rd.mode,
             "total_ms": self._total_ns(rd) / 1e6,
             "profiler_state_tracking_ms": rd.rec.state_ns / 1e6,
@@ -719,6 +824,12 @@ class Debugger:
         f, r = self._show(file, "Performance Profile:", self.get_profile_report)
         if r is None:
             return
+        ov = r["level_override"]
+        if ov is not None and ov["level_overridden"]:
+            print(f"level overridden by KFM_CONFIG: {ov['KFM_CONFIG']} (level {ov['level']}, "
+                  f"the Debugger asked for {ov['requested_level']})", file=f)
+        elif ov is not None and ov["ignored"]:
+            print(f"KFM_CONFIG ignored: {ov['ignored']}", file=f)
         print(f"Total execution time: {r['total_ms']:.2f}ms", file=f)
         print("", file=f)
         print("Node Execution Times:", file=f)
@@ -1053,7 +1164,9 @@ class Debugger:
                 r.voluntary_switches = self._node_metric_sum(rd, name, "papi.perf::CONTEXT-SWITCHES")
             nodes[name] = r
         attributed = 0.0
-        for en in rd.report["nodes"].values():
+        for ename, en in rd.report["nodes"].items():
+            if ename == _instrument.WARMUP:
+                continue  # the thread set-up before the run's wall time starts
             ex = en["exclusive"]
             attributed += (ex.get("proc.cpu_user", 0.0) + ex.get("proc.cpu_sys", 0.0)
                            if "proc.cpu_user" in ex else ex.get(_TASK_CLOCK, 0.0))
@@ -1063,6 +1176,9 @@ class Debugger:
             ci = sm["metrics"].index("proc.cpu")
             v = sm["values"]
             proc_cpu = (v[len(v) - 1, ci] - v[0, ci]) / 1e6
+        # The state tracking's own CPU is inside the graph's spans, but its
+        # time is not in the run's total: take it out of both.
+        attributed = max(attributed - rd.rec.state_cpu_ns, 0.0)
         total_ms = self._total_ns(rd) / 1e6
         return {
             "available": True, "reason": "",
@@ -1283,6 +1399,11 @@ class Debugger:
             "steps": len(tl),
             "measure_ms": rd.rec.state_ns / 1e6,
             "nodes": {n: dataclasses.asdict(s) for n, s in self.get_node_state_impact().items()},
+            # Values whose size could not be taken (they count 0 bytes):
+            # {"type": ..., "reason": ..., "count": ...}, most seen in one measure
+            "unsizable_count": sum(rd.rec.unsizable.values()),
+            "unsizable": [{"type": t, "reason": r, "count": c}
+                          for (t, r), c in rd.rec.unsizable.items()],
         }
 
     def show_state_size_analysis(self, file: IO[str] | None = None) -> None:
@@ -1293,6 +1414,12 @@ class Debugger:
         print(f"Final state: {a['final_bytes']} bytes ({a['final_items']} items)", file=f)
         print(f"Largest: {a['max_bytes']} bytes (after {', '.join(a['max_after'])})", file=f)
         print(f"Growth: {a['growth_bytes']:+d} bytes over {a['steps']} steps", file=f)
+        if a["unsizable_count"]:
+            kinds = "; ".join(f"{u['type']}: {u['reason']}" + (f" (x{u['count']})"
+                                                                if u["count"] > 1 else "")
+                              for u in a["unsizable"][:5])
+            more = "; ..." if len(a["unsizable"]) > 5 else ""
+            print(f"{a['unsizable_count']} values could not be sized: {kinds}{more}", file=f)
 
     def show_node_state_impact(self, file: IO[str] | None = None) -> None:
         f = self._out(file)
@@ -1334,6 +1461,21 @@ class Debugger:
         if self._last is not None:
             self._last.session.close()
             self._last = None
+
+
+_ENV_LOCK = threading.Lock()
+
+
+def _session_without_env(cfg: str) -> Session:
+    """Session(cfg) with KFM_CONFIG out of the environment while the engine
+    creates it (the engine reads it only then)."""
+    with _ENV_LOCK:
+        saved = os.environ.pop("KFM_CONFIG", None)
+        try:
+            return Session(cfg)
+        finally:
+            if saved is not None:
+                os.environ["KFM_CONFIG"] = saved
 
 
 def _contextvars_copy() -> Any:

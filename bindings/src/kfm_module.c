@@ -1402,11 +1402,20 @@ static PyObject *hook_apply(HookObject *h, PyObject *rec, PyObject *fast, PyObje
     Py_XDECREF(d);
     PyErr_Clear();
     if (depth == 0) {
-      /* State size after the superstep (Python: it walks the values). */
+      /* State size after the superstep (Python: it walks the values).  It
+       * raises nothing but KeyboardInterrupt and SystemExit (a Ctrl-C while
+       * sizing): those end the run as they would have without profiling,
+       * so they propagate instead of the writes' result; anything else
+       * (only a broken recorder) is dropped, never raised into the graph. */
       PyObject *r = PyObject_CallMethodObjArgs(rec, str_after_apply, args[0], args[1], task,
                                                name, NULL);
       if (r == NULL) {
-        PyErr_Clear();
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+            PyErr_ExceptionMatches(PyExc_SystemExit)) {
+          Py_CLEAR(res);
+        } else {
+          PyErr_Clear();
+        }
       }
       Py_XDECREF(r);
     }
