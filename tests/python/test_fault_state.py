@@ -133,6 +133,9 @@ HOSTILE: dict[str, tuple[Any, int]] = {
 }
 
 
+AFTER_RAN: list[int] = []
+
+
 def _graph(value: Any, parallel: bool) -> Any:
     """put writes value into the state; in a parallel graph a second branch
     runs in the same superstep (several tasks: LangGraph's thread pool and
@@ -145,6 +148,7 @@ def _graph(value: Any, parallel: bool) -> Any:
         return {"b": 2, "log": ["side"]}
 
     def after(s: dict) -> dict:
+        AFTER_RAN.append(1)
         return {"n": s.get("n", 0) + 1, "log": ["after"]}
 
     b = StateGraph(S)
@@ -210,15 +214,14 @@ def test_interrupt_in_sizeof_propagates(exc: type[BaseException], kind: str) -> 
     # A Ctrl-C (or exit) that lands while the profiler sizes the state ends
     # the run, as it would have ended the unprofiled one, at the end of that
     # sizing step at the latest: the next node never runs.
-    ran: list[str] = []
     value = SizeInterrupts(exc)
     g = _graph(value, kind == "parallel")
     g.invoke({"n": 0})  # unprofiled: __sizeof__ is never called
     d = Debugger(g, profiling_level=ProfilingLevel.DETAILED, state_tracking=True)
-    orig = g.builder.nodes["after"].runnable
-    del orig, ran
+    AFTER_RAN.clear()
     with pytest.raises(exc, match="from __sizeof__"):
         d.run({"n": 0})
+    assert not AFTER_RAN
     assert d.history[-1]["error"] == exc.__name__
     # The Debugger is intact: a normal graph runs and is tracked.
     ok = _graph([1, 2, 3], kind == "parallel")
@@ -345,10 +348,10 @@ def test_large_state_peak_and_cost() -> None:
     # State tracking walks the 3M floats after each of the 3 supersteps that
     # follow build (a list is mutable and may have been changed in place by a
     # node, unseen by LangGraph: it is measured again each time), at C speed:
-    # ~30 ns an item, ~100 ms a walk.  The run without it builds, sums and
-    # counts them (~0.3 s).  Measured on the shared 2-core machine: 2.0-2.4x
-    # (the old sizing: 10-20x); bound 3x.
-    assert prof["on_s"] <= 3.0 * SLACK * prof["off_s"]
+    # ~30 ns an item, ~85-130 ms a walk.  The run without it builds, sums and
+    # counts them (0.16-0.3 s).  Measured on the shared 2-core machine:
+    # 2.0-2.8x (the old sizing: 10-20x, and +150% peak); bound 4x.
+    assert prof["on_s"] <= 4.0 * SLACK * prof["off_s"]
 
 
 # --- history ---------------------------------------------------------------
