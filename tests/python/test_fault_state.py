@@ -309,9 +309,10 @@ _MEM_SCRIPT = textwrap.dedent("""
         out["state_mb"], out["measure_ms"] = a["max_bytes"] / 2**20, a["measure_ms"]
         d.close()
         del d
-        # Then the cost: best of 2 runs with and without state tracking.
+        # Then the cost: best of 3 runs with and without state tracking (the
+        # machine is shared: the best run is the one least disturbed).
         times = {}
-        for tracking in (False, True, False, True):
+        for tracking in (False, True) * 3:
             d = Debugger(g, profiling_level=ProfilingLevel.DETAILED, state_tracking=tracking)
             t = time.perf_counter()
             d.run({"n": 0})
@@ -350,7 +351,7 @@ def test_large_state_peak_and_cost() -> None:
     # node, unseen by LangGraph: it is measured again each time), at C speed:
     # ~30 ns an item, ~85-130 ms a walk.  The run without it builds, sums and
     # counts them (0.16-0.3 s).  Measured on the shared 2-core machine:
-    # 2.0-2.8x (the old sizing: 10-20x, and +150% peak); bound 4x.
+    # 2.0-2.9x (the old sizing: 10-20x, and +150% peak); bound 4x.
     assert prof["on_s"] <= 4.0 * SLACK * prof["off_s"]
 
 
