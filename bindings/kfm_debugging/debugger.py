@@ -325,25 +325,12 @@ def _fmt_mb(v: float | None, sign: bool = False) -> str:
 
 
 def _atomic_write(path: str | os.PathLike[str], text: str) -> str:
-    """Write text to path through a temporary file and a rename, so that a
-    failure leaves an earlier file intact.  Raises OSError naming the path."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".kfm-", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write {path!r}: {e.strerror}", path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise OSError(e.errno, f"cannot write {path!r}: {e.strerror}", path) from None
-    return path
+    """Write text to path as the engine's output= does (_files.atomic_write):
+    symlinks followed, FIFOs and devices written in place, a regular file
+    replaced whole or not at all.  Raises OSError naming the path."""
+    from ._files import atomic_write
+
+    return atomic_write(path, text)
 
 
 def _is_graph(obj: Any) -> str | None:

@@ -1,9 +1,10 @@
 /*
  * export.c - the JSON export (schema "kfm.profile") and the text report.
  *
- * The export is written to a temporary file beside the target and renamed
- * over it only when complete, so a failed or interrupted export never
- * leaves a truncated profile or destroys an earlier one.
+ * The export is written through outfile.c: a regular file is replaced
+ * only when complete (a failed or interrupted export never leaves a
+ * truncated profile, a temporary, or a destroyed earlier one); a FIFO or
+ * device is written in place; symlinks are followed.
  */
 #include <errno.h>
 #include <math.h>
@@ -297,35 +298,13 @@ int kfm_session_backend_json(kfm_session_t *s, const char *backend, char **json)
 }
 
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path) {
-  size_t n = strlen(path);
-  char *tmp = malloc(n + 32);
-  if (tmp == NULL) {
-    return KFM_ENOMEM;
+  struct kfm__outfile *o;
+  int rc = kfm__outfile_open(s, "export", path, &o);
+  if (rc) {
+    return rc;
   }
-  snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (f == NULL) {
-    int e = errno;
-    free(tmp);
-    return kfm__err(s, KFM_EIO, "export: cannot write '%s': %s", path, strerror(e));
-  }
-  json_write(f, s, r);
-  int bad = ferror(f);
-  int e = errno;
-  if (fclose(f) != 0 && !bad) {
-    bad = 1;
-    e = errno;
-  }
-  if (bad || rename(tmp, path) != 0) {
-    if (!bad) {
-      e = errno;
-    }
-    unlink(tmp);
-    free(tmp);
-    return kfm__err(s, KFM_EIO, "export: cannot write '%s': %s", path, strerror(e));
-  }
-  free(tmp);
-  return 0;
+  json_write(kfm__outfile_stream(o), s, r);
+  return kfm__outfile_close(s, o, 1);
 }
 
 int kfm_session_export(kfm_session_t *s, const char *path) {

@@ -324,6 +324,24 @@ void kfm__sampler_wait(kfm_session_t *s);
 void kfm__sampler_quit(kfm_session_t *s);
 void kfm__sample_once(kfm_session_t *s, uint64_t now);
 
+/* outfile.c: a file the user named, written so that it lands whole or not
+ * at all.  Symlinks are followed to the final target (a dangling one's
+ * target is created); a FIFO or device is written in place (a FIFO nobody
+ * reads fails at once); a regular or new file is written to an unnamed
+ * O_TMPFILE file in its folder (else a random O_EXCL|O_NOFOLLOW name) and
+ * renamed over it, keeping its mode.  Errors are KFM_EIO with a message
+ * "<what>: cannot write '<path>': <errno text>" and errno set. */
+struct kfm__outfile;
+int kfm__outfile_open(kfm_session_t *s, const char *what, const char *path,
+                      struct kfm__outfile **out);
+/* Where to write; valid until kfm__outfile_close. */
+FILE *kfm__outfile_stream(struct kfm__outfile *o);
+/* commit=1: puts the file in place (or reports the first write error,
+ * leaving the earlier file); commit=0: discards it.  Frees o. */
+int kfm__outfile_close(kfm_session_t *s, struct kfm__outfile *o, int commit);
+/* Tests: 1 skips O_TMPFILE, exercising the named temporary. */
+extern int kfm__outfile_no_tmpfile;
+
 /* export.c */
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);
 /* Writes s as a quoted JSON string: " and \\ escaped, \n and \t as such,
