@@ -47,6 +47,7 @@ typedef struct {
   /* Transitions refused by call/try_enter/try_exit.  Only touched with the
    * GIL held, so a plain counter is race-free. */
   unsigned long long failures;
+  int warned_full; /* the registry-full warning was given */
 } SessionObject;
 
 /* Exception class for an engine error code. */
@@ -199,6 +200,17 @@ static PyObject *Session_register(SessionObject *self, PyObject *name) {
   }
   kfm_node_id_t id;
   int rc = kfm_node_register(self->s, n, &id);
+  if (rc == KFM_EFULL) {
+    /* Profiling must not stop the program: the name is counted in the
+     * engine's "(other)" node, and the user is told once per session. */
+    if (!self->warned_full) {
+      self->warned_full = 1;
+      if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "kfm: %s", kfm_errmsg(self->s)) < 0) {
+        return NULL;
+      }
+    }
+    return PyLong_FromUnsignedLong(id);
+  }
   if (rc) {
     return kfm_raise(self->s, rc, "register");
   }

@@ -79,6 +79,14 @@ static void probe_one(size_t i) {
   pthread_mutex_unlock(&probe_lock);
 }
 
+void kfm__backends_lock(int take) {
+  if (take) {
+    pthread_mutex_lock(&probe_lock);
+  } else {
+    pthread_mutex_unlock(&probe_lock);
+  }
+}
+
 size_t kfm_backend_count(void) {
   size_t n = 0;
   while (kfm__builtin_backends[n]) {

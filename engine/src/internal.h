@@ -142,6 +142,9 @@ struct kfm__thread {
   struct kfm__edges nested, follows;
   struct kfm__ring ring;
   _Atomic uint64_t unbalanced;
+  /* 1 while the owner is inside kfm_enter/kfm_exit on this session, so a
+   * restart that would clear the slot under it refuses instead. */
+  _Atomic uint32_t busy;
   void *bstate[KFM__MAX_BACKENDS]; /* per-thread backend state */
 };
 
@@ -161,7 +164,11 @@ struct kfm__bstat {
   int available, enabled;
 };
 
-enum { KFM__CREATED = 0, KFM__RUNNING = 1, KFM__STOPPED = 2 };
+/* FORKED: the copy of a session that a child process inherited through
+ * fork().  Its sampler and every other thread are gone and its files are
+ * the parent's, so the copy is inert: calls on it succeed and do nothing
+ * (see kfm__atfork_child). */
+enum { KFM__CREATED = 0, KFM__RUNNING = 1, KFM__STOPPED = 2, KFM__FORKED = 3 };
 enum { KFM__SAMPLER_RUN = 0, KFM__SAMPLER_PARK = 1, KFM__SAMPLER_QUIT = 2 };
 
 struct kfm_session {
@@ -170,11 +177,13 @@ struct kfm_session {
   double rate_hz;
   int trace;
   _Atomic int state;
+  int forked_from; /* the state a KFM__FORKED copy had at the fork */
   pthread_mutex_t lock; /* structure: slots, registry, errmsg, retired data */
   char errmsg[512];
 
   /* node registry */
   _Atomic uint32_t nnodes;
+  uint32_t node_cap; /* cfg.max_nodes + 1: ids past the limit share "(other)" */
   char **names;
   uint32_t *hash; /* open addressing on names: id + 1, 0 empty */
   uint32_t hash_mask;
@@ -235,6 +244,7 @@ struct kfm_session {
   uint32_t *act_thread;    /* [pair capacity] */
   uint32_t *act_node;
   uint32_t act_cap, act_used;
+  /* Arrays below marked [max_nodes] have node_cap entries. */
   _Atomic uint64_t *node_samples;     /* [max_nodes] innermost */
   _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
   _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
@@ -276,6 +286,8 @@ int kfm__backend_known(const char *name);
 int kfm__backend_status(size_t i, const char **reason);
 /* The same without probing: -1 when backend i was never probed. */
 int kfm__backend_probed(size_t i, const char **reason);
+/* Takes (1) or releases (0) the probe lock, around fork (session.c). */
+void kfm__backends_lock(int take);
 /* Tests only: set the cached probe answer of a backend, e.g. after a test
  * injected a symbol table that makes a GPU library usable.  Not thread-safe
  * against sessions being created meanwhile. */

@@ -20,10 +20,10 @@ static uint32_t registry_hash(const char *s, size_t n) {
 
 int kfm__registry_init(kfm_session_t *s) {
   uint32_t cap = 16;
-  while (cap < 2 * s->cfg.max_nodes) {
+  while (cap < 2 * s->node_cap) {
     cap <<= 1;
   }
-  s->names = calloc(s->cfg.max_nodes, sizeof *s->names);
+  s->names = calloc(s->node_cap, sizeof *s->names);
   s->hash = calloc(cap, sizeof *s->hash);
   s->hash_mask = cap - 1;
   return s->names && s->hash ? 0 : KFM_ENOMEM;
@@ -98,8 +98,25 @@ int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
   }
   uint32_t nn = atomic_load_explicit(&s->nnodes, memory_order_relaxed);
   if (nn >= s->cfg.max_nodes) {
+    /* Past the limit, names share the node "(other)" (registered once in
+     * the slot kept for it), so a caller that goes on anyway loses no time
+     * from the profile; the error still tells it the name has no node. */
+    if (!registry_find(s, KFM_NODE_OTHER, registry_hash(KFM_NODE_OTHER, strlen(KFM_NODE_OTHER)),
+                       id, &i)) {
+      char *other = strdup(KFM_NODE_OTHER);
+      if (other == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return KFM_ENOMEM;
+      }
+      s->names[nn] = other;
+      s->hash[i] = nn + 1;
+      atomic_store_explicit(&s->nnodes, nn + 1, memory_order_release);
+      *id = nn;
+    }
     pthread_mutex_unlock(&s->lock);
-    return kfm__err(s, KFM_EFULL, "node registry full at %u nodes registering '%s' (raise max_nodes)",
+    return kfm__err(s, KFM_EFULL,
+                    "node registry full at %u nodes registering '%s' (raise max_nodes); its id "
+                    "is that of '" KFM_NODE_OTHER "', which counts every name past the limit",
                     s->cfg.max_nodes, name);
   }
   char *copy = malloc(n + 1);

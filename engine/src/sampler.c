@@ -80,7 +80,7 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
   /* Store the sample only if it fits whole; attribution counters below are
    * bounded arrays and are kept even when storage is full. */
   int store = i < s->cfg.samples && s->act_used + nslots <= s->act_cap;
-  uint32_t nn = s->cfg.max_nodes;
+  uint32_t nn = s->node_cap;
   /* Dekker handshake with thread_retire: announce the tick, then look at
    * each slot's state, both seq_cst, so a retiring thread either is seen as
    * free here or waits until this tick is over before its rseq area dies. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
@@ -79,6 +80,74 @@ static void links_destructor(void *arg) {
 
 static void links_key_create(void) {
   pthread_key_create(&links_key, links_destructor);
+}
+
+/* ---- fork ----------------------------------------------------------- */
+
+/*
+ * A child of fork() has one thread.  The sessions it inherits have no
+ * sampler thread, their other threads' slots belong to threads that do not
+ * exist there, and their output files are the parent's.  So every inherited
+ * session becomes inert (KFM__FORKED): its calls succeed and do nothing,
+ * stop writes no file, destroy frees the child's copy of the memory without
+ * waiting for any thread or calling into backend libraries.  The handlers
+ * hold every engine lock across the fork, so the child sees the live table
+ * and each session's structures consistent and its locks free.  Lock order
+ * (as everywhere else): probe lock, live_lock, s->lock, drain_lock,
+ * park_lock.  Registered once per process, hence the static once.
+ */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void) {
+  kfm__backends_lock(1);
+  pthread_mutex_lock(&live_lock);
+  for (size_t i = 0; i < live_n; i++) {
+    pthread_mutex_lock(&live[i]->lock);
+    pthread_mutex_lock(&live[i]->drain_lock);
+    pthread_mutex_lock(&live[i]->park_lock);
+  }
+}
+
+static void atfork_unlock(void) {
+  for (size_t i = live_n; i-- > 0;) {
+    pthread_mutex_unlock(&live[i]->park_lock);
+    pthread_mutex_unlock(&live[i]->drain_lock);
+    pthread_mutex_unlock(&live[i]->lock);
+  }
+  pthread_mutex_unlock(&live_lock);
+  kfm__backends_lock(0);
+}
+
+/* Only async-signal-safe work here: the child of a threaded parent. */
+static void atfork_child(void) {
+  static const char note[] = "session inherited through fork(): the child's copy is inert "
+                             "(its calls do nothing and stop writes no file; create a new "
+                             "session in the child to profile it)";
+  for (size_t i = 0; i < live_n; i++) {
+    kfm_session_t *s = live[i];
+    int st = atomic_load(&s->state);
+    if (st == KFM__RUNNING) {
+      kfm__clock_pair(&s->t_stop, &s->ns_stop);
+    }
+    if (st != KFM__FORKED) {
+      s->forked_from = st;
+    }
+    atomic_store(&s->state, KFM__FORKED);
+    if (s->sampler_running) {
+      close(s->timerfd);
+      s->timerfd = -1;
+      s->sampler_running = 0;
+      /* The parked sampler was a waiter: a destroy of the inherited
+       * condition variable would wait for it forever. */
+      pthread_cond_init(&s->park_cv, NULL);
+    }
+    memcpy(s->errmsg, note, sizeof note);
+  }
+  atfork_unlock();
+}
+
+static void atfork_register(void) {
+  pthread_atfork(atfork_prepare, atfork_unlock, atfork_child);
 }
 
 /* ---- aggregates and edges --------------------------------------------- */
@@ -488,6 +557,9 @@ static inline uint64_t max3(uint64_t a, uint64_t b, uint64_t c) {
 }
 
 static int enter_slow_error(kfm_session_t *s, kfm_node_id_t id) {
+  if (atomic_load(&s->state) == KFM__FORKED) {
+    return 0; /* inert copy in a forked child */
+  }
   if (atomic_load(&s->state) != KFM__RUNNING) {
     return kfm__err(s, KFM_ESTATE, "enter(%u): session is %s", id,
                     atomic_load(&s->state) == KFM__CREATED ? "not started" : "stopped");
@@ -512,8 +584,13 @@ int kfm_enter(kfm_session_t *s, kfm_node_id_t id) {
   if (KFM__UNLIKELY(t == NULL)) {
     return KFM_EFULL;
   }
+  /* busy, then the state again: a restart that saw busy clear knows this
+   * call will see the session stopped (session_busy_thread). */
+  KFM__ST(t->busy, 1);
+  atomic_signal_fence(memory_order_seq_cst);
   int top = t->top;
-  if (KFM__UNLIKELY(top >= KFM_STACK_MAX)) {
+  if (KFM__UNLIKELY(top >= KFM_STACK_MAX || KFM__LD(s->state) != KFM__RUNNING)) {
+    atomic_store_explicit(&t->busy, 0, memory_order_release);
     return enter_slow_error(s, id);
   }
   struct kfm__frame *f = &t->stack[top];
@@ -550,10 +627,15 @@ int kfm_enter(kfm_session_t *s, kfm_node_id_t id) {
   if (s->trace) {
     ring_push(&t->ring, f->t0, id, t->index, KFM_EVENT_ENTER, v, nm);
   }
+  atomic_store_explicit(&t->busy, 0, memory_order_release);
   return 0;
 }
 
 static int exit_error(kfm_session_t *s, struct kfm__thread *t, kfm_node_id_t id) {
+  atomic_store_explicit(&t->busy, 0, memory_order_release);
+  if (KFM__LD(s->state) == KFM__FORKED) {
+    return 0; /* inert copy in a forked child */
+  }
   KFM__ST(t->unbalanced, KFM__LD(t->unbalanced) + 1);
   if (KFM__LD(s->state) != KFM__RUNNING) {
     return kfm__err(s, KFM_ESTATE, "exit(%u): session is not running", id);
@@ -584,6 +666,8 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
   if (KFM__UNLIKELY(t == NULL)) {
     return KFM_EFULL;
   }
+  KFM__ST(t->busy, 1);
+  atomic_signal_fence(memory_order_seq_cst);
   int top = t->top - 1;
   if (KFM__UNLIKELY(top < 0 || t->stack[top].node != id || KFM__LD(s->state) != KFM__RUNNING)) {
     return exit_error(s, t, id);
@@ -600,6 +684,7 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
     /* Once per thread per 16 node ids: the only allocation on this path. */
     blk = kfm__block_new(s);
     if (blk == NULL) {
+      atomic_store_explicit(&t->busy, 0, memory_order_release);
       return kfm__err(s, KFM_ENOMEM, "out of memory for node aggregates");
     }
     atomic_store_explicit(&t->blocks[id / KFM__BLOCK_NODES], blk, memory_order_release);
@@ -664,6 +749,7 @@ int kfm_exit(kfm_session_t *s, kfm_node_id_t id) {
   if (s->trace) {
     ring_push(&t->ring, t1, id, t->index, KFM_EVENT_EXIT, end, nm);
   }
+  atomic_store_explicit(&t->busy, 0, memory_order_release);
   return 0;
 }
 
@@ -929,10 +1015,13 @@ static void session_free(kfm_session_t *s) {
     return;
   }
   kfm__sampler_quit(s);
+  /* A forked child's copy calls no backend: its libraries' threads and
+   * handles belong to the parent. */
+  int forked = atomic_load(&s->state) == KFM__FORKED;
   uint32_t n = atomic_load(&s->nslots);
   for (uint32_t i = 0; i < n; i++) {
     struct kfm__thread *t = s->slots[i];
-    if (atomic_load(&t->state) == KFM__SLOT_LIVE) {
+    if (!forked && atomic_load(&t->state) == KFM__SLOT_LIVE) {
       for (unsigned b = 0; b < s->nbackends; b++) {
         kfm__backend_thread_close(s->be[b].ops, s->be[b].state, t->bstate[b]);
       }
@@ -941,7 +1030,9 @@ static void session_free(kfm_session_t *s) {
   }
   free(s->slots);
   for (unsigned b = 0; b < s->nbackends; b++) {
-    kfm__backend_close(s->be[b].ops, s->be[b].state);
+    if (!forked) {
+      kfm__backend_close(s->be[b].ops, s->be[b].state);
+    }
     free(s->be[b].state);
   }
   if (s->retired) {
@@ -979,7 +1070,8 @@ static void session_free(kfm_session_t *s) {
 
 static int session_alloc(kfm_session_t *s) {
   kfm_config_t *c = &s->cfg;
-  s->nblocks = (c->max_nodes + KFM__BLOCK_NODES - 1) / KFM__BLOCK_NODES;
+  s->node_cap = c->max_nodes + 1; /* + the reserved "(other)" (registry.c) */
+  s->nblocks = (s->node_cap + KFM__BLOCK_NODES - 1) / KFM__BLOCK_NODES;
   size_t sz = sizeof(struct kfm__agg) + 2 * s->nm * sizeof(int64_t);
   s->agg_size = (sz + 63) & ~(size_t)63;
   s->slots = calloc(c->max_threads, sizeof *s->slots);
@@ -988,9 +1080,9 @@ static int session_alloc(kfm_session_t *s) {
       kfm__edges_init(&s->rnested, 16384) != 0 || kfm__edges_init(&s->rfollows, 16384) != 0) {
     return KFM_ENOMEM;
   }
-  s->node_samples = calloc(c->max_nodes, sizeof *s->node_samples);
-  s->node_samples_any = calloc(c->max_nodes, sizeof *s->node_samples_any);
-  s->node_sample_peak = calloc(c->max_nodes, sizeof *s->node_sample_peak);
+  s->node_samples = calloc(s->node_cap, sizeof *s->node_samples);
+  s->node_samples_any = calloc(s->node_cap, sizeof *s->node_samples_any);
+  s->node_sample_peak = calloc(s->node_cap, sizeof *s->node_sample_peak);
   if (!s->node_samples || !s->node_samples_any || !s->node_sample_peak) {
     return KFM_ENOMEM;
   }
@@ -1012,9 +1104,9 @@ static int session_alloc(kfm_session_t *s) {
       return KFM_ENOMEM;
     }
     if (s->ns) {
-      s->node_ssum = calloc((size_t)c->max_nodes * s->ns, sizeof *s->node_ssum);
-      s->node_scnt = calloc((size_t)c->max_nodes * s->ns, sizeof *s->node_scnt);
-      s->node_tick = calloc(c->max_nodes, sizeof *s->node_tick);
+      s->node_ssum = calloc((size_t)s->node_cap * s->ns, sizeof *s->node_ssum);
+      s->node_scnt = calloc((size_t)s->node_cap * s->ns, sizeof *s->node_scnt);
+      s->node_tick = calloc(s->node_cap, sizeof *s->node_tick);
       s->tick_nodes = calloc(c->max_threads, sizeof *s->tick_nodes);
       if (!s->node_ssum || !s->node_scnt || !s->node_tick || !s->tick_nodes) {
         return KFM_ENOMEM;
@@ -1022,8 +1114,8 @@ static int session_alloc(kfm_session_t *s) {
     }
     if (c->level >= KFM_LEVEL_COMPREHENSIVE) {
       s->track_cpu = 1;
-      s->node_cpu = calloc((size_t)c->max_nodes * s->ncpus, sizeof *s->node_cpu);
-      s->node_migrations = calloc(c->max_nodes, sizeof *s->node_migrations);
+      s->node_cpu = calloc((size_t)s->node_cap * s->ncpus, sizeof *s->node_cpu);
+      s->node_migrations = calloc(s->node_cap, sizeof *s->node_migrations);
       if (!s->node_cpu || !s->node_migrations) {
         return KFM_ENOMEM;
       }
@@ -1044,6 +1136,7 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
   }
   *out = NULL;
   kfm__clock_init();
+  pthread_once(&atfork_once, atfork_register);
   kfm_session_t *s = calloc(1, sizeof *s);
   if (s == NULL) {
     return kfm__create_err(KFM_ENOMEM, "out of memory");
@@ -1077,7 +1170,10 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
   }
   kfm_config_t *c = &s->cfg;
   if (!c->max_nodes) {
-    c->max_nodes = 4096;
+    /* Every array indexed by node id is calloc'd, and past 128 kB calloc
+     * maps fresh zero pages: only ids in use commit memory, so a large
+     * default costs nothing until a graph needs it. */
+    c->max_nodes = 65536;
   }
   if (!c->max_threads) {
     c->max_threads = 256;
@@ -1159,6 +1255,9 @@ int kfm_session_start(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
   }
+  if (atomic_load(&s->state) == KFM__FORKED) {
+    return 0;
+  }
   int expect = KFM__CREATED;
   if (!atomic_compare_exchange_strong(&s->state, &expect, KFM__RUNNING)) {
     return kfm__err(s, KFM_ESTATE, "start: session is already %s",
@@ -1211,8 +1310,8 @@ static void session_clear(kfm_session_t *s) {
   s->retired_unbalanced = 0;
 
   uint32_t nn = atomic_load(&s->nnodes);
-  if (nn > s->cfg.max_nodes) {
-    nn = s->cfg.max_nodes;
+  if (nn > s->node_cap) {
+    nn = s->node_cap;
   }
   memset(s->node_samples, 0, nn * sizeof *s->node_samples);
   memset(s->node_samples_any, 0, nn * sizeof *s->node_samples_any);
@@ -1251,17 +1350,66 @@ static void session_clear(kfm_session_t *s) {
   }
 }
 
+/* The tid of a thread other than the caller inside kfm_enter/kfm_exit on
+ * s, or 0.  Caller holds s->lock and s is stopped.  A transition sets busy
+ * and then reads the state; here the stop's state store precedes the busy
+ * loads.  That store-load pair needs a full barrier on both sides, which
+ * the hot path cannot afford (~20 cycles), so this side pays for both with
+ * membarrier: every thread of the process running now executes a barrier
+ * (0.1 us when the others sleep, ~13 us when one runs on another CPU). */
+static pid_t session_busy_thread(kfm_session_t *s) {
+  static _Atomic int mb_state; /* 0 unknown, 1 registered, -1 unavailable: a process property */
+  int mb = atomic_load(&mb_state);
+  if (mb == 0) {
+    mb = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+    atomic_store(&mb_state, mb);
+  }
+  struct kfm__thread *self = tls_cache.s == s && tls_cache.uid == s->uid ? tls_cache.t : NULL;
+  uint32_t n = atomic_load(&s->nslots);
+  int others = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    others |= s->slots[i] != self && atomic_load(&s->slots[i]->state) == KFM__SLOT_LIVE;
+  }
+  if (!others) {
+    return 0;
+  }
+  if (mb > 0) {
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  } else {
+    atomic_exchange(&s->state, KFM__STOPPED); /* a full barrier on this side at least */
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    struct kfm__thread *t = s->slots[i];
+    if (t != self && atomic_load(&t->state) == KFM__SLOT_LIVE &&
+        atomic_load_explicit(&t->busy, memory_order_acquire)) {
+      return t->tid;
+    }
+  }
+  return 0;
+}
+
 int kfm_session_restart(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
   }
   int st = atomic_load(&s->state);
+  if (st == KFM__FORKED) {
+    return 0;
+  }
   if (st != KFM__STOPPED) {
     return kfm__err(s, KFM_ESTATE, "restart: session is %s (stop it first)",
                     st == KFM__CREATED ? "not started" : "running");
   }
   kfm__sampler_wait(s);
   pthread_mutex_lock(&s->lock);
+  pid_t busy = session_busy_thread(s);
+  if (busy) {
+    pthread_mutex_unlock(&s->lock);
+    return kfm__err(s, KFM_EBUSY,
+                    "restart: thread %d is inside kfm_enter/kfm_exit on this session (a restart "
+                    "needs every other thread out of kfm calls; the session stays stopped)",
+                    (int)busy);
+  }
   session_clear(s);
   atomic_store(&s->state, KFM__RUNNING);
   pthread_mutex_unlock(&s->lock);
@@ -1293,6 +1441,9 @@ static int session_go(kfm_session_t *s, int from) {
 int kfm_session_stop(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
+  }
+  if (atomic_load(&s->state) == KFM__FORKED) {
+    return 0; /* the output file is the parent's */
   }
   int expect = KFM__RUNNING;
   if (!atomic_compare_exchange_strong(&s->state, &expect, KFM__STOPPED)) {

@@ -48,7 +48,8 @@ extern "C" {
   XX(EBACKEND, 13, "backend unavailable")                                      \
   XX(EIO, 14, "input/output error")                                            \
   XX(ETHREAD, 15, "thread creation failed")                                    \
-  XX(ERANGE, 16, "index out of range")
+  XX(ERANGE, 16, "index out of range")                                         \
+  XX(EBUSY, 17, "session in use by another thread")
 
 typedef enum kfm_errno {
   KFM_OK = 0,
@@ -81,6 +82,8 @@ typedef uint32_t kfm_node_id_t;
  * Longer names are refused with KFM_ENAME (the message gives the length and
  * this limit), never cut: every accepted name is its own node. */
 #define KFM_NAME_MAX 255
+/** The node that names registered past max_nodes share (see kfm_node_register). */
+#define KFM_NODE_OTHER "(other)"
 /** Deepest per-thread node nesting accepted. */
 #define KFM_STACK_MAX 128
 
@@ -193,11 +196,21 @@ KFM_EXPORT void kfm_session_destroy(kfm_session_t *s);
  */
 KFM_EXPORT const char *kfm_errmsg(const kfm_session_t *s);
 KFM_EXPORT kfm_level_t kfm_session_level(const kfm_session_t *s);
+/**
+ * kfm_session_start, _stop and _restart on a session inherited through
+ * fork() succeed and do nothing, as do kfm_enter and kfm_exit: the child's
+ * copy is inert and writes no file (the output is the parent's).  Create a
+ * new session in the child to profile it.  kfm_session_restart returns
+ * KFM_EBUSY, and the session stays stopped, while another thread is still
+ * inside kfm_enter/kfm_exit on it.
+ */
 
 /**
  * Intern a node name (thread-safe).  The same name always gets the same id;
  * names are compared whole, as bytes.  KFM_EINVAL if s or id is NULL;
  * KFM_ENAME if name is NULL, empty or longer than KFM_NAME_MAX bytes.
+ * Past max_nodes names it returns KFM_EFULL and still sets *id, to the node
+ * KFM_NODE_OTHER: a program that goes on keeps its time in the profile.
  */
 KFM_EXPORT int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id);
 /** Name of a registered node, valid for the session's lifetime; NULL if unknown. */
