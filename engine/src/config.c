@@ -32,7 +32,7 @@ static const char *const config_backend_names[] = {"clock", "proc", "papi",    "
 
 static const char *const config_keys =
     "level, rate, backends, events, output, proc_root, trace, max_nodes, max_threads, samples, "
-    "trace_ring, trace_events, sampler_cpu, proc_reads";
+    "trace_ring, trace_events, sampler_cpu, proc_reads, flush_signals";
 
 int kfm_config_init(kfm_config_t *cfg) {
   if (cfg == NULL) {
@@ -271,6 +271,14 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
                SHOW(v), nums[i].lo, nums[i].hi);
       return KFM_EBADVALUE;
     }
+  }
+  if (strcmp(key, "flush_signals") == 0) {
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+      cfg->flush_signals = v[1] == 'n';
+      return 0;
+    }
+    snprintf(err, len, "flush_signals: bad value '%s' (accepted: on, off)", v);
+    return KFM_EBADVALUE;
   }
   if (strcmp(key, "proc_reads") == 0) {
     static const char *const modes[] = {"auto", "exact", "sampled"};

@@ -116,10 +116,44 @@ static void json_backend_info(FILE *f, kfm_session_t *s) {
   fputc('}', f);
 }
 
+/* "truncated": null for a run ended by kfm_session_stop; for one written
+ * by the exit or signal flush (flush.c), why, and where each thread still
+ * was: its open nodes, outermost first.  Their time since they were
+ * entered is in no aggregate (a node is counted at its exit). */
+static void json_truncated(FILE *f, kfm_session_t *s) {
+  if (s->truncated == NULL) {
+    fputs("\"truncated\":null,", f);
+    return;
+  }
+  fputs("\"truncated\":{\"reason\":", f);
+  kfm__json_str(f, s->truncated);
+  fputs(",\"open\":[", f);
+  int first = 1;
+  uint32_t n = atomic_load_explicit(&s->nslots, memory_order_acquire);
+  uint32_t nn = atomic_load_explicit(&s->nnodes, memory_order_acquire);
+  for (uint32_t j = 0; j < n; j++) {
+    struct kfm__thread *t = s->slots[j];
+    int32_t d = atomic_load_explicit(&t->depth, memory_order_acquire);
+    if (atomic_load(&t->state) != KFM__SLOT_LIVE || d <= 0) {
+      continue;
+    }
+    fprintf(f, "%s{\"thread\":%d,\"nodes\":[", first ? "" : ",", (int)t->tid);
+    first = 0;
+    for (int32_t k = 0; k < d && k < KFM_STACK_MAX; k++) {
+      uint32_t id = KFM__LD(t->ids[k]);
+      fputs(k ? "," : "", f);
+      kfm__json_str(f, id < nn ? s->names[id] : "?");
+    }
+    fputs("]}", f);
+  }
+  fputs("]},", f);
+}
+
 static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
   const kfm_summary_t *s = &r->sum;
   fprintf(f, "{\"schema\":\"kfm.profile\",\"schema_version\":%d,\"kfm_version\":\"%s\",",
           KFM_SCHEMA_VERSION, KFM_VERSION_STRING);
+  json_truncated(f, ses);
   fprintf(f, "\"level\":\"%s\",\"clock\":{\"source\":\"%s\",\"tsc_ghz\":", kfm_level_name(s->level),
           s->clock);
   json_num(f, s->tsc_ghz);

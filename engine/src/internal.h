@@ -178,6 +178,9 @@ struct kfm_session {
   int trace;
   _Atomic int state;
   int forked_from; /* the state a KFM__FORKED copy had at the fork */
+  /* Why the run was ended by the exit or signal flush (flush.c) rather
+   * than kfm_session_stop; NULL otherwise.  A static string. */
+  const char *truncated;
   pthread_mutex_t lock; /* structure: slots, registry, errmsg, retired data */
   char errmsg[512];
 
@@ -353,6 +356,18 @@ FILE *kfm__outfile_stream(struct kfm__outfile *o);
 int kfm__outfile_close(kfm_session_t *s, struct kfm__outfile *o, int commit);
 /* Tests: 1 skips O_TMPFILE, exercising the named temporary. */
 extern int kfm__outfile_no_tmpfile;
+
+/* session.c: stops every live running session that has an output file,
+ * marking it truncated with why (a static string); the exit and signal
+ * flushes of flush.c.  Sessions inherited through fork are left alone. */
+void kfm__flush_live(const char *why);
+
+/* flush.c */
+/* Registers the exit flush once per process. */
+void kfm__flush_at_exit(void);
+/* Installs the signal flush (SIGTERM, SIGINT, SIGHUP, SIGQUIT where they
+ * still have their default action) once per process; 0 or KFM_ETHREAD. */
+int kfm__flush_on_signals(void);
 
 /* export.c */
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);

@@ -150,6 +150,18 @@ static void atfork_register(void) {
   pthread_atfork(atfork_prepare, atfork_unlock, atfork_child);
 }
 
+void kfm__flush_live(const char *why) {
+  pthread_mutex_lock(&live_lock);
+  for (size_t i = 0; i < live_n; i++) {
+    kfm_session_t *s = live[i];
+    if (s->cfg.output[0] && atomic_load(&s->state) == KFM__RUNNING) {
+      s->truncated = why;
+      kfm_session_stop(s); /* writes the output file */
+    }
+  }
+  pthread_mutex_unlock(&live_lock);
+}
+
 /* ---- aggregates and edges --------------------------------------------- */
 
 /* An aggregate with nothing recorded. */
@@ -1212,6 +1224,13 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
     session_free(s);
     return kfm__create_err(rc, "out of memory allocating the session's storage");
   }
+  if (c->output[0]) {
+    kfm__flush_at_exit();
+  }
+  if (c->flush_signals && kfm__flush_on_signals() != 0) {
+    session_free(s);
+    return kfm__create_err(KFM_ETHREAD, "flush_signals=on: cannot start the flush thread");
+  }
   s->uid = atomic_fetch_add(&next_uid, 1);
   pthread_mutex_lock(&live_lock);
   if (live_n == live_cap) {
@@ -1308,6 +1327,7 @@ static void session_clear(kfm_session_t *s) {
   edges_reset(&s->rnested);
   edges_reset(&s->rfollows);
   s->retired_unbalanced = 0;
+  s->truncated = NULL;
 
   uint32_t nn = atomic_load(&s->nnodes);
   if (nn > s->node_cap) {

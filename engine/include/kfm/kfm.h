@@ -122,6 +122,8 @@ typedef struct kfm_config {
   char events[512];    /**< hardware/software counter events, comma list; empty = level default */
   int proc_reads;      /**< KFM_PROC_READS_*: how process-wide values (RSS, I/O, network) are
                           read at transitions */
+  int flush_signals;   /**< 1: on SIGTERM/SIGINT/SIGHUP/SIGQUIT with their default action,
+                          write output (marked truncated) before the process ends */
 } kfm_config_t;
 
 /** Set cfg to the defaults.  0, or KFM_EINVAL when cfg is NULL. */
@@ -137,7 +139,7 @@ KFM_EXPORT int kfm_config_init(kfm_config_t *cfg);
  * trace (on|off|auto), max_nodes (1..1048576), max_threads (1..65535),
  * samples (1..67108864), trace_ring (16..16777216), trace_events
  * (1..268435456), sampler_cpu (0..4095|auto|none), proc_reads
- * (auto|exact|sampled).  Numbers are decimal digits only: no sign, space,
+ * (auto|exact|sampled), flush_signals (on|off).  Numbers are decimal digits only: no sign, space,
  * fraction, exponent or 0x prefix.
  * Spaces around keys and unquoted values are ignored.  A value in double
  * quotes may hold ',' and '=' (e.g. output="/scratch/a,b.json"); inside
