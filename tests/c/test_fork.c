@@ -252,6 +252,13 @@ static void *hammer_main(void *arg) {
 }
 
 static void test_fork_under_load(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  /* GCC 12's ASan runtime does not hold its allocator lock across fork: a
+   * child whose parent was freeing on another thread deadlocks in free()
+   * (seen in 1 of ~200 forks here).  The plain and TSan passes run it. */
+  fprintf(stderr, "skipped under ASan (its allocator is not fork-safe) ... ");
+  return;
+#endif
   kfm_session_t *s;
   KT_OK(NULL, kfm_session_create_str(&s, "level=detailed,rate=10000"));
   struct hammer h = {.s = s};
