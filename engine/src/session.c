@@ -1489,6 +1489,15 @@ void kfm_session_destroy(kfm_session_t *s) {
     return;
   }
   if (atomic_load(&s->state) == KFM__RUNNING) {
+    /* The output of a run whose nodes are still open is marked as such (a
+     * Python program's sessions end this way at interpreter exit). */
+    uint32_t n = atomic_load(&s->nslots);
+    for (uint32_t i = 0; i < n && s->truncated == NULL; i++) {
+      if (atomic_load(&s->slots[i]->state) == KFM__SLOT_LIVE &&
+          atomic_load(&s->slots[i]->depth) > 0) {
+        s->truncated = "kfm_session_destroy with nodes still open";
+      }
+    }
     kfm_session_stop(s);
   }
   pthread_mutex_lock(&live_lock);

@@ -1,0 +1,155 @@
+"""Process-level faults: graphs far larger than before, the node registry
+running full, fork() in a profiled process, and a process that ends without
+stopping its profile.  In every case the program must run exactly as it
+would without kfm."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from typing import Any
+
+import pytest
+
+from conftest import SANITIZER, chain
+from kfm_debugging import Debugger, ProfilingLevel
+
+
+def _incr(state: dict[str, Any]) -> dict[str, Any]:
+    return {"n": state.get("n", 0) + 1}
+
+
+def _long_chain(n: int) -> Any:
+    return chain(*[(f"n{i}", _incr) for i in range(n)]).compile()
+
+
+@pytest.mark.parametrize(
+    "n",
+    [
+        2000,
+        pytest.param(
+            10000,
+            marks=pytest.mark.skipif(
+                bool(SANITIZER), reason="10,000 supersteps take minutes under a sanitizer"
+            ),
+        ),
+    ],
+)
+def test_large_chain_runs_and_counts_every_node(n: int) -> None:
+    g = _long_chain(n)
+    cfg = {"recursion_limit": n + 10}
+    want = g.invoke({"n": 0}, cfg)
+    d = Debugger(g, profiling_level=ProfilingLevel.BASIC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no registry-full warning at this size
+        got = d.run({"n": 0}, cfg)
+    assert got == want and got["n"] == n
+    timing = d.get_node_timing()
+    assert len(timing) == n
+    assert all(timing[f"n{i}"].calls == 1 for i in range(0, n, 97))
+    assert timing[f"n{n - 1}"].calls == 1
+    d.close()
+
+
+def test_registry_full_warns_once_and_runs_on() -> None:
+    """Past max_nodes the graph still runs, unchanged, with one warning."""
+    g = _long_chain(30)
+    d = Debugger(g, profiling_level=ProfilingLevel.STANDARD, engine_config="max_nodes=40")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert d.run({"n": 0})["n"] == 30
+        assert d.run({"n": 5})["n"] == 35
+    full = [w for w in caught if "registry full" in str(w.message)]
+    assert len(full) == 1, [str(w.message) for w in caught]
+    assert "(other)" in str(full[0].message)
+    assert issubclass(full[0].category, RuntimeWarning)
+    assert d.get_node_timing()["n0"].calls == 1
+    d.close()
+
+
+def _run_script(code: str, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    e = dict(os.environ)
+    e.pop("KFM_CONFIG", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+_GRAPH = """
+    import os, sys, time
+    sys.path[:0] = {path!r}
+    from conftest import chain
+    from kfm_debugging import Debugger, ProfilingLevel
+    def incr(s):
+        return {{"n": s.get("n", 0) + 1}}
+    g = chain(("a", incr), ("b", incr), ("c", incr)).compile()
+"""
+
+
+@pytest.mark.parametrize("level", ["STANDARD", "DETAILED", "COMPREHENSIVE"])
+def test_fork_child_exits_normally(level: str) -> None:
+    """A child forked after profiled runs exits through the interpreter's
+    normal shutdown (sessions deallocated) without hanging, and can run the
+    graph itself; the parent's next run is unaffected."""
+    code = _GRAPH.format(path=sys.path[:3] + [os.path.dirname(__file__)]) + f"""
+    d = Debugger(g, profiling_level=ProfilingLevel.{level})
+    assert d.run({{"n": 0}})["n"] == 3
+    pid = os.fork()
+    if pid == 0:
+        assert g.invoke({{"n": 1}})["n"] == 4
+        sys.exit(0)
+    _, st = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(st) == 0, st
+    assert d.run({{"n": 2}})["n"] == 5
+    assert d.get_node_timing()["b"].calls == 1
+    print("parent ok")
+    """
+    r = _run_script(code, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "parent ok" in r.stdout
+
+
+def test_exit_without_stop_leaves_a_truncated_profile(tmp_path: Any) -> None:
+    """KFM_CONFIG output= and a process that exits mid-run: the profile is
+    written as the interpreter shuts down (its sessions are destroyed while
+    running), marked truncated, with the open node named."""
+    out = tmp_path / "p.json"
+    code = _GRAPH.format(path=sys.path[:3] + [os.path.dirname(__file__)]) + """
+    from kfm_debugging import _kfm
+    s = _kfm.Session("level=standard")
+    i = s.register("phase")
+    s.start()
+    s.enter(i)
+    os._exit(3) if len(sys.argv) > 1 else sys.exit(3)
+    """
+    r = _run_script(code, "x", env={"KFM_CONFIG": f"output={out}"})
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert not out.exists()  # os._exit skips every exit handler: nothing to flush
+    r = _run_script(code, env={"KFM_CONFIG": f"output={out}"})
+    assert r.returncode == 3, r.stderr[-2000:]
+    prof = json.loads(out.read_text())
+    assert prof["truncated"]["reason"] == "kfm_session_destroy with nodes still open"
+    assert prof["truncated"]["open"][0]["nodes"] == ["phase"]
+
+
+def test_sigterm_flush_keeps_the_signal(tmp_path: Any) -> None:
+    out = tmp_path / "p.json"
+    code = """
+    import os, signal
+    from kfm_debugging import _kfm
+    s = _kfm.Session("level=basic,flush_signals=on,output=" + os.environ["OUT"])
+    i = s.register("work")
+    s.start()
+    s.enter(i)
+    os.kill(os.getpid(), signal.SIGTERM)
+    """
+    r = _run_script(code, env={"OUT": str(out)})
+    assert r.returncode == -15, (r.returncode, r.stderr[-2000:])
+    prof = json.loads(out.read_text())
+    assert prof["truncated"]["reason"] == "SIGTERM before kfm_session_stop"
+    assert prof["truncated"]["open"][0]["nodes"] == ["work"]
