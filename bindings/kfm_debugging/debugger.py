@@ -542,7 +542,9 @@ class Debugger:
     def _begin(self) -> tuple[Session, Recorder, Any, int]:
         _instrument.install()
         assert self._level is not None
-        key = (self._level, self.engine_config)
+        # The pid: in a forked child the engine's copy of the session is
+        # inert (it measures nothing), so the child makes its own.
+        key = (self._level, self.engine_config, os.getpid())
         eng = self._eng
         if eng is not None and eng[0] == key and not eng[1].closed and not eng[1].running:
             s = eng[1]

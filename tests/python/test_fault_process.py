@@ -102,6 +102,10 @@ def test_fork_child_exits_normally(level: str) -> None:
     pid = os.fork()
     if pid == 0:
         assert g.invoke({{"n": 1}})["n"] == 4
+        # The child's own runs are measured by a session of its own.
+        assert d.run({{"n": 1}})["n"] == 4
+        assert d.get_node_timing()["b"].calls == 1
+        assert d.history[-1]["total_ms"] > 0
         sys.exit(0)
     _, st = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(st) == 0, st
