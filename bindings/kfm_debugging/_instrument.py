@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import logging
 import threading
 import time
@@ -90,12 +91,15 @@ def ns_path(ns: str) -> str:
 
 
 def _engine_name(name: str) -> str:
-    # The engine accepts names up to 255 bytes; deep subgraph paths are cut
-    # from the left so the node's own name survives.
+    # The engine accepts names up to 255 bytes (and the suffixes of SUFFIXES
+    # take up to 13 more); deep subgraph paths are cut from the left so the
+    # node's own name survives, behind a digest of the whole name so that two
+    # long names sharing their tail stay two nodes.
     b = name.encode()
     if len(b) <= 230:
         return name
-    return "..." + b[-220:].decode("utf-8", "ignore")
+    digest = hashlib.blake2b(b, digest_size=6).hexdigest()
+    return "..." + digest + ":" + b[-200:].decode("utf-8", "ignore")
 
 
 class Recorder:

@@ -235,7 +235,15 @@ class _RunData:
 
     # engine node helpers -----------------------------------------------
     def enode(self, name: str) -> dict[str, Any] | None:
-        return self.report["nodes"].get(name)
+        nodes = self.report["nodes"]
+        n = nodes.get(name)
+        if n is None and len(name.encode()) > 230:
+            # A long name is registered under its shortened engine name.
+            for suf in _instrument.SUFFIXES:
+                if name.endswith(suf):
+                    return nodes.get(_instrument._engine_name(name[: -len(suf)]) + suf)
+            return nodes.get(_instrument._engine_name(name))
+        return n
 
     def span_ns(self, name: str) -> tuple[int, float]:
         """(count, wall ns) of an engine span, async spans and setups from the recorder."""

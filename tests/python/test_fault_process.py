@@ -157,3 +157,16 @@ def test_sigterm_flush_keeps_the_signal(tmp_path: Any) -> None:
     prof = json.loads(out.read_text())
     assert prof["truncated"]["reason"] == "SIGTERM before kfm_session_stop"
     assert prof["truncated"]["open"][0]["nodes"] == ["work"]
+
+
+def test_long_names_sharing_a_tail_stay_distinct() -> None:
+    """Two nodes whose 300-byte names differ only in their first bytes are
+    two nodes in every report, each with its own count."""
+    tail = "x" * 290
+    a, b = "a" + tail, "b" + tail
+    g = chain((a, _incr), (b, _incr), ("c", _incr)).compile()
+    d = Debugger(g, profiling_level=ProfilingLevel.BASIC)
+    assert d.run({"n": 0})["n"] == 3
+    t = d.get_node_timing()
+    assert t[a].calls == 1 and t[b].calls == 1 and t["c"].calls == 1
+    d.close()
