@@ -476,9 +476,12 @@ def test_reuse_threads_same_results_same_workers() -> None:
         seen.append(frozenset(out["threads"]))
         t = d.get_node_timing()
         assert t["left"].calls == 1 and t["right"].calls == 1
-    assert seen[0] == seen[1] == seen[2]  # the same workers from run to run
+    # The same workers from run to run: the lent pool grows to the graph's
+    # width (2 branches) and no further, however the tasks fall on it (one
+    # worker may take both branches in one run and share them in the next).
+    workers = set().union(*seen)
+    assert len(workers) <= 2, seen
     assert d.engine_report()["summary"]["unbalanced"] == 0
-    workers = set(seen[0])
     d.close()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and workers & {t.ident for t in threading.enumerate()}:
