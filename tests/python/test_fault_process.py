@@ -170,3 +170,80 @@ def test_long_names_sharing_a_tail_stay_distinct() -> None:
     t = d.get_node_timing()
     assert t[a].calls == 1 and t[b].calls == 1 and t["c"].calls == 1
     d.close()
+
+
+_CTRL_C = """
+    import json, operator, os, signal, sys, time
+    from typing import Annotated, TypedDict
+    from langgraph.graph import END, START, StateGraph
+    from kfm_debugging import Debugger, ProfilingLevel
+
+    def interrupting_add(a, b):
+        if b == ["stop"]:
+            raise KeyboardInterrupt("in reducer")
+        return a + b
+
+    class S(TypedDict, total=False):
+        log: Annotated[list, interrupting_add]
+        n: int
+
+    def build(where):
+        done = []  # side effects, in order
+        def node(name):
+            def f(s):
+                done.append(name)
+                if where == "compute" and name == "b":
+                    raise KeyboardInterrupt("in node")
+                if where == "signal" and name == "b":
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)  # the handler raises here
+                    done.append("not reached")
+                if where == "reducer" and name == "b":
+                    return {"log": ["stop"]}
+                return {"log": [name], "n": s.get("n", 0) + 1}
+            return f
+        def route(s):
+            if where == "router":
+                raise KeyboardInterrupt("in router")
+            return "c"
+        g = StateGraph(S)
+        for n in ("a", "b", "c", "d"):
+            g.add_node(n, node(n))
+        g.add_edge(START, "a")
+        g.add_edge("a", "b")
+        g.add_conditional_edges("b", route, ["c"])
+        g.add_edge("b", "d")  # d runs beside c
+        g.add_edge("c", END)
+        g.add_edge("d", END)
+        return g.compile(), done
+
+    def outcome(level, where):
+        g, done = build(where)
+        run = g.invoke if level == "none" else Debugger(
+            g, profiling_level=getattr(ProfilingLevel, level)).run
+        try:
+            r = run({"n": 0})
+            return ["ok", sorted(r["log"]), done]
+        except BaseException as e:
+            return [type(e).__name__, str(e), done]
+
+    res = {}
+    for where in ("compute", "reducer", "router", "signal"):
+        for level in ("none", "BASIC", "STANDARD", "DETAILED", "COMPREHENSIVE"):
+            res[where + "/" + level] = outcome(level, where)
+    print(json.dumps(res))
+"""
+
+
+def test_ctrl_c_in_every_phase_as_unprofiled() -> None:
+    """KeyboardInterrupt raised in a node, a reducer (State update), a
+    routing function, and a real SIGINT during a node: at every level the run
+    ends with the same exception and the same side effects as unprofiled."""
+    r = _run_script(_CTRL_C, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for where in ("compute", "reducer", "router", "signal"):
+        want = res[where + "/none"]
+        assert want[0] == "KeyboardInterrupt", (where, want)
+        for level in ("BASIC", "STANDARD", "DETAILED", "COMPREHENSIVE"):
+            assert res[f"{where}/{level}"] == want, (where, level, res[f"{where}/{level}"], want)
