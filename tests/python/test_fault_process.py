@@ -96,16 +96,20 @@ def test_fork_child_exits_normally(level: str) -> None:
     """A child forked after profiled runs exits through the interpreter's
     normal shutdown (sessions deallocated) without hanging, and can run the
     graph itself; the parent's next run is unaffected."""
+    # TSan kills a child of a multi-threaded process that starts threads
+    # (the sampler, LangGraph's pool): there the child only exits.
+    threads_in_child = "thread" not in SANITIZER
     code = _GRAPH.format(path=sys.path[:3] + [os.path.dirname(__file__)]) + f"""
     d = Debugger(g, profiling_level=ProfilingLevel.{level})
     assert d.run({{"n": 0}})["n"] == 3
     pid = os.fork()
     if pid == 0:
-        assert g.invoke({{"n": 1}})["n"] == 4
-        # The child's own runs are measured by a session of its own.
-        assert d.run({{"n": 1}})["n"] == 4
-        assert d.get_node_timing()["b"].calls == 1
-        assert d.history[-1]["total_ms"] > 0
+        if {threads_in_child}:
+            assert g.invoke({{"n": 1}})["n"] == 4
+            # The child's own runs are measured by a session of its own.
+            assert d.run({{"n": 1}})["n"] == 4
+            assert d.get_node_timing()["b"].calls == 1
+            assert d.history[-1]["total_ms"] > 0
         sys.exit(0)
     _, st = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(st) == 0, st
