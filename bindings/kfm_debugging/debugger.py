@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import warnings

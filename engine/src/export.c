@@ -105,7 +105,10 @@ static void json_metrics(FILE *f, const kfm_metric_info_t *m, size_t n) {
 static void json_backend_info(FILE *f, kfm_session_t *s) {
   fputs(",\"backend_info\":{", f);
   int first = 1;
-  for (unsigned i = 0; i < s->nbackends; i++) {
+  /* A forked child's copy calls no backend: their locks and threads are
+   * the parent's (a GPU poller's lock may be held forever there). */
+  unsigned nb = atomic_load(&s->state) == KFM__FORKED ? 0 : s->nbackends;
+  for (unsigned i = 0; i < nb; i++) {
     const struct kfm__backend_use *u = &s->be[i];
     if (u->ops->export_json) {
       fprintf(f, "%s\"%s\":", first ? "" : ",", u->ops->name);
@@ -310,6 +313,10 @@ int kfm_session_backend_json(kfm_session_t *s, const char *backend, char **json)
     return KFM_EINVAL;
   }
   *json = NULL;
+  if (atomic_load(&s->state) == KFM__FORKED) {
+    return kfm__err(s, KFM_ESTATE, "backend '%s': this session was inherited through fork() "
+                                   "and calls no backend in the child", backend);
+  }
   for (unsigned i = 0; i < s->nbackends; i++) {
     const struct kfm__backend_use *u = &s->be[i];
     if (strcmp(u->ops->name, backend) == 0 && u->ops->export_json) {
