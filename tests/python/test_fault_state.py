@@ -446,7 +446,9 @@ def test_async_send_percent_at_most_100() -> None:
     t = d.get_node_timing()
     total = d.get_profile_report()["total_ms"]
     # The 20 awaits overlap: their sum is ~20x the run, their union is not.
-    assert t["work"].total_ms > 5 * total
+    # (Without overlap the run would last at least their 600 ms sum; the
+    # bound is loose because a sanitizer build runs the loop 5x slower.)
+    assert t["work"].total_ms > 2 * total
     for n in t.values():
         assert 0.0 <= n.percent <= 100.0, n
     assert t["work"].percent > 50.0  # the fan-out is most of the run
