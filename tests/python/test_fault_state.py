@@ -451,7 +451,11 @@ def test_async_send_percent_at_most_100() -> None:
     assert t["work"].total_ms > 2 * total
     for n in t.values():
         assert 0.0 <= n.percent <= 100.0, n
-    assert t["work"].percent > 50.0  # the fan-out is most of the run
+    if not SANITIZER:
+        # The fan-out is most of the run; under a sanitizer the run's own
+        # bookkeeping takes longer than the 30 ms of overlapped awaits (30%
+        # seen under TSan).
+        assert t["work"].percent > 50.0
     assert "%)" in _shown(d.show_profile_report) and "1000" not in _shown(d.show_node_timing)
 
 
