@@ -85,7 +85,7 @@ int kfm_node_register(kfm_session_t *s, const char *name, kfm_node_id_t *id) {
   if (id == NULL) {
     return kfm__err(s, KFM_EINVAL, "register: id is NULL");
   }
-  size_t n;
+  size_t n = 0; /* set by registry_check_name; gcc -O3 cannot see it */
   int rc = registry_check_name(s, name, &n);
   if (rc) {
     return rc;
@@ -151,7 +151,7 @@ int kfm_exit_name(kfm_session_t *s, const char *name) {
   if (s == NULL) {
     return KFM_EINVAL;
   }
-  size_t n;
+  size_t n = 0; /* set by registry_check_name; gcc -O3 cannot see it */
   int rc = registry_check_name(s, name, &n);
   if (rc) {
     return rc;
