@@ -56,7 +56,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h" /* kfm__json_str */
 
 /* ---------------------------------------------------------------------- */
 /* Sizes.  Everything a callback touches is allocated before it runs.      */
@@ -1072,27 +1071,6 @@ static void cupti_close(void *state) {
   cupti_free(st);
 }
 
-static void cupti_fini(void) {
-  /* Once callbacks were registered CUPTI's threads may still call them,
-   * so the library and the pool stay for the life of the process. */
-  pthread_mutex_lock(&cupti_owner_lock);
-  int keep = cupti_registered;
-  pthread_mutex_unlock(&cupti_owner_lock);
-  if (keep) {
-    return;
-  }
-  if (cupti_real.handle) {
-    cupti_real.dl_close(cupti_real.handle);
-    cupti_real.handle = NULL;
-    cupti_real.loaded = 0;
-  }
-  pthread_mutex_lock(&cupti_pool_lock);
-  free(cupti_pool_mem);
-  cupti_pool_mem = NULL;
-  cupti_pool_nfree = 0;
-  pthread_mutex_unlock(&cupti_pool_lock);
-}
-
 /* Hot path: one CUPTI call, no allocation, no lock. */
 static void cupti_enter(void *state, void *tstate, uint32_t node) {
   struct cupti_state *st = state;
@@ -1374,7 +1352,6 @@ const struct kfm__backend kfm__backend_cupti = {
     .thread_state_size = sizeof(struct cupti_tstate),
     .probe = cupti_probe,
     .init = NULL,
-    .fini = cupti_fini,
     .open = cupti_open,
     .close = cupti_close,
     .enter = cupti_enter,

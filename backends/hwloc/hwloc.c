@@ -45,7 +45,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h" /* kfm__json_str */
 
 #if HWLOC_API_VERSION < 0x00020000
 #error "the hwloc backend needs hwloc 2.x"
@@ -69,7 +68,7 @@ struct hwl_gpu {
 
 /* The process's topology and what is derived from it.  Global because the
  * topology is a property of the process, loaded once (hwl_once) and
- * read-only afterwards; only fini and kfm__hwloc_reload_for_tests rewrite
+ * read-only afterwards; only kfm__hwloc_reload_for_tests rewrites
  * it, when no session uses the backend. */
 static struct {
   hwloc_topology_t topo; /* NULL when loading failed */
@@ -601,8 +600,11 @@ static int hwl_probe(char *reason, size_t len) {
   return hwl_g.topo != NULL;
 }
 
-static void hwl_fini(void) {
-  hwl_unload();
+/* The cpu_numa hook: the export folds per-CPU histograms onto NUMA nodes. */
+static int hwl_cpu_numa(void *state, unsigned cpu) {
+  (void)state;
+  int numa;
+  return kfm__hwloc_pu_info(cpu, NULL, NULL, &numa) == 0 ? numa : -1;
 }
 
 static const char *hwl_plural(int n, const char *one, const char *many) {
@@ -675,7 +677,6 @@ const struct kfm__backend kfm__backend_hwloc = {
     .thread_state_size = 0,
     .probe = hwl_probe,
     .init = NULL,
-    .fini = hwl_fini,
     .open = hwl_open,
     .thread_open = NULL,
     .thread_close = NULL,
@@ -687,4 +688,5 @@ const struct kfm__backend kfm__backend_hwloc = {
     .flush = NULL,
     .export_json = hwl_export_json,
     .bind_thread = hwl_bind_thread,
+    .cpu_numa = hwl_cpu_numa,
 };

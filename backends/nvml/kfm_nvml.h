@@ -30,7 +30,7 @@
 
 #ifndef KFM_GPU_UNMEASURED
 /** A sample value that was not measured (read failed, unsupported, not yet read). */
-#define KFM_GPU_UNMEASURED UINT64_MAX
+#define KFM_GPU_UNMEASURED KFM__UNMEASURED
 #endif
 
 /** The "nvml" backend. */

@@ -8,7 +8,7 @@
  * function comes from).  The probe also runs nvmlInit_v2 and counts devices,
  * so "disabled" always carries the precise reason: library missing, NVML
  * error code and name, or no device.  The library stays initialised for the
- * life of the process; fini shuts it down.
+ * life of the process (kfm__nvml_teardown is for the tests).
  *
  * Why a poller thread.  nvmlDeviceGetPcieThroughput measures a byte counter
  * over 20 ms and returns only then, and the other queries are driver ioctls
@@ -49,7 +49,6 @@
 #include <unistd.h>
 
 #include "gpu_gauge.h" /* kfm__gpu_*: what this backend shares with rocm_smi */
-#include "internal.h"
 #include "poller.h"
 
 /* Devices a session samples; more are listed in the note, not sampled. */
@@ -392,10 +391,6 @@ static int nvml_probe(char *reason, size_t len) {
   return kfm__nvml_setup_dl(&nvml_real_dl, reason, len);
 }
 
-static void nvml_fini(void) {
-  kfm__nvml_teardown();
-}
-
 /* Whether this process sees the pids NVML reports: the initial PID
  * namespace has the fixed inode PROC_PID_INIT_INO (0xEFFFFFFC). */
 static int nvml_pid_visible(void) {
@@ -561,7 +556,6 @@ const struct kfm__backend kfm__backend_nvml = {
     .thread_state_size = 0,
     .probe = nvml_probe,
     .init = NULL,
-    .fini = nvml_fini,
     .open = nvml_open,
     .sample = nvml_sample,
     .close = nvml_close,

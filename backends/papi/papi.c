@@ -73,8 +73,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "papi/papi.h"
-#include "internal.h"
+#include "papi.h"
 
 #include <errno.h>
 #include <papi.h>
@@ -941,6 +940,26 @@ static const char *papi_unit(const char *name) {
   return "count";
 }
 
+/* The event that counts each role the engine looks for: presets for the
+ * hardware counts, the perf task-clock for thread CPU time.  Exact names
+ * only, so that what the engine divides is what the user reads. */
+static const char *const papi_role_events[KFM_ROLE_COUNT] = {
+    [KFM_ROLE_CPU_TIME] = "perf::TASK-CLOCK",
+    [KFM_ROLE_INSTRUCTIONS] = "PAPI_TOT_INS",
+    [KFM_ROLE_CYCLES] = "PAPI_TOT_CYC",
+    [KFM_ROLE_L1_DCM] = "PAPI_L1_DCM",
+    [KFM_ROLE_BR_MSP] = "PAPI_BR_MSP",
+};
+
+static kfm__role_t papi_role(const char *event) {
+  for (int r = 0; r < KFM_ROLE_COUNT; r++) {
+    if (papi_role_events[r] && strcmp(event, papi_role_events[r]) == 0) {
+      return (kfm__role_t)r;
+    }
+  }
+  return KFM_ROLE_NONE;
+}
+
 int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags) {
   struct papi_state *st = state;
   struct papi_open_ctx o = {.ctx = ctx};
@@ -1012,6 +1031,7 @@ int kfm__papi_open_ex(void *state, struct kfm__backend_ctx *ctx, unsigned flags)
     st->defs[i].name = st->mnames[i];
     st->defs[i].unit = papi_unit(st->names[i]);
     st->defs[i].kind = KFM_METRIC_COUNTER;
+    st->defs[i].role = papi_role(st->names[i]);
   }
   ctx->n_transition = st->n;
   ctx->transition = st->defs;
@@ -1170,33 +1190,10 @@ static void papi_read(void *state, void *tstate, uint64_t *out) {
 /* ---------------------------------------------------------------------- */
 /* Export.                                                                 */
 
-/*
- * Derived metrics the engine computes per node (kfm_report_derived, same
- * keys), from the presets only: that is what the engine looks up.
- */
-enum { PAPI_Q_INS, PAPI_Q_CYC, PAPI_Q_L1DCM, PAPI_Q_BRMSP, PAPI_NQ };
-static const char *const papi_quantity_names[PAPI_NQ] = {
-    [PAPI_Q_INS] = "PAPI_TOT_INS",
-    [PAPI_Q_CYC] = "PAPI_TOT_CYC",
-    [PAPI_Q_L1DCM] = "PAPI_L1_DCM",
-    [PAPI_Q_BRMSP] = "PAPI_BR_MSP",
-};
-
-static const struct papi_derived {
-  const char *key;
-  int num, den;
-  double scale;
-  const char *needs;
-} papi_derived_defs[] = {
-    {"ipc", PAPI_Q_INS, PAPI_Q_CYC, 1.0, "PAPI_TOT_INS and PAPI_TOT_CYC"},
-    {"l1_dcm_per_kins", PAPI_Q_L1DCM, PAPI_Q_INS, 1000.0, "PAPI_L1_DCM and PAPI_TOT_INS"},
-    {"br_msp_per_kins", PAPI_Q_BRMSP, PAPI_Q_INS, 1000.0, "PAPI_BR_MSP and PAPI_TOT_INS"},
-};
-
-/* Index of the chosen event that counts quantity q, or -1. */
-static int papi_find_quantity(const struct papi_state *st, int q) {
+/* Index of the chosen event that has role r, or -1. */
+static int papi_find_role(const struct papi_state *st, kfm__role_t r) {
   for (unsigned i = 0; i < st->n; i++) {
-    if (strcmp(st->names[i], papi_quantity_names[q]) == 0) {
+    if (st->defs[i].role == r) {
       return (int)i;
     }
   }
@@ -1229,26 +1226,37 @@ static void papi_export_json(void *state, void *file) {
   }
   fprintf(f, ",\"read_errors\":%llu,\"derived\":{",
           (unsigned long long)atomic_load_explicit(&st->read_errors, memory_order_relaxed));
-  for (size_t d = 0; d < PAPI_NELEM(papi_derived_defs); d++) {
-    const struct papi_derived *dd = &papi_derived_defs[d];
-    int num = papi_find_quantity(st, dd->num), den = papi_find_quantity(st, dd->den);
-    fprintf(f, "%s\"%s\":", d ? "," : "", dd->key);
+  /* The engine's derived metrics (kfm__derived_defs) that divide two
+   * counters: which of them the chosen events make available. */
+  int first = 1;
+  for (size_t d = 0; d < kfm__nderived; d++) {
+    const struct kfm__derived_def *dd = &kfm__derived_defs[d];
+    if (dd->den == KFM_ROLE_NONE) {
+      continue;
+    }
+    int num = papi_find_role(st, dd->num), den = papi_find_role(st, dd->den);
+    fprintf(f, "%s\"%s\":", first ? "" : ",", dd->name);
     if (num >= 0 && den >= 0) {
       fputs("\"available\"", f);
     } else {
-      fprintf(f, "\"unavailable: needs %s\"", dd->needs);
+      fprintf(f, "\"unavailable: needs %s and %s\"", papi_role_events[dd->num],
+              papi_role_events[dd->den]);
     }
+    first = 0;
   }
   /* What the engine divides, per node, for each available derived metric. */
   fputs("},\"derived_inputs\":{", f);
-  int first = 1;
-  for (size_t d = 0; d < PAPI_NELEM(papi_derived_defs); d++) {
-    const struct papi_derived *dd = &papi_derived_defs[d];
-    int num = papi_find_quantity(st, dd->num), den = papi_find_quantity(st, dd->den);
+  first = 1;
+  for (size_t d = 0; d < kfm__nderived; d++) {
+    const struct kfm__derived_def *dd = &kfm__derived_defs[d];
+    if (dd->den == KFM_ROLE_NONE) {
+      continue;
+    }
+    int num = papi_find_role(st, dd->num), den = papi_find_role(st, dd->den);
     if (num < 0 || den < 0) {
       continue;
     }
-    fprintf(f, "%s\"%s\":{\"numerator\":", first ? "" : ",", dd->key);
+    fprintf(f, "%s\"%s\":{\"numerator\":", first ? "" : ",", dd->name);
     kfm__json_str(f, st->mnames[num]);
     fputs(",\"denominator\":", f);
     kfm__json_str(f, st->mnames[den]);
@@ -1257,6 +1265,14 @@ static void papi_export_json(void *state, void *file) {
   }
   fputs("}}", f);
 }
+
+/* papi.events=A,B (older spelling events=): the events to count instead of
+ * the level's default set. */
+static const struct kfm__backend_option papi_options[] = {
+    {"events", "events", KFM__OPT_LIST, offsetof(kfm_config_t, events),
+     sizeof(((kfm_config_t *)0)->events), "event"},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
 
 const struct kfm__backend kfm__backend_papi = {
     .abi = KFM_BACKEND_ABI,
@@ -1271,4 +1287,8 @@ const struct kfm__backend kfm__backend_papi = {
     .thread_close = papi_thread_close,
     .read = papi_read,
     .export_json = papi_export_json,
+    .provides = KFM_ROLE_BIT(KFM_ROLE_CPU_TIME) | KFM_ROLE_BIT(KFM_ROLE_INSTRUCTIONS) |
+                KFM_ROLE_BIT(KFM_ROLE_CYCLES) | KFM_ROLE_BIT(KFM_ROLE_L1_DCM) |
+                KFM_ROLE_BIT(KFM_ROLE_BR_MSP),
+    .options = papi_options,
 };

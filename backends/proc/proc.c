@@ -51,7 +51,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h" /* kfm__list_has */
 
 /* Indices in the transition vector.  STANDARD uses only the first entry. */
 enum {
@@ -74,9 +73,12 @@ enum { PROC_S_RSS, PROC_S_CPU, PROC_S_NET_RX, PROC_S_NET_TX, PROC_S_IO_READ, PRO
        PROC_NSAMPLE };
 
 static const struct kfm__metric_def proc_transition_defs[PROC_NTRANS] = {
-    [PROC_T_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE},
-    [PROC_T_CPU_USER] = {.name = "proc.cpu_user", .unit = "ns", .kind = KFM_METRIC_COUNTER},
-    [PROC_T_CPU_SYS] = {.name = "proc.cpu_sys", .unit = "ns", .kind = KFM_METRIC_COUNTER},
+    [PROC_T_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE,
+                    .role = KFM_ROLE_RSS},
+    [PROC_T_CPU_USER] = {.name = "proc.cpu_user", .unit = "ns", .kind = KFM_METRIC_COUNTER,
+                         .role = KFM_ROLE_CPU_USER},
+    [PROC_T_CPU_SYS] = {.name = "proc.cpu_sys", .unit = "ns", .kind = KFM_METRIC_COUNTER,
+                        .role = KFM_ROLE_CPU_SYS},
     [PROC_T_MINFLT] = {.name = "proc.minflt", .unit = "count", .kind = KFM_METRIC_COUNTER},
     [PROC_T_MAJFLT] = {.name = "proc.majflt", .unit = "count", .kind = KFM_METRIC_COUNTER},
     [PROC_T_VCSW] = {.name = "proc.vcsw", .unit = "count", .kind = KFM_METRIC_COUNTER},
@@ -88,7 +90,8 @@ static const struct kfm__metric_def proc_transition_defs[PROC_NTRANS] = {
 };
 
 static const struct kfm__metric_def proc_sample_defs[PROC_NSAMPLE] = {
-    [PROC_S_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE},
+    [PROC_S_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE,
+                    .role = KFM_ROLE_RSS},
     [PROC_S_CPU] = {.name = "proc.cpu", .unit = "ns", .kind = KFM_METRIC_COUNTER},
     [PROC_S_NET_RX] = {.name = "proc.net_rx", .unit = "bytes", .kind = KFM_METRIC_COUNTER},
     [PROC_S_NET_TX] = {.name = "proc.net_tx", .unit = "bytes", .kind = KFM_METRIC_COUNTER},
@@ -101,12 +104,14 @@ static const struct kfm__metric_def proc_sample_defs[PROC_NSAMPLE] = {
  * cost little more than one grouped counter read, so the process-wide
  * values (RSS, I/O, network) are the sampler's latest, published in
  * proc_state.cache, and cost one load each.  Thread CPU, faults and
- * switches come from the counter backend (perf software events) when it is
- * selected, else from getrusage (0.35 us) as at DETAILED.
+ * switches come from the counter backend (perf software events) when one
+ * this session opens provides thread CPU time (KFM_ROLE_CPU_TIME), else from
+ * getrusage (0.35 us) as at DETAILED.
  */
 enum { PROC_C_RSS, PROC_C_IO_READ, PROC_C_IO_WRITE, PROC_C_NET_RX, PROC_C_NET_TX, PROC_NCACHED };
 static const struct kfm__metric_def proc_cached_defs[PROC_NCACHED] = {
-    [PROC_C_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE},
+    [PROC_C_RSS] = {.name = "proc.rss", .unit = "bytes", .kind = KFM_METRIC_GAUGE,
+                    .role = KFM_ROLE_RSS},
     [PROC_C_IO_READ] = {.name = "proc.io_read", .unit = "bytes", .kind = KFM_METRIC_COUNTER},
     [PROC_C_IO_WRITE] = {.name = "proc.io_write", .unit = "bytes", .kind = KFM_METRIC_COUNTER},
     [PROC_C_NET_RX] = {.name = "proc.net_rx", .unit = "bytes", .kind = KFM_METRIC_COUNTER},
@@ -651,12 +656,13 @@ static int proc_open(void *state, struct kfm__backend_ctx *ctx) {
                 (ctx->proc_reads == KFM_PROC_READS_AUTO &&
                  ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->rate_hz > 0);
   if (sampled) {
-    /* papi's software events count the thread's CPU, faults and switches
-     * (at COMPREHENSIVE, where papi is opened). */
-    int papi = ctx->level >= KFM_LEVEL_COMPREHENSIVE && ctx->selected &&
-               kfm__list_has(ctx->selected, "papi");
-    st->mode = papi ? PROC_SAMPLED_NOCPU : PROC_SAMPLED;
-    if (papi) {
+    /* A counter backend that provides thread CPU time counts it with its
+     * software events, and the thread's faults and switches with it (at
+     * COMPREHENSIVE, where counters are opened). */
+    int counters = ctx->level >= KFM_LEVEL_COMPREHENSIVE &&
+                   (ctx->provided & KFM_ROLE_BIT(KFM_ROLE_CPU_TIME));
+    st->mode = counters ? PROC_SAMPLED_NOCPU : PROC_SAMPLED;
+    if (counters) {
       ctx->n_transition = PROC_NCACHED;
       ctx->transition = proc_cached_defs;
     }
@@ -666,7 +672,8 @@ static int proc_open(void *state, struct kfm__backend_ctx *ctx) {
     if (ctx->note) {
       snprintf(ctx->note, ctx->notelen,
                "rss, io and network at transitions are the sampler's latest values (%.0f Hz)%s",
-               ctx->rate_hz, papi ? "; thread CPU, faults and switches come from papi" : "");
+               ctx->rate_hz,
+               counters ? "; thread CPU, faults and switches come from the counters" : "");
     }
   }
   return 0;
@@ -816,6 +823,14 @@ static void proc_sample(void *state, uint64_t *out) {
   }
 }
 
+/* proc.root=<dir> (older spelling proc_root=): read <dir>/proc instead of
+ * /proc, for captured trees. */
+static const struct kfm__backend_option proc_options[] = {
+    {"root", "proc_root", KFM__OPT_PATH, offsetof(kfm_config_t, proc_root),
+     sizeof(((kfm_config_t *)0)->proc_root), NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
 const struct kfm__backend kfm__backend_proc = {
     .abi = KFM_BACKEND_ABI,
     .name = "proc",
@@ -825,11 +840,11 @@ const struct kfm__backend kfm__backend_proc = {
     .thread_state_size = sizeof(struct proc_tstate),
     .probe = proc_probe,
     .init = NULL,
-    .fini = NULL,
     .open = proc_open,
     .thread_open = proc_thread_open,
     .thread_close = proc_thread_close,
     .read = proc_read,
     .sample = proc_sample,
     .close = proc_close,
+    .options = proc_options,
 };

@@ -33,7 +33,7 @@
 
 #ifndef KFM_GPU_UNMEASURED
 /** A sample value that was not measured (read failed, unsupported, not yet read). */
-#define KFM_GPU_UNMEASURED UINT64_MAX
+#define KFM_GPU_UNMEASURED KFM__UNMEASURED
 #endif
 
 /** The "rocm_smi" backend. */

@@ -56,7 +56,6 @@
 #include <unistd.h>
 
 #include "gpu_gauge.h" /* kfm__gpu_*: what this backend shares with nvml */
-#include "internal.h"
 #include "poller.h"
 
 #define RSMI_MAX_DEV 16
@@ -488,10 +487,6 @@ static int rsmi_probe(char *reason, size_t len) {
   return kfm__rsmi_setup_dl(&rsmi_real_dl, "/sys", reason, len);
 }
 
-static void rsmi_fini(void) {
-  kfm__rsmi_teardown();
-}
-
 static void rsmi_close(void *state) {
   struct rsmi_state *st = state;
   if (!st->open) {
@@ -636,7 +631,6 @@ const struct kfm__backend kfm__backend_rocm_smi = {
     .thread_state_size = 0,
     .probe = rsmi_probe,
     .init = NULL,
-    .fini = rsmi_fini,
     .open = rsmi_open,
     .sample = rsmi_sample,
     .close = rsmi_close,

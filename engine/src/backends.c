@@ -1,14 +1,19 @@
 /*
- * backends.c - the builtin backend list and the process-wide probe cache.
- * Backends whose dependency is not built are left out by the preprocessor;
- * a config that names one gets "not built" as the reason it is disabled.
+ * backends.c - the one file of the engine that names backends: the builtin
+ * table, the backends kfm knows but this build left out (with what to
+ * configure to get them), their configuration keys, and the process-wide
+ * probe cache.  Backends whose dependency is not built are left out by the
+ * preprocessor; a config that names one gets "not built" as the reason it
+ * is disabled.  Everywhere else the engine knows a backend only through its
+ * ops table, and a metric only through its role.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "internal.h"
 
-extern const struct kfm__backend kfm__backend_clock;
 extern const struct kfm__backend kfm__backend_proc;
 #ifdef KFM_HAVE_HWLOC
 extern const struct kfm__backend kfm__backend_hwloc;
@@ -26,8 +31,32 @@ extern const struct kfm__backend kfm__backend_nvml;
 extern const struct kfm__backend kfm__backend_rocm_smi;
 #endif
 
+/* "clock": the engine's own clock (clock.c), listed so that reports show
+ * its source and backends=clock keeps meaning "timestamps only".  It
+ * measures nothing at transitions. */
+static int clock_probe(char *reason, size_t len) {
+  snprintf(reason, len, "%s", kfm__clock_describe());
+  return 1;
+}
+
+static int clock_open(void *state, struct kfm__backend_ctx *ctx) {
+  (void)state;
+  ctx->n_transition = 0;
+  ctx->n_sample = 0;
+  return 0;
+}
+
+static const struct kfm__backend backend_clock = {
+    .abi = KFM_BACKEND_ABI,
+    .name = "clock",
+    .caps = KFM_CAP_CLOCK,
+    .min_level = KFM_LEVEL_BASIC,
+    .probe = clock_probe,
+    .open = clock_open,
+};
+
 const struct kfm__backend *const kfm__builtin_backends[] = {
-    &kfm__backend_clock,
+    &backend_clock,
     &kfm__backend_proc,
 #ifdef KFM_HAVE_HWLOC
     &kfm__backend_hwloc,
@@ -46,6 +75,110 @@ const struct kfm__backend *const kfm__builtin_backends[] = {
 #endif
     NULL,
 };
+
+/* Keys of backends a build may leave out, accepted (and unused) without
+ * them so that one configuration string works on every build.  A built
+ * backend's own table (its `options`) is what counts when it is built. */
+static const struct kfm__backend_option known_papi_options[] = {
+    {"events", "events", KFM__OPT_LIST, offsetof(kfm_config_t, events),
+     sizeof(((kfm_config_t *)0)->events), "event"},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
+/* Every backend kfm knows, built here or not: naming one that is not built
+ * disables it with the reason instead of failing the configuration. */
+static const struct {
+  const char *name;
+  const char *not_built;
+  const struct kfm__backend_option *options; /* used when not built */
+} known[] = {
+    {"clock", "", NULL},
+    {"proc", "", NULL},
+    {"papi", "not built into this kfm: configure with -DKFM_WITH_PAPI=ON (needs libpapi-dev)",
+     known_papi_options},
+    {"hwloc", "not built into this kfm: configure with -DKFM_WITH_HWLOC=ON (needs libhwloc-dev)",
+     NULL},
+    {"cupti",
+     "not built into this kfm: configure with -DKFM_WITH_CUPTI=ON (needs the CUDA toolkit)",
+     NULL},
+    {"nvml", "not built into this kfm: configure with -DKFM_WITH_NVML=ON", NULL},
+    {"rocm_smi",
+     "not built into this kfm: configure with -DKFM_WITH_ROCM_SMI=ON (needs librocm-smi-dev)",
+     NULL},
+};
+#define NKNOWN (sizeof known / sizeof known[0])
+
+static const struct kfm__backend *backend_builtin(const char *name) {
+  for (size_t i = 0; kfm__builtin_backends[i]; i++) {
+    if (strcmp(kfm__builtin_backends[i]->name, name) == 0) {
+      return kfm__builtin_backends[i];
+    }
+  }
+  return NULL;
+}
+
+int kfm__backend_known(const char *name) {
+  for (size_t i = 0; name && i < NKNOWN; i++) {
+    if (strcmp(name, known[i].name) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+const char *kfm__backend_known_name(size_t i) {
+  return i < NKNOWN ? known[i].name : NULL;
+}
+
+const char *kfm__backend_not_built_reason(const char *name) {
+  for (size_t i = 0; i < NKNOWN; i++) {
+    if (strcmp(name, known[i].name) == 0 && backend_builtin(name) == NULL) {
+      return known[i].not_built;
+    }
+  }
+  return NULL;
+}
+
+const struct kfm__backend_option *kfm__backend_option_find(const char *key, char *canon,
+                                                            size_t len) {
+  for (size_t i = 0; i < NKNOWN; i++) {
+    const struct kfm__backend *b = backend_builtin(known[i].name);
+    const struct kfm__backend_option *o = b ? kfm__backend_options(b) : known[i].options;
+    size_t n = strlen(known[i].name);
+    for (; o && o->key; o++) {
+      int ns = strncmp(key, known[i].name, n) == 0 && key[n] == '.' && strcmp(key + n + 1, o->key) == 0;
+      if (ns || (o->legacy && strcmp(key, o->legacy) == 0)) {
+        snprintf(canon, len, "%s.%s", known[i].name, o->key);
+        return o;
+      }
+    }
+  }
+  return NULL;
+}
+
+void kfm__backend_option_keys(char *buf, size_t len) {
+  size_t u = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < NKNOWN; i++) {
+    const struct kfm__backend *b = backend_builtin(known[i].name);
+    const struct kfm__backend_option *o = b ? kfm__backend_options(b) : known[i].options;
+    for (; o && o->key && u < len; o++) {
+      int w = o->legacy ? snprintf(buf + u, len - u, "%s%s.%s (or %s)", u ? ", " : "",
+                                   known[i].name, o->key, o->legacy)
+                        : snprintf(buf + u, len - u, "%s%s.%s", u ? ", " : "", known[i].name, o->key);
+      u += w > 0 ? (size_t)w : 0;
+    }
+  }
+}
+
+void kfm__backend_names(char *buf, size_t len) {
+  size_t u = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < NKNOWN && u < len; i++) {
+    int w = snprintf(buf + u, len - u, "%s%s", i ? ", " : "", known[i].name);
+    u += w > 0 ? (size_t)w : 0;
+  }
+}
 
 /* Probing may load libraries and costs milliseconds (PAPI_library_init is
  * 2.3 ms here, CUPTI loads the CUDA libraries), and its answer is a property

@@ -13,13 +13,6 @@
 
 #include "internal.h"
 
-/* Every backend name kfm knows, built here or not: naming one that is not
- * built disables it with a reason instead of failing the configuration. */
-static const char *const config_backend_names[] = {"clock", "proc", "papi",    "hwloc",
-                                                   "cupti", "nvml", "rocm_smi"};
-#define CONFIG_NBACKEND_NAMES (sizeof config_backend_names / sizeof config_backend_names[0])
-#define CONFIG_BACKENDS_ACCEPTED "clock, proc, papi, hwloc, cupti, nvml, rocm_smi"
-
 /* Limits of the numeric keys, shared by the string parser and the check of
  * a config struct filled in by hand. */
 #define CONFIG_MAX_NODES (1u << 20)
@@ -30,9 +23,23 @@ static const char *const config_backend_names[] = {"clock", "proc", "papi",    "
 #define CONFIG_MAX_TRACE_EVENTS (1u << 28)
 #define CONFIG_MAX_CPU 4095
 
+/* The engine's own keys; backends own theirs (kfm__backend_option_find). */
 static const char *const config_keys =
-    "level, rate, backends, events, output, proc_root, trace, max_nodes, max_threads, samples, "
+    "level, rate, backends, output, trace, max_nodes, max_threads, samples, "
     "trace_ring, trace_events, sampler_cpu, proc_reads, flush_signals";
+
+/* Every key, the backends' included, for messages. */
+struct config_keylist {
+  char s[512];
+};
+
+static struct config_keylist config_all_keys(void) {
+  struct config_keylist k;
+  char opts[256];
+  kfm__backend_option_keys(opts, sizeof opts);
+  snprintf(k.s, sizeof k.s, "%s%s%s", config_keys, opts[0] ? ", " : "", opts);
+  return k;
+}
 
 int kfm_config_init(kfm_config_t *cfg) {
   if (cfg == NULL) {
@@ -46,14 +53,17 @@ int kfm_config_init(kfm_config_t *cfg) {
   return 0;
 }
 
-int kfm__backend_known(const char *name) {
-  if (name == NULL) {
-    return 0;
-  }
-  for (size_t i = 0; i < CONFIG_NBACKEND_NAMES; i++) {
-    if (strcmp(name, config_backend_names[i]) == 0) {
+/* Also the backends': whether a session opens another backend, whether a
+ * name is in a list of names. */
+int kfm__list_has(const char *comma_list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = comma_list; *p;) {
+    const char *c = strchr(p, ',');
+    size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0) {
       return 1;
     }
+    p += len + (c != NULL);
   }
   return 0;
 }
@@ -130,8 +140,9 @@ static int config_str(char *dst, size_t cap, const char *v) {
 /* Appends one backend name to cfg->backends, checking it. */
 static int config_add_backend(kfm_config_t *cfg, const char *name, char *err, size_t len) {
   if (!kfm__backend_known(name)) {
-    snprintf(err, len, "backends: unknown backend '%s' (accepted: %s)", SHOW(name),
-             CONFIG_BACKENDS_ACCEPTED);
+    char names[256];
+    kfm__backend_names(names, sizeof names);
+    snprintf(err, len, "backends: unknown backend '%s' (accepted: %s)", SHOW(name), names);
     return KFM_EBADVALUE;
   }
   size_t used = strlen(cfg->backends);
@@ -165,29 +176,48 @@ static int config_add_backends(kfm_config_t *cfg, const char *v, char *err, size
   return 0;
 }
 
-/* Appends the event names of v (separated by '+' or, in a quoted value,
- * ',') to cfg->events.  Names are checked by the counter backend, which
- * knows what the machine offers; an empty name between separators is an
- * error here. */
-static int config_add_events(kfm_config_t *cfg, const char *v, char *err, size_t len) {
-  size_t used = strlen(cfg->events), n = strlen(v);
+/* Appends the names of v (separated by '+' or, in a quoted value, ',') to
+ * the list option o of cfg (e.g. a counter backend's events).  Names are checked by the
+ * backend that owns the option, which knows what the machine offers; an
+ * empty name between separators is an error here.  key is the key as the
+ * user wrote it, for the message. */
+static int config_add_list(kfm_config_t *cfg, const struct kfm__backend_option *o, const char *key,
+                           const char *v, char *err, size_t len) {
+  char *dst = (char *)cfg + o->offset;
+  size_t used = strnlen(dst, o->size), n = strlen(v);
   if (n == 0 || strchr("+,", v[0]) || strchr("+,", v[n - 1]) || strstr(v, "++") ||
       strstr(v, ",,") || strstr(v, "+,") || strstr(v, ",+")) {
-    snprintf(err, len, "events: empty event name in '%s'", SHOW(v));
+    snprintf(err, len, "%s: empty %s name in '%s'", key, o->item ? o->item : "list", SHOW(v));
     return KFM_EBADVALUE;
   }
-  if (used + n + 2 > sizeof cfg->events) {
-    snprintf(err, len, "events: list too long at '%s' (at most %zu bytes)", SHOW(v),
-             sizeof cfg->events - 1);
+  if (used + n + 2 > o->size) {
+    snprintf(err, len, "%s: list too long at '%s' (at most %zu bytes)", key, SHOW(v), o->size - 1);
     return KFM_EBADVALUE;
   }
   if (used) {
-    cfg->events[used++] = ',';
+    dst[used++] = ',';
   }
   for (size_t i = 0; i <= n; i++) {
-    cfg->events[used + i] = v[i] == '+' ? ',' : v[i];
+    dst[used + i] = v[i] == '+' ? ',' : v[i];
   }
   return 0;
+}
+
+/* key=v for a backend's option o. */
+static int config_option(kfm_config_t *cfg, const struct kfm__backend_option *o, const char *key,
+                         const char *v, char *err, size_t len) {
+  char *dst = (char *)cfg + o->offset;
+  if (o->kind == KFM__OPT_LIST) {
+    /* Empty: the backend's default, as documented. */
+    dst[0] = '\0';
+    return v[0] ? config_add_list(cfg, o, key, v, err, len) : 0;
+  }
+  if (config_str(dst, o->size, v) == 0) {
+    return 0;
+  }
+  snprintf(err, len, "%s: path too long (%zu bytes, at most %zu): '%s'", key, strlen(v),
+           o->size - 1, SHOW(v));
+  return KFM_EBADVALUE;
 }
 
 static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *err, size_t len) {
@@ -221,19 +251,12 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     cfg->backends[0] = '\0';
     return config_add_backends(cfg, v, err, len);
   }
-  if (strcmp(key, "events") == 0) {
-    /* Empty: the level's default set, as documented. */
-    cfg->events[0] = '\0';
-    return v[0] ? config_add_events(cfg, v, err, len) : 0;
-  }
-  if (strcmp(key, "output") == 0 || strcmp(key, "proc_root") == 0) {
-    int is_out = key[0] == 'o';
-    size_t cap = is_out ? sizeof cfg->output : sizeof cfg->proc_root;
-    if (config_str(is_out ? cfg->output : cfg->proc_root, cap, v) == 0) {
+  if (strcmp(key, "output") == 0) {
+    if (config_str(cfg->output, sizeof cfg->output, v) == 0) {
       return 0;
     }
-    snprintf(err, len, "%s: path too long (%zu bytes, at most %zu): '%s'", key, strlen(v), cap - 1,
-             SHOW(v));
+    snprintf(err, len, "%s: path too long (%zu bytes, at most %zu): '%s'", key, strlen(v),
+             sizeof cfg->output - 1, SHOW(v));
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "trace") == 0) {
@@ -310,13 +333,20 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
              SHOW(v), CONFIG_MAX_CPU);
     return KFM_EBADVALUE;
   }
-  snprintf(err, len, "unknown configuration key '%s' (accepted: %s)", SHOW(key), config_keys);
+  char canon[96];
+  const struct kfm__backend_option *o = kfm__backend_option_find(key, canon, sizeof canon);
+  if (o) {
+    return config_option(cfg, o, key, v, err, len);
+  }
+  snprintf(err, len, "unknown configuration key '%s' (accepted: %s)", SHOW(key),
+           config_all_keys().s);
   return KFM_EBADKEY;
 }
 
 /* ---------------------------------------------------------------------- */
 /* The string form.  Items are separated by ','; an item is key=value, or a
- * bare word continuing the list of a preceding backends= or events=.  A
+ * bare word continuing the list of a preceding backends= or list option
+ * (<backend>.<key>=, or its older un-namespaced spelling).  A
  * value (or a bare word) may be written in double quotes, inside which ','
  * and '=' are ordinary characters and \" and \\ stand for " and \.  Outside
  * quotes, spaces around keys and values are dropped and a '"' inside a
@@ -440,7 +470,11 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
   /* Parse into a scratch copy so a bad string leaves cfg untouched. */
   kfm_config_t tmp = *cfg;
   int rc = 0;
-  int in_backends = 0, in_events = 0;
+  int in_backends = 0;
+  /* A list option (<backend>.<key>=A,B) that bare words continue, and its key
+   * as written. */
+  const struct kfm__backend_option *in_list = NULL;
+  char list_key[96] = "", canon[96];
   size_t i = 0;
   while (rc == 0) {
     while (config_space(str[i])) {
@@ -492,16 +526,20 @@ int kfm_config_parse(kfm_config_t *cfg, const char *str, char *errbuf, size_t er
     if (has_key) {
       rc = config_set(&tmp, key, val, errbuf, errlen);
       in_backends = strcmp(key, "backends") == 0;
-      in_events = strcmp(key, "events") == 0;
-    } else if (in_events) {
-      /* "events=A,B": a bare name after events= continues it. */
-      rc = config_add_events(&tmp, val, errbuf, errlen);
+      in_list = kfm__backend_option_find(key, canon, sizeof canon);
+      if (in_list && in_list->kind != KFM__OPT_LIST) {
+        in_list = NULL;
+      }
+      snprintf(list_key, sizeof list_key, "%s", in_list ? SHOW(key) : "");
+    } else if (in_list) {
+      /* "<backend>.<list>=A,B": a bare name after a list option continues it. */
+      rc = config_add_list(&tmp, in_list, list_key, val, errbuf, errlen);
     } else if (in_backends) {
-      /* "backends=proc,papi": a bare name after backends= continues it. */
+      /* "backends=a,b": a bare name after backends= continues it. */
       rc = config_add_backends(&tmp, val, errbuf, errlen);
     } else {
       snprintf(errbuf, errlen, "malformed configuration item '%s': expected key=value (keys: %s)",
-               SHOW(val), config_keys);
+               SHOW(val), config_all_keys().s);
       rc = KFM_ECONFIG;
     }
     if (str[i] == ',') {

@@ -14,9 +14,6 @@
 #include <unistd.h>
 
 #include "report.h"
-#ifdef KFM_HAVE_HWLOC
-#include "hwloc/kfm_hwloc.h"
-#endif
 
 /* JSON has no NaN: unmeasured values are null. */
 static void json_num(FILE *f, double v) {
@@ -27,23 +24,26 @@ static void json_num(FILE *f, double v) {
   }
 }
 
-/* With the topology loaded, the node's CPU histogram folded onto NUMA
- * nodes: "numa":{"0": thread-samples, ...}. */
+/* With a backend that knows the topology (cpu_numa hook), the node's CPU
+ * histogram folded onto NUMA nodes: "numa":{"0": thread-samples, ...}. */
 static void json_numa(FILE *f, kfm_session_t *s, const kfm_node_stats_t *n) {
-#ifdef KFM_HAVE_HWLOC
-  int on = 0;
-  for (unsigned i = 0; i < s->nbackends; i++) {
-    on |= strcmp(s->be[i].ops->name, "hwloc") == 0;
+  const struct kfm__backend_use *topo = NULL;
+  for (unsigned i = 0; i < s->nbackends && topo == NULL; i++) {
+    if (KFM__BACKEND_HAS(s->be[i].ops, KFM_BACKEND_ABI_3, cpu_numa)) {
+      topo = &s->be[i];
+    }
   }
-  if (!on) {
+  if (topo == NULL) {
     return;
   }
   enum { MAXNUMA = 64 };
   uint64_t numa[MAXNUMA] = {0};
   for (uint32_t c = 0; c < n->ncpus; c++) {
-    int core, pkg, nu;
-    if (n->cpu_samples[c] && kfm__hwloc_pu_info(c, &core, &pkg, &nu) == 0 && nu >= 0 &&
-        nu < MAXNUMA) {
+    if (n->cpu_samples[c] == 0) {
+      continue;
+    }
+    int nu = topo->ops->cpu_numa(topo->state, c);
+    if (nu >= 0 && nu < MAXNUMA) {
       numa[nu] += n->cpu_samples[c];
     }
   }
@@ -56,26 +56,21 @@ static void json_numa(FILE *f, kfm_session_t *s, const kfm_node_stats_t *n) {
     }
   }
   fputc('}', f);
-#else
-  (void)f;
-  (void)s;
-  (void)n;
-#endif
 }
 
 /* "derived_metrics": {"ipc": "available" | "unavailable: <why>", ...} */
 static void json_derived_status(FILE *f, const kfm_report_t *r) {
-  static const char *const derived[] = {"ipc", "l1_dcm_per_kins", "br_msp_per_kins", "cpu_util"};
   fputs(",\"derived_metrics\":{", f);
-  for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++) {
+  for (size_t d = 0; d < kfm__nderived; d++) {
+    const char *name = kfm__derived_defs[d].name;
     const char *why = NULL;
     double v;
     int rc = KFM_EBACKEND;
     /* Inputs are per session: any node tells; with no node, ask with none. */
     for (size_t i = 0; i < r->nnodes && rc != 0; i++) {
-      rc = kfm_report_derived(r, i, derived[d], &v, &why);
+      rc = kfm_report_derived(r, i, name, &v, &why);
     }
-    fprintf(f, "%s\"%s\":", d ? "," : "", derived[d]);
+    fprintf(f, "%s\"%s\":", d ? "," : "", name);
     if (rc == 0) {
       fputs("\"available\"", f);
     } else {
@@ -110,9 +105,9 @@ static void json_backend_info(FILE *f, kfm_session_t *s) {
   unsigned nb = atomic_load(&s->state) == KFM__FORKED ? 0 : s->nbackends;
   for (unsigned i = 0; i < nb; i++) {
     const struct kfm__backend_use *u = &s->be[i];
-    if (u->ops->export_json) {
+    if (KFM__BACKEND_HAS(u->ops, KFM_BACKEND_ABI_2, export_json)) {
       fprintf(f, "%s\"%s\":", first ? "" : ",", u->ops->name);
-      u->ops->export_json(u->state, f);
+      kfm__backend_export_json(u->ops, u->state, f);
       first = 0;
     }
   }
@@ -233,12 +228,11 @@ static void json_write(FILE *f, kfm_session_t *ses, const kfm_report_t *r) {
     }
     /* Derived metrics: a value, or null where an input was not measured
      * (the reasons are listed once, in "derived_metrics"). */
-    static const char *const derived[] = {"ipc", "l1_dcm_per_kins", "br_msp_per_kins", "cpu_util"};
     fputs(",\"derived\":{", f);
-    for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++) {
+    for (size_t d = 0; d < kfm__nderived; d++) {
       double v;
-      fprintf(f, "%s\"%s\":", d ? "," : "", derived[d]);
-      if (kfm_report_derived(r, i, derived[d], &v, NULL) == 0) {
+      fprintf(f, "%s\"%s\":", d ? "," : "", kfm__derived_defs[d].name);
+      if (kfm_report_derived(r, i, kfm__derived_defs[d].name, &v, NULL) == 0) {
         json_num(f, v);
       } else {
         fputs("null", f);
@@ -319,13 +313,14 @@ int kfm_session_backend_json(kfm_session_t *s, const char *backend, char **json)
   }
   for (unsigned i = 0; i < s->nbackends; i++) {
     const struct kfm__backend_use *u = &s->be[i];
-    if (strcmp(u->ops->name, backend) == 0 && u->ops->export_json) {
+    if (strcmp(u->ops->name, backend) == 0 &&
+        KFM__BACKEND_HAS(u->ops, KFM_BACKEND_ABI_2, export_json)) {
       size_t len = 0;
       FILE *f = open_memstream(json, &len);
       if (f == NULL) {
         return KFM_ENOMEM;
       }
-      u->ops->export_json(u->state, f);
+      kfm__backend_export_json(u->ops, u->state, f);
       if (fclose(f) != 0) {
         free(*json);
         *json = NULL;

@@ -19,7 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h> /* FILE, for kfm__json_str */
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "backend.h"
@@ -202,7 +202,8 @@ struct kfm_session {
   unsigned nm; /* transition metric count */
   const struct kfm__metric_def *mdef[KFM__MAX_METRICS];
   const char *mbackend[KFM__MAX_METRICS];
-  int rss_index; /* transition metric index of proc.rss, -1 without */
+  uint8_t mrole[KFM__MAX_METRICS]; /* kfm__role_t of each transition metric */
+  int rss_index; /* transition metric index of the first KFM_ROLE_RSS, -1 without */
   unsigned ns;   /* sample metric count */
   const struct kfm__metric_def *sdef[KFM__MAX_SMETRICS];
   const char *sbackend[KFM__MAX_SMETRICS];
@@ -282,9 +283,26 @@ int kfm__create_err(int code, const char *fmt, ...) __attribute__((format(printf
 
 /* config.c */
 int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len);
-int kfm__backend_known(const char *name);
 
-/* backends.c */
+/* backends.c: the only file of the engine that names backends. */
+/* NULL-terminated builtin list. */
+extern const struct kfm__backend *const kfm__builtin_backends[];
+/* Whether name is a backend kfm knows, built into this library or not. */
+int kfm__backend_known(const char *name);
+/* The i-th backend kfm knows (builtin order, then those not built); NULL past the end. */
+const char *kfm__backend_known_name(size_t i);
+/* Why a known backend is not usable in this build ("not built into this
+ * kfm: configure with ..."), NULL when it is built or unknown. */
+const char *kfm__backend_not_built_reason(const char *name);
+/* The backend option that key names ("<backend>.<key>" or its legacy
+ * un-namespaced spelling), with its namespaced name written to canon; NULL
+ * when no backend owns key. */
+const struct kfm__backend_option *kfm__backend_option_find(const char *key, char *canon,
+                                                            size_t len);
+/* "<backend>.<key> (or <legacy key>), ...": every backend option, for messages. */
+void kfm__backend_option_keys(char *buf, size_t len);
+/* "a, b, c": every known backend, for messages. */
+void kfm__backend_names(char *buf, size_t len);
 /* Probes builtin backend i if not done yet; 1 available, 0 not (why in *reason). */
 int kfm__backend_status(size_t i, const char **reason);
 /* The same without probing: -1 when backend i was never probed. */
@@ -317,8 +335,6 @@ void kfm__edges_free(struct kfm__edges *e);
  * at once if another thread is draining. */
 void kfm__drain_all(kfm_session_t *s, int wait);
 double kfm__ns_per_tick(const kfm_session_t *s);
-/* 1 if name is one of the entries of "a,b,c" (exact, case-sensitive). */
-int kfm__list_has(const char *comma_list, const char *name);
 
 /* registry.c */
 int kfm__registry_init(kfm_session_t *s);
@@ -371,9 +387,7 @@ int kfm__flush_on_signals(void);
 
 /* export.c */
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);
-/* Writes s as a quoted JSON string: " and \\ escaped, \n and \t as such,
- * other control characters as \u00XX, bytes >= 0x20 as they are (UTF-8
- * passes through).  For the engine and every backend's export_json. */
-void kfm__json_str(FILE *f, const char *s);
+/* kfm__json_str (json.c) and kfm__list_has (config.c) are declared in
+ * backend.h: the backends use them too. */
 
 #endif /* KFM_INTERNAL_H */

@@ -158,13 +158,13 @@ static int ompt_session_ok(kfm_session_t *s, uint64_t uid) {
   return kfm__session_live(uid, s) && atomic_load(&s->state) == KFM__RUNNING;
 }
 
-/* getrusage(RUSAGE_THREAD), which the proc backend reads at DETAILED,
+/* getrusage(RUSAGE_THREAD), which the /proc backend reads at DETAILED,
  * advances for a running thread only at scheduler ticks (every 4 ms here)
  * or context switches: a worker activation of a few milliseconds would read
  * the same CPU time at enter and exit and its CPU would land outside the
  * node.  Reading CLOCK_THREAD_CPUTIME_ID makes the kernel bring the
  * thread's accounting up to date first (~0.6 us, once per worker per region
- * boundary).  Redundant once the proc backend does this itself. */
+ * boundary).  Redundant once that backend does this itself. */
 static void ompt_cpu_sync(const kfm_session_t *s) {
   if (s->cfg.level >= KFM_LEVEL_DETAILED) {
     struct timespec ts;

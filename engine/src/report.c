@@ -366,6 +366,7 @@ int kfm_session_report(kfm_session_t *s, kfm_report_t **out) {
   r->ns = s->ns;
   for (unsigned m = 0; m < s->nm; m++) {
     report_metric_info(&r->metrics[m], s->mdef[m], s->mbackend[m]);
+    r->roles[m] = s->mrole[m];
   }
   for (unsigned m = 0; m < s->ns; m++) {
     report_metric_info(&r->smetrics[m], s->sdef[m], s->sbackend[m]);
@@ -466,21 +467,18 @@ int kfm_report_metric_index(const kfm_report_t *r, const char *name) {
   return -1;
 }
 
+/* Index of the first metric of role, or -1. */
+static int report_role_index(const kfm_report_t *r, kfm__role_t role) {
+  for (size_t i = 0; i < r->nm; i++) {
+    if (r->roles[i] == role) {
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
 int kfm_report_derived(const kfm_report_t *r, size_t node, const char *name, double *value,
                        const char **why) {
-  static const struct {
-    const char *name, *num, *num2, *den, *why;
-    double scale;
-  } defs[] = {
-      {"ipc", "papi.PAPI_TOT_INS", NULL, "papi.PAPI_TOT_CYC",
-       "needs papi.PAPI_TOT_INS and papi.PAPI_TOT_CYC (hardware counters)", 1},
-      {"l1_dcm_per_kins", "papi.PAPI_L1_DCM", NULL, "papi.PAPI_TOT_INS",
-       "needs papi.PAPI_L1_DCM and papi.PAPI_TOT_INS (hardware counters)", 1000},
-      {"br_msp_per_kins", "papi.PAPI_BR_MSP", NULL, "papi.PAPI_TOT_INS",
-       "needs papi.PAPI_BR_MSP and papi.PAPI_TOT_INS (hardware counters)", 1000},
-      {"cpu_util", "papi.perf::TASK-CLOCK", NULL, NULL,
-       "needs papi.perf::TASK-CLOCK or proc.cpu_user and proc.cpu_sys (DETAILED)", 1},
-  };
   const char *dummy;
   if (why == NULL) {
     why = &dummy;
@@ -493,21 +491,22 @@ int kfm_report_derived(const kfm_report_t *r, size_t node, const char *name, dou
     return KFM_ERANGE;
   }
   const kfm_node_stats_t *n = &r->nodes[node];
-  for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-    if (strcmp(defs[i].name, name) != 0) {
+  for (size_t i = 0; i < kfm__nderived; i++) {
+    const struct kfm__derived_def *d = &kfm__derived_defs[i];
+    if (strcmp(d->name, name) != 0) {
       continue;
     }
-    int a = kfm_report_metric_index(r, defs[i].num);
-    if (defs[i].den == NULL) {
+    int a = report_role_index(r, d->num);
+    if (d->den == KFM_ROLE_NONE) {
       /* CPU utilisation: CPU ns over the node's wall ns. */
       double cpu;
       if (a >= 0) {
         cpu = n->inclusive[a];
       } else {
-        int u = kfm_report_metric_index(r, "proc.cpu_user");
-        int sy = kfm_report_metric_index(r, "proc.cpu_sys");
+        int u = report_role_index(r, KFM_ROLE_CPU_USER);
+        int sy = report_role_index(r, KFM_ROLE_CPU_SYS);
         if (u < 0 || sy < 0) {
-          *why = defs[i].why;
+          *why = d->needs;
           return KFM_EBACKEND;
         }
         cpu = n->inclusive[u] + n->inclusive[sy];
@@ -516,19 +515,19 @@ int kfm_report_derived(const kfm_report_t *r, size_t node, const char *name, dou
         *why = "the node has no completed activation";
         return KFM_EBACKEND;
       }
-      *value = cpu / n->total_ns;
+      *value = d->scale * cpu / n->total_ns;
       return 0;
     }
-    int b = kfm_report_metric_index(r, defs[i].den);
+    int b = report_role_index(r, d->den);
     if (a < 0 || b < 0) {
-      *why = defs[i].why;
+      *why = d->needs;
       return KFM_EBACKEND;
     }
     if (!(n->inclusive[b] > 0)) {
       *why = "the denominator counted nothing in this node";
       return KFM_EBACKEND;
     }
-    *value = defs[i].scale * n->inclusive[a] / n->inclusive[b];
+    *value = d->scale * n->inclusive[a] / n->inclusive[b];
     return 0;
   }
   return KFM_EINVAL;

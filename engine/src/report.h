@@ -11,6 +11,7 @@ struct kfm_report {
   kfm_summary_t sum;
   size_t nm, ns, nb;
   kfm_metric_info_t metrics[KFM__MAX_METRICS];
+  uint8_t roles[KFM__MAX_METRICS]; /* kfm__role_t of each metric */
   kfm_metric_info_t smetrics[KFM__MAX_SMETRICS];
   kfm_backend_status_t bs[KFM__MAX_BSTAT];
   size_t nnodes;

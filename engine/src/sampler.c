@@ -157,7 +157,7 @@ void kfm__sample_once(kfm_session_t *s, uint64_t now) {
 /* Binds the sampler thread, through a topology backend when one is enabled. */
 static int sampler_bind(kfm_session_t *s, int cpu) {
   for (unsigned i = 0; i < s->nbackends; i++) {
-    if (s->be[i].ops->bind_thread) {
+    if (KFM__BACKEND_HAS(s->be[i].ops, KFM_BACKEND_ABI_2, bind_thread)) {
       return s->be[i].ops->bind_thread(s->be[i].state, cpu);
     }
   }

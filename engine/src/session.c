@@ -834,63 +834,6 @@ int kfm_depth(kfm_session_t *s) {
 
 /* ---- session lifecycle ------------------------------------------------- */
 
-static const char *session_not_built_reason(const char *name) {
-  /* The build found the dependency but this version has no backend for it. */
-  static const char *const pending[] = {
-#ifdef KFM_HAVE_PAPI
-      "papi",
-#endif
-#ifdef KFM_HAVE_HWLOC
-      "hwloc",
-#endif
-#ifdef KFM_HAVE_CUPTI
-      "cupti",
-#endif
-#ifdef KFM_HAVE_NVML
-      "nvml",
-#endif
-#ifdef KFM_HAVE_ROCM_SMI
-      "rocm_smi",
-#endif
-      NULL};
-  for (size_t i = 0; pending[i]; i++) {
-    if (strcmp(pending[i], name) == 0) {
-      return "no backend for it in kfm " KFM_VERSION_STRING " yet (dependency found at build time)";
-    }
-  }
-  static const struct {
-    const char *name, *why;
-  } hints[] = {
-      {"papi", "not built into this kfm: configure with -DKFM_WITH_PAPI=ON (needs libpapi-dev)"},
-      {"hwloc", "not built into this kfm: configure with -DKFM_WITH_HWLOC=ON (needs libhwloc-dev)"},
-      {"cupti", "not built into this kfm: configure with -DKFM_WITH_CUPTI=ON (needs the CUDA "
-                "toolkit)"},
-      {"nvml", "not built into this kfm: configure with -DKFM_WITH_NVML=ON"},
-      {"rocm_smi", "not built into this kfm: configure with -DKFM_WITH_ROCM_SMI=ON (needs "
-                   "librocm-smi-dev)"},
-  };
-  for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++) {
-    if (strcmp(hints[i].name, name) == 0) {
-      return hints[i].why;
-    }
-  }
-  return "not built into this kfm";
-}
-
-/* Also proc.c's: which other backends a session opens (ctx->selected). */
-int kfm__list_has(const char *comma_list, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = comma_list; *p;) {
-    const char *c = strchr(p, ',');
-    size_t len = c ? (size_t)(c - p) : strlen(p);
-    if (len == n && strncmp(p, name, n) == 0) {
-      return 1;
-    }
-    p += len + (c != NULL);
-  }
-  return 0;
-}
-
 static int session_wants(const kfm_session_t *s, const struct kfm__backend *b) {
   const char *want = s->cfg.backends;
   return want[0] ? (kfm__list_has(want, b->name) || (b->caps & KFM_CAP_CLOCK))
@@ -899,14 +842,14 @@ static int session_wants(const kfm_session_t *s, const struct kfm__backend *b) {
 
 static int session_open_backends(kfm_session_t *s) {
   const char *want = s->cfg.backends;
-  /* Backends see which others open, e.g. proc leaves thread CPU to papi. */
-  char selected[256] = "";
-  for (size_t i = 0; kfm__builtin_backends[i]; i++) {
+  /* Backends learn by role what the others this session opens provide,
+   * e.g. a /proc reader leaves thread CPU to counters that give CPU time. */
+  unsigned provides[KFM__MAX_BACKENDS + 1] = {0}, all = 0;
+  for (size_t i = 0; kfm__builtin_backends[i] && i < KFM__MAX_BACKENDS; i++) {
     const char *why;
     if (session_wants(s, kfm__builtin_backends[i]) && kfm__backend_status(i, &why)) {
-      size_t u = strlen(selected);
-      snprintf(selected + u, sizeof selected - u, "%s%s", u ? "," : "",
-               kfm__builtin_backends[i]->name);
+      provides[i] = kfm__backend_provides(kfm__builtin_backends[i]);
+      all |= provides[i];
     }
   }
   for (size_t i = 0; kfm__builtin_backends[i]; i++) {
@@ -929,7 +872,7 @@ static int session_open_backends(kfm_session_t *s) {
       snprintf(st->reason, sizeof st->reason, "%s", reason);
       continue;
     }
-    if (b->abi != KFM_BACKEND_ABI || s->nbackends >= KFM__MAX_BACKENDS) {
+    if (b->abi < KFM_BACKEND_ABI_1 || b->abi > KFM_BACKEND_ABI || s->nbackends >= KFM__MAX_BACKENDS) {
       snprintf(st->reason, sizeof st->reason, "backend abi %d not supported", b->abi);
       continue;
     }
@@ -944,7 +887,7 @@ static int session_open_backends(kfm_session_t *s) {
                                    .proc_root = s->cfg.proc_root,
                                    .events = s->cfg.events,
                                    .rate_hz = s->rate_hz,
-                                   .selected = selected,
+                                   .provided = all & ~(i < KFM__MAX_BACKENDS ? provides[i] : 0u),
                                    .proc_reads = s->cfg.proc_reads,
                                    .errbuf = err,
                                    .errlen = sizeof err,
@@ -972,10 +915,10 @@ static int session_open_backends(kfm_session_t *s) {
     }
     st->enabled = 1;
     snprintf(st->reason, sizeof st->reason, "%s%s%s", reason, note[0] ? "; " : "", note);
-    if (b->enter) {
+    if (KFM__BACKEND_HAS(b, KFM_BACKEND_ABI_2, enter)) {
       s->hook_enter[s->nhook_enter++] = (uint8_t)s->nbackends;
     }
-    if (b->exit) {
+    if (KFM__BACKEND_HAS(b, KFM_BACKEND_ABI_2, exit)) {
       s->hook_exit[s->nhook_exit++] = (uint8_t)s->nbackends;
     }
     u->t_off = s->nm;
@@ -983,14 +926,15 @@ static int session_open_backends(kfm_session_t *s) {
     u->s_off = s->ns;
     u->n_s = ctx.n_sample;
     for (unsigned m = 0; m < ctx.n_transition; m++) {
-      if (strcmp(ctx.transition[m].name, "proc.rss") == 0) {
+      if (kfm__backend_role(b, &ctx.transition[m]) == KFM_ROLE_RSS && s->rss_index < 0) {
         s->rss_index = (int)s->nm;
       }
+      s->mrole[s->nm] = (uint8_t)kfm__backend_role(b, &ctx.transition[m]);
       s->mbackend[s->nm] = b->name;
       s->mdef[s->nm++] = &ctx.transition[m];
     }
     for (unsigned m = 0; m < ctx.n_sample; m++) {
-      if (strcmp(ctx.sample[m].name, "proc.rss") == 0) {
+      if (kfm__backend_role(b, &ctx.sample[m]) == KFM_ROLE_RSS && s->srss_index < 0) {
         s->srss_index = (int)s->ns;
       }
       s->sbackend[s->ns] = b->name;
@@ -1002,21 +946,23 @@ static int session_open_backends(kfm_session_t *s) {
    * config names and, at COMPREHENSIVE (which wants every source), all. */
   char buf[sizeof s->cfg.backends];
   if (want[0] == '\0' && s->cfg.level == KFM_LEVEL_COMPREHENSIVE) {
-    snprintf(buf, sizeof buf, "papi,hwloc,cupti,nvml,rocm_smi");
+    size_t u = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; kfm__backend_known_name(i) && u < sizeof buf; i++) {
+      int w = snprintf(buf + u, sizeof buf - u, "%s%s", u ? "," : "", kfm__backend_known_name(i));
+      u += w > 0 ? (size_t)w : 0;
+    }
   } else {
     memcpy(buf, want, sizeof buf);
   }
   char *save = NULL;
   for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    int built = 0;
-    for (size_t i = 0; kfm__builtin_backends[i]; i++) {
-      built |= strcmp(kfm__builtin_backends[i]->name, tok) == 0;
-    }
-    if (!built && s->nbstat < KFM__MAX_BSTAT) {
+    const char *why = kfm__backend_not_built_reason(tok);
+    if (why && s->nbstat < KFM__MAX_BSTAT) {
       struct kfm__bstat *st = &s->bstat[s->nbstat++];
       st->name = NULL;
       snprintf(st->namebuf, sizeof st->namebuf, "%s", tok);
-      snprintf(st->reason, sizeof st->reason, "%s", session_not_built_reason(tok));
+      snprintf(st->reason, sizeof st->reason, "%s", why);
     }
   }
   return 0;
@@ -1364,9 +1310,7 @@ static void session_clear(kfm_session_t *s) {
   s->events_dropped = 0;
   pthread_mutex_unlock(&s->drain_lock);
   for (unsigned i = 0; i < s->nbackends; i++) {
-    if (s->be[i].ops->restart) {
-      s->be[i].ops->restart(s->be[i].state);
-    }
+    kfm__backend_restart(s->be[i].ops, s->be[i].state);
   }
 }
 
@@ -1440,13 +1384,11 @@ int kfm_session_restart(kfm_session_t *s) {
 static int session_go(kfm_session_t *s, int from) {
   kfm__clock_pair(&s->t_start, &s->ns_start);
   for (unsigned i = 0; i < s->nbackends; i++) {
-    if (s->be[i].ops->start) {
-      s->be[i].ops->start(s->be[i].state, s->ns_start);
-    }
+    kfm__backend_start(s->be[i].ops, s->be[i].state, s->ns_start);
   }
   if (s->rate_hz > 0) {
     /* Sample 0, taken here before the sampler thread runs: the state at
-     * start, and sampled values (proc's cache) current from the first
+     * start, and sampled values (a backend's cache) current from the first
      * transition on rather than from session creation. */
     kfm__sample_once(s, kfm__now());
   }
@@ -1472,9 +1414,7 @@ int kfm_session_stop(kfm_session_t *s) {
   }
   kfm__sampler_stop(s);
   for (unsigned i = 0; i < s->nbackends; i++) {
-    if (s->be[i].ops->flush) {
-      s->be[i].ops->flush(s->be[i].state);
-    }
+    kfm__backend_flush(s->be[i].ops, s->be[i].state);
   }
   kfm__clock_pair(&s->t_stop, &s->ns_stop);
   kfm__drain_all(s, 1);

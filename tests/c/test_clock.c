@@ -5,7 +5,7 @@
  */
 #include <stdlib.h>
 
-#include "backend.h"
+#include "internal.h" /* kfm__builtin_backends */
 #include "clock.h"
 #include "kfm_kernels.h"
 #include "kfm_test.h"

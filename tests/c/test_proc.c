@@ -441,25 +441,31 @@ static void check_defs(const struct kfm__metric_def *defs, unsigned n,
     CU_ASSERT_STRING_EQUAL(defs[i].name, want[i].name);
     CU_ASSERT_STRING_EQUAL(defs[i].unit, want[i].unit);
     CU_ASSERT_EQUAL(defs[i].kind, want[i].kind);
+    CU_ASSERT_EQUAL(defs[i].role, want[i].role);
   }
 }
 
 static void test_metric_lists(void) {
   static const struct kfm__metric_def trans[] = {
-      {"proc.rss", "bytes", KFM_METRIC_GAUGE},       {"proc.cpu_user", "ns", KFM_METRIC_COUNTER},
-      {"proc.cpu_sys", "ns", KFM_METRIC_COUNTER},    {"proc.minflt", "count", KFM_METRIC_COUNTER},
-      {"proc.majflt", "count", KFM_METRIC_COUNTER},  {"proc.vcsw", "count", KFM_METRIC_COUNTER},
-      {"proc.ivcsw", "count", KFM_METRIC_COUNTER},   {"proc.io_read", "bytes", KFM_METRIC_COUNTER},
-      {"proc.io_write", "bytes", KFM_METRIC_COUNTER}, {"proc.net_rx", "bytes", KFM_METRIC_COUNTER},
-      {"proc.net_tx", "bytes", KFM_METRIC_COUNTER},
+      {"proc.rss", "bytes", KFM_METRIC_GAUGE, KFM_ROLE_RSS},
+      {"proc.cpu_user", "ns", KFM_METRIC_COUNTER, KFM_ROLE_CPU_USER},
+      {"proc.cpu_sys", "ns", KFM_METRIC_COUNTER, KFM_ROLE_CPU_SYS},
+      {"proc.minflt", "count", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.majflt", "count", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.vcsw", "count", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.ivcsw", "count", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.io_read", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.io_write", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.net_rx", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.net_tx", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
   };
   static const struct kfm__metric_def samp[] = {
-      {"proc.rss", "bytes", KFM_METRIC_GAUGE},
-      {"proc.cpu", "ns", KFM_METRIC_COUNTER},
-      {"proc.net_rx", "bytes", KFM_METRIC_COUNTER},
-      {"proc.net_tx", "bytes", KFM_METRIC_COUNTER},
-      {"proc.io_read", "bytes", KFM_METRIC_COUNTER},
-      {"proc.io_write", "bytes", KFM_METRIC_COUNTER},
+      {"proc.rss", "bytes", KFM_METRIC_GAUGE, KFM_ROLE_RSS},
+      {"proc.cpu", "ns", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.net_rx", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.net_tx", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.io_read", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
+      {"proc.io_write", "bytes", KFM_METRIC_COUNTER, KFM_ROLE_NONE},
   };
   static const kfm_level_t levels[] = {KFM_LEVEL_BASIC, KFM_LEVEL_STANDARD, KFM_LEVEL_DETAILED,
                                        KFM_LEVEL_COMPREHENSIVE};
@@ -560,13 +566,15 @@ static void test_fixture_detailed(void) {
 
 /* COMPREHENSIVE with a sampler: process values come from the sampler's
  * cache (filled at open, refreshed by sample), thread values from getrusage
- * or, when papi is selected, not from proc at all. */
+ * or, when another backend provides thread CPU time (papi), not from proc
+ * at all. */
 static void test_sampled_modes(void) {
   char root[PATH_MAX];
   uint64_t out[16], smp[16];
   struct sess s;
   fixture_path(root, sizeof root, "proc_b");
-  static const char *const selected[] = {"clock,proc", "clock,proc,papi"};
+  /* What the other backends provide: nothing (clock), or counters (papi). */
+  static const unsigned provided[] = {0, KFM_ROLE_BIT(KFM_ROLE_CPU_TIME)};
   for (int k = 0; k < 2; k++) {
     memset(&s, 0, sizeof s);
     s.st = calloc(1, B.state_size);
@@ -579,7 +587,7 @@ static void test_sampled_modes(void) {
     s.ctx.note = note;
     s.ctx.notelen = sizeof note;
     s.ctx.rate_hz = 1000;
-    s.ctx.selected = selected[k];
+    s.ctx.provided = provided[k];
     CU_ASSERT_EQUAL_FATAL(B.open(s.st, &s.ctx), 0);
     CU_ASSERT_EQUAL(B.thread_open(s.st, s.ts), 0);
     s.thread_opened = 1;

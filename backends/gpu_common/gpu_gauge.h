@@ -8,7 +8,7 @@
  * total, why each value is unmeasured).
  *
  * Why one module.  Both backends read a vendor library on poller threads
- * (engine/src/poller.h), publish each value with its last status code in
+ * (backends/gpu_common/poller.h), publish each value with its last status code in
  * relaxed atomics, and let the sampler copy them; only the library calls
  * and the error texts differ.  Keeping the shared part here means a fix to
  * the JSON or to the unmeasured rule reaches both.  Status codes are
@@ -27,9 +27,10 @@
 #include "backend.h"
 #include "poller.h"
 
+/** A sample value that was not measured (read failed, unsupported, not yet
+ * read): the engine's KFM__UNMEASURED, under the name the GPU code uses. */
 #ifndef KFM_GPU_UNMEASURED
-/** A sample value that was not measured (read failed, unsupported, not yet read). */
-#define KFM_GPU_UNMEASURED UINT64_MAX
+#define KFM_GPU_UNMEASURED KFM__UNMEASURED
 #endif
 
 /** snprintf into buf[len]; does nothing when buf is NULL or len 0. */

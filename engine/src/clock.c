@@ -1,5 +1,5 @@
 /*
- * clock.c - the "clock" backend: TSC calibrated against CLOCK_MONOTONIC,
+ * clock.c - the engine's clock: TSC calibrated against CLOCK_MONOTONIC,
  * with a clock_gettime fallback where the TSC is not invariant.
  *
  * The engine reads the clock inline (clock.h); this file decides once per
@@ -16,7 +16,6 @@
 #include <cpuid.h>
 #endif
 
-#include "backend.h"
 #include "clock.h"
 
 int kfm__clock_use_tsc;
@@ -92,24 +91,3 @@ const char *kfm__clock_describe(void) {
   kfm__clock_init();
   return clock_reason;
 }
-
-static int clock_probe(char *reason, size_t len) {
-  snprintf(reason, len, "%s", kfm__clock_describe());
-  return 1;
-}
-
-static int clock_open(void *state, struct kfm__backend_ctx *ctx) {
-  (void)state;
-  ctx->n_transition = 0;
-  ctx->n_sample = 0;
-  return 0;
-}
-
-const struct kfm__backend kfm__backend_clock = {
-    .abi = KFM_BACKEND_ABI,
-    .name = "clock",
-    .caps = KFM_CAP_CLOCK,
-    .min_level = KFM_LEVEL_BASIC,
-    .probe = clock_probe,
-    .open = clock_open,
-};

@@ -11,7 +11,6 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "internal.h" /* kfm__json_str */
 
 void kfm__gpu_fmt(char *buf, size_t len, const char *fmt, ...) {
   va_list ap;
