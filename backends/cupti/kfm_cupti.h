@@ -4,8 +4,8 @@
  * Declares the backend's ops table, the symbol table through which every
  * CUPTI call goes (filled by dlopen/dlsym at probe, or injected by a test),
  * and the record-processing entry points the unit tests drive with real
- * CUpti_Activity* structures.  Nothing outside the engine and its tests
- * includes this file; it is deliberately not named cupti.h, which is
+ * CUpti_Activity* structures.  Only cupti.c and its unit tests include
+ * this file; it is deliberately not named cupti.h, which is
  * NVIDIA's header and is included from here.
  *
  * Library version.  The record structures are those of the CUDA headers the

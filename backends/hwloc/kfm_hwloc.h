@@ -1,11 +1,12 @@
 /*
  * kfm_hwloc.h - internal interface of the hwloc topology backend.
  *
- * Declares the backend's ops table and the lookups the engine uses to map
- * the CPU a thread runs on (sched_getcpu, an operating-system PU number) to
- * its core, package and NUMA node.  Nothing outside the engine and its tests
- * includes this.  (It is not called hwloc.h: with backends/ on the include
- * path that name would shadow the library's <hwloc.h>.)
+ * Declares the backend's ops table and the lookups that map the CPU a thread
+ * runs on (sched_getcpu, an operating-system PU number) to its core, package
+ * and NUMA node.  The engine reaches them only through the ops table (the
+ * cpu_numa and bind_thread hooks); only hwloc.c and the unit tests include
+ * this file.  (It is not called hwloc.h: with backends/ on the tests'
+ * include path that name would shadow the library's <hwloc.h>.)
  *
  * The topology is loaded once per process, on first use, and is read-only
  * afterwards, so every function here may be called from any thread.
@@ -43,8 +44,8 @@ unsigned kfm__hwloc_npus(void);
 /**
  * Detail message of the last failed bind_thread on this backend state
  * (names the CPU and the valid range), "" when there is none.  The
- * bind_thread hook returns only a code; the engine copies this text into
- * the session's error message.
+ * bind_thread hook returns only a code (the sampler falls back to
+ * sched_setaffinity's answer); tests read the text here.
  */
 const char *kfm__hwloc_errmsg(const void *state);
 

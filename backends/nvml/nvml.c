@@ -24,7 +24,7 @@
  *
  * Unmeasured values.  A value whose last read failed (unsupported on this
  * GPU, permission, GPU lost) or that was not read yet is KFM_GPU_UNMEASURED
- * (UINT64_MAX); the engine and reports must show it as null/unavailable,
+ * (KFM__UNMEASURED); the engine and reports must show it as null/unavailable,
  * never as a number.  export_json names the NVML error of each such value.
  *
  * Per-process memory.  NVML lists the compute processes of a device with

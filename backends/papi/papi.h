@@ -4,8 +4,9 @@
  * Declares the backend's ops table and the few functions the unit tests
  * (tests/c/test_papi.c) call directly: the availability verdict that turns
  * perf_event_paranoid and PAPI's own component status into a reason, and an
- * open variant that can force the multiplexed path.  Nothing outside the
- * engine and its tests includes this file, and it needs no PAPI header.
+ * open variant that can force the multiplexed path.  Only papi.c and its
+ * unit tests include this file (the engine knows the backend through its
+ * ops table alone), and it needs no PAPI header.
  */
 #ifndef KFM_PAPI_H
 #define KFM_PAPI_H
@@ -17,7 +18,8 @@
 /** The "papi" backend: per-thread PAPI EventSets read at every transition. */
 extern const struct kfm__backend kfm__backend_papi;
 
-/** Most events one session counts (the engine holds 32 metrics in all). */
+/** Most events one session counts (the engine holds KFM__MAX_METRICS = 64
+ * transition metrics in all, every backend's together). */
 #define KFM_PAPI_MAX_EVENTS 16
 
 /**

@@ -13,8 +13,8 @@
  *
  * Files are opened once (per session; per thread for thread-self/io) and
  * re-read with pread(fd, buf, n, 0), which costs 1-6 us where open+read+close
- * costs 5.7 us and more (notes/floors.md).  Every path takes the session's
- * proc_root prefix so tests can point the backend at captured trees under
+ * costs 5.7 us and more (notes/floors.md).  Every path takes the prefix of
+ * the backend's proc.root option (proc_root=) so tests can point it at captured trees under
  * tests/fixtures.  The text is parsed by the hand-written scanners below: no
  * stdio, no locale, no allocation on the hot path.
  *
@@ -22,8 +22,9 @@
  * be opened or does not parse.  /proc/self/stat, /proc/net/dev and
  * /proc/thread-self/io are hidden or restricted in some containers, so when
  * one of them cannot be opened (or does not parse at open), its metrics
- * read 0 for the whole session (or thread) instead of failing it.  The
- * backend interface has no channel for such a note, so it is not reported.
+ * read 0 for the whole session (or thread) instead of failing it.  This is
+ * not reported: open's one-line note describes the read mode, and
+ * thread_open has no channel for a note at all.
  * A read that fails later, after a good open, repeats the last good value of
  * that metric, so counters never step back to 0 and produce wild deltas.
  *
@@ -141,7 +142,7 @@ enum {
 enum {
   PROC_EXACT = 0,         /* every value read at the transition */
   PROC_SAMPLED = 1,       /* process values from the sampler's cache, thread values by getrusage */
-  PROC_SAMPLED_NOCPU = 2  /* process values from the cache only: counters come from papi */
+  PROC_SAMPLED_NOCPU = 2  /* process values from the cache only: thread CPU from counters */
 };
 
 struct proc_state {

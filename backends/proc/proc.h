@@ -3,7 +3,8 @@
  *
  * Declares the backend's ops table and the text parsers it uses on /proc
  * files.  The parsers are non-static so the unit tests can run them directly
- * on captured buffers; nothing outside the engine and its tests includes this.
+ * on captured buffers; only proc.c and its unit tests include this (the
+ * engine knows the backend through its ops table alone).
  *
  * Every parser works on a buffer that need not be NUL-terminated, writes its
  * outputs only on success (so a caller keeps its previous values on failure),

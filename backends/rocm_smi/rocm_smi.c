@@ -33,7 +33,7 @@
  * pcie_rx is the first count and pcie_tx the second, in count/s; the export
  * gives the maximum payload so a reader can bound the bytes.
  *
- * Unmeasured values are KFM_GPU_UNMEASURED (UINT64_MAX), as in nvml.c.
+ * Unmeasured values are KFM_GPU_UNMEASURED (KFM__UNMEASURED), as in nvml.c.
  *
  * Global state: the library handle and table (rsmi_lib) are written only by
  * set-up and tear-down (the engine's probe pthread_once, and unload);

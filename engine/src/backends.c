@@ -256,7 +256,10 @@ int kfm__backend_status_override(const char *name, int available, const char *re
 }
 
 int kfm_backend_probe(size_t i, kfm_backend_status_t *out) {
-  if (out == NULL || i >= kfm_backend_count()) {
+  if (out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= kfm_backend_count()) {
     return KFM_ERANGE;
   }
   out->name = kfm__builtin_backends[i]->name;

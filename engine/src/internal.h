@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h> /* memcpy, in kfm__ring_push */
 #include <sys/types.h>
 
 #include "backend.h"
@@ -314,8 +315,26 @@ void kfm__backends_lock(int take);
  * against sessions being created meanwhile. */
 int kfm__backend_status_override(const char *name, int available, const char *reason);
 
-/* session.c */
-struct kfm__thread *kfm__thread_attach(kfm_session_t *s);
+/* thread.c: thread slots, TLS, the live-session table, fork handlers. */
+/* The calling thread's last (session, slot): the hot path's first look. */
+struct kfm__tls_cache {
+  kfm_session_t *s;
+  uint64_t uid;
+  struct kfm__thread *t;
+};
+extern __thread struct kfm__tls_cache kfm__tls_cache __attribute__((tls_model("initial-exec")));
+/* The calling thread's slot in s, created on first use.  NULL with *rc
+ * KFM_EFULL when max_threads slots are live, KFM_ENOMEM when memory ran out
+ * (the session's message says which). */
+struct kfm__thread *kfm__thread_attach(kfm_session_t *s, int *rc);
+/* A slot outside every node, as a thread's first transition expects it. */
+void kfm__thread_stack_reset(struct kfm__thread *t);
+void kfm__thread_free(kfm_session_t *s, struct kfm__thread *t);
+/* Registers the fork handlers, once per process. */
+void kfm__atfork_register(void);
+/* Gives s its uid and adds it to the live table (0 or KFM_ENOMEM); removes it. */
+int kfm__live_add(kfm_session_t *s);
+void kfm__live_remove(kfm_session_t *s);
 /* The session the calling thread last made a transition in (still live and
  * running) and its innermost node there (KFM__NONE outside every node).
  * For runtime tools (OMPT) that must find the encountering thread's node. */
@@ -326,14 +345,51 @@ static inline struct kfm__agg *kfm__agg_at(const kfm_session_t *s, struct kfm__a
                                            uint32_t id) {
   return (struct kfm__agg *)((char *)block + (size_t)(id % KFM__BLOCK_NODES) * s->agg_size);
 }
+
+/* aggregate.c */
+/* An aggregate with nothing recorded (the one place that says what that is). */
+void kfm__agg_clear(const kfm_session_t *s, struct kfm__agg *a);
+/* Clears the aggregates of a block that recorded something. */
+void kfm__agg_block_clear(const kfm_session_t *s, struct kfm__agg *block);
 struct kfm__agg *kfm__block_new(const kfm_session_t *s);
 void kfm__agg_merge(const kfm_session_t *s, struct kfm__agg *dst, const struct kfm__agg *src);
 int kfm__edges_init(struct kfm__edges *e, uint32_t capacity);
 void kfm__edges_add(struct kfm__edges *e, uint64_t key, uint64_t n);
+void kfm__edges_merge(struct kfm__edges *dst, const struct kfm__edges *src);
+void kfm__edges_reset(struct kfm__edges *e);
 void kfm__edges_free(struct kfm__edges *e);
+
+/* trace.c */
+/* Producer side, on the hot path: one record, or a counted drop when full. */
+static inline void kfm__ring_push(struct kfm__ring *r, uint64_t t, uint32_t node, uint32_t thread,
+                                  unsigned kind, const uint64_t *vals, unsigned nm) {
+  uint64_t h = KFM__LD(r->head);
+  if (KFM__UNLIKELY(h - r->tail_cache > r->mask)) {
+    r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (h - r->tail_cache > r->mask) {
+      KFM__ST(r->dropped, KFM__LD(r->dropped) + 1);
+      return;
+    }
+  }
+  uint64_t *rec = r->buf + (h & r->mask) * r->rec_words;
+  struct kfm__event_rec hdr = {.t = t, .node = node, .thread = (uint16_t)thread,
+                               .kind = (uint16_t)kind};
+  memcpy(rec, &hdr, sizeof hdr);
+  if (nm) {
+    memcpy(rec + 2, vals, nm * sizeof *vals);
+  }
+  atomic_store_explicit(&r->head, h + 1, memory_order_release);
+}
+/* Moves one ring's events to session storage; caller holds drain_lock. */
+void kfm__ring_drain(kfm_session_t *s, struct kfm__ring *r);
 /* Moves trace events from the rings to session storage; wait=0 gives up
  * at once if another thread is draining. */
 void kfm__drain_all(kfm_session_t *s, int wait);
+
+/* session_backends.c: opens the backends the session wants (see there). */
+int kfm__session_open_backends(kfm_session_t *s);
+
+/* session.c */
 double kfm__ns_per_tick(const kfm_session_t *s);
 
 /* registry.c */
@@ -341,7 +397,8 @@ int kfm__registry_init(kfm_session_t *s);
 void kfm__registry_free(kfm_session_t *s);
 
 /* sampler.c */
-/* Start (the first time) or resume (after a stop) the sampler thread. */
+/* Start (the first time) or resume (after a stop) the sampler thread: 0,
+ * or KFM_ETHREAD with the session's message naming the system's reason. */
 int kfm__sampler_start(kfm_session_t *s);
 /* Asks the sampler thread to park and returns at once: waking a sleeping
  * thread costs 20-100 us on these VMs, and nothing needs the sampler to be

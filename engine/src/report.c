@@ -25,8 +25,14 @@ void kfm__hist_range(unsigned b, double *lo, double *width) {
   *width = ldexp(1.0, (int)(e - KFM__HIST_SUB));
 }
 
-static double report_percentile(const struct kfm__agg *a, double q) {
-  uint64_t n = KFM__LD(a->count);
+/* The q-quantile of the n values counted in hist, clamped to [mn, mx]:
+ * the midpoint of the bucket holding the value of rank ceil(q n).  Values
+ * are whole numbers, so bucket [lo, lo + w) holds lo .. lo + w - 1 and its
+ * midpoint is lo + (w - 1) / 2 (a bucket of width 1 gives its value
+ * exactly).  NAN when n is 0.  The one percentile of the engine: node
+ * durations and the sampler's lateness both use it. */
+static double report_hist_quantile(const _Atomic uint32_t *hist, uint64_t n, double q, double mn,
+                                   double mx) {
   if (n == 0) {
     return NAN;
   }
@@ -36,16 +42,20 @@ static double report_percentile(const struct kfm__agg *a, double q) {
   }
   uint64_t cum = 0;
   for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
-    cum += KFM__LD(a->hist[b]);
+    cum += KFM__LD(hist[b]);
     if (cum >= rank) {
       double lo, w;
       kfm__hist_range(b, &lo, &w);
       double v = lo + (w - 1) / 2.0;
-      double mn = (double)KFM__LD(a->min), mx = (double)KFM__LD(a->max);
       return v < mn ? mn : v > mx ? mx : v;
     }
   }
-  return (double)KFM__LD(a->max);
+  return mx;
+}
+
+static double report_percentile(const struct kfm__agg *a, double q) {
+  return report_hist_quantile(a->hist, KFM__LD(a->count), q, (double)KFM__LD(a->min),
+                              (double)KFM__LD(a->max));
 }
 
 static int edge_cmp(const void *x, const void *y) {
@@ -143,9 +153,7 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
   }
   for (uint32_t b = 0; b * KFM__BLOCK_NODES < nn; b++) {
     for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
-      struct kfm__agg *a = kfm__agg_at(s, merged, i);
-      memset(a, 0, s->agg_size);
-      atomic_init(&a->min, UINT64_MAX);
+      kfm__agg_clear(s, kfm__agg_at(s, merged, i));
     }
     if (s->retired[b]) {
       for (uint32_t i = 0; i < KFM__BLOCK_NODES; i++) {
@@ -253,9 +261,9 @@ static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
   for (size_t i = 0; i < n; i++) {
     r->st[i] = (double)(int64_t)(s->sample_t[i] - s->t_start) * npt;
     for (size_t m = 0; m < ns; m++) {
-      /* UINT64_MAX is a backend's "not measured at this tick". */
+      /* KFM__UNMEASURED: the backend did not measure it at this tick. */
       uint64_t v = s->sample_vals[i * ns + m];
-      r->svals[i * ns + m] = v == UINT64_MAX ? NAN : (double)v;
+      r->svals[i * ns + m] = v == KFM__UNMEASURED ? NAN : (double)v;
     }
   }
   memcpy(r->sfirst, s->sample_first, (n + 1) * sizeof *r->sfirst);
@@ -330,19 +338,7 @@ static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
   for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
     nl += KFM__LD(s->late_hist[b]);
   }
-  o->sampler_late_p99_ns = NAN;
-  if (nl) {
-    uint64_t rank = (uint64_t)ceil(0.99 * (double)nl), cum = 0;
-    for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
-      cum += KFM__LD(s->late_hist[b]);
-      if (cum >= rank) {
-        double lo, w;
-        kfm__hist_range(b, &lo, &w);
-        o->sampler_late_p99_ns = lo + w / 2;
-        break;
-      }
-    }
-  }
+  o->sampler_late_p99_ns = report_hist_quantile(s->late_hist, nl, 0.99, 0, INFINITY);
   o->clock = kfm__clock_use_tsc ? "tsc" : "clock_gettime";
   o->sampler_bound_cpu = KFM__LD(s->sampler_bound);
   o->sampler_rebinds = KFM__LD(s->sampler_rebinds);
@@ -451,7 +447,10 @@ size_t kfm_report_metric_count(const kfm_report_t *r) {
 }
 
 int kfm_report_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out) {
-  if (r == NULL || out == NULL || i >= r->nm) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->nm) {
     return KFM_ERANGE;
   }
   *out = r->metrics[i];
@@ -538,7 +537,10 @@ size_t kfm_report_node_count(const kfm_report_t *r) {
 }
 
 int kfm_report_node(const kfm_report_t *r, size_t i, kfm_node_stats_t *out) {
-  if (r == NULL || out == NULL || i >= r->nnodes) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->nnodes) {
     return KFM_ERANGE;
   }
   *out = r->nodes[i];
@@ -562,7 +564,10 @@ size_t kfm_report_edge_count(const kfm_report_t *r, kfm_edge_kind_t kind) {
 }
 
 int kfm_report_edge(const kfm_report_t *r, kfm_edge_kind_t kind, size_t i, kfm_edge_t *out) {
-  if (r == NULL || out == NULL || i >= kfm_report_edge_count(r, kind)) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= kfm_report_edge_count(r, kind)) {
     return KFM_ERANGE;
   }
   *out = r->edges[kind][i];
@@ -574,7 +579,10 @@ size_t kfm_report_backend_count(const kfm_report_t *r) {
 }
 
 int kfm_report_backend(const kfm_report_t *r, size_t i, kfm_backend_status_t *out) {
-  if (r == NULL || out == NULL || i >= r->nb) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->nb) {
     return KFM_ERANGE;
   }
   *out = r->bs[i];
@@ -586,7 +594,10 @@ size_t kfm_report_sample_metric_count(const kfm_report_t *r) {
 }
 
 int kfm_report_sample_metric(const kfm_report_t *r, size_t i, kfm_metric_info_t *out) {
-  if (r == NULL || out == NULL || i >= r->ns) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->ns) {
     return KFM_ERANGE;
   }
   *out = r->smetrics[i];
@@ -598,7 +609,10 @@ size_t kfm_report_sample_count(const kfm_report_t *r) {
 }
 
 int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out) {
-  if (r == NULL || out == NULL || i >= r->nsamples) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->nsamples) {
     return KFM_ERANGE;
   }
   out->t_ns = r->st[i];
@@ -615,7 +629,10 @@ size_t kfm_report_event_count(const kfm_report_t *r) {
 }
 
 int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out) {
-  if (r == NULL || out == NULL || i >= r->nevents) {
+  if (r == NULL || out == NULL) {
+    return KFM_EINVAL;
+  }
+  if (i >= r->nevents) {
     return KFM_ERANGE;
   }
   *out = r->events[i];

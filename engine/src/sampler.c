@@ -39,11 +39,11 @@ static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v) {
  * Sample metrics onto the nodes innermost at this tick: a gauge's value is
  * added to each (its mean per node comes out in the report); a counter's
  * increase since the previous tick is shared equally among them.  Values a
- * backend could not measure (UINT64_MAX) are skipped.
+ * backend could not measure (KFM__UNMEASURED) are skipped.
  */
 static void sample_attribute(kfm_session_t *s, const uint64_t *v, uint32_t nd) {
   for (unsigned m = 0; m < s->ns; m++) {
-    if (v[m] == UINT64_MAX) {
+    if (v[m] == KFM__UNMEASURED) {
       continue;
     }
     double add;
@@ -309,8 +309,10 @@ int kfm__sampler_start(kfm_session_t *s) {
     pthread_mutex_lock(&s->park_lock);
     s->resync = s->timer_periodic;
     if (!s->timer_periodic && sampler_arm(s) != 0) {
+      int err = errno;
       pthread_mutex_unlock(&s->park_lock);
-      return KFM_ETHREAD;
+      return kfm__err(s, KFM_ETHREAD, "start: cannot re-arm the sampler's timer: %s",
+                      strerror(err));
     }
     s->park_cmd = KFM__SAMPLER_RUN;
     pthread_cond_broadcast(&s->park_cv);
@@ -319,16 +321,20 @@ int kfm__sampler_start(kfm_session_t *s) {
   }
   s->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
   if (s->timerfd < 0) {
-    return KFM_ETHREAD;
+    return kfm__err(s, KFM_ETHREAD, "start: cannot create the sampler's timer: %s",
+                    strerror(errno));
   }
   atomic_store(&s->sampler_stop, 0);
   s->park_cmd = KFM__SAMPLER_RUN;
   s->parked = 0;
   s->resync = 0;
-  if (sampler_arm(s) != 0 || pthread_create(&s->sampler, NULL, sampler_main, s) != 0) {
+  /* timerfd_settime sets errno; pthread_create returns its error and
+   * leaves errno alone. */
+  int err = sampler_arm(s) != 0 ? errno : pthread_create(&s->sampler, NULL, sampler_main, s);
+  if (err != 0) {
     close(s->timerfd);
     s->timerfd = -1;
-    return KFM_ETHREAD;
+    return kfm__err(s, KFM_ETHREAD, "start: cannot start the sampler thread: %s", strerror(err));
   }
   s->sampler_running = 1;
   return 0;
