@@ -140,13 +140,14 @@ const char *kfm__backend_not_built_reason(const char *name) {
 }
 
 const struct kfm__backend_option *kfm__backend_option_find(const char *key, char *canon,
-                                                            size_t len) {
+                                                           size_t len) {
   for (size_t i = 0; i < NKNOWN; i++) {
     const struct kfm__backend *b = backend_builtin(known[i].name);
     const struct kfm__backend_option *o = b ? kfm__backend_options(b) : known[i].options;
     size_t n = strlen(known[i].name);
     for (; o && o->key; o++) {
-      int ns = strncmp(key, known[i].name, n) == 0 && key[n] == '.' && strcmp(key + n + 1, o->key) == 0;
+      int ns =
+          strncmp(key, known[i].name, n) == 0 && key[n] == '.' && strcmp(key + n + 1, o->key) == 0;
       if (ns || (o->legacy && strcmp(key, o->legacy) == 0)) {
         snprintf(canon, len, "%s.%s", known[i].name, o->key);
         return o;
@@ -163,9 +164,10 @@ void kfm__backend_option_keys(char *buf, size_t len) {
     const struct kfm__backend *b = backend_builtin(known[i].name);
     const struct kfm__backend_option *o = b ? kfm__backend_options(b) : known[i].options;
     for (; o && o->key && u < len; o++) {
-      int w = o->legacy ? snprintf(buf + u, len - u, "%s%s.%s (or %s)", u ? ", " : "",
-                                   known[i].name, o->key, o->legacy)
-                        : snprintf(buf + u, len - u, "%s%s.%s", u ? ", " : "", known[i].name, o->key);
+      int w = o->legacy
+                  ? snprintf(buf + u, len - u, "%s%s.%s (or %s)", u ? ", " : "", known[i].name,
+                             o->key, o->legacy)
+                  : snprintf(buf + u, len - u, "%s%s.%s", u ? ", " : "", known[i].name, o->key);
       u += w > 0 ? (size_t)w : 0;
     }
   }

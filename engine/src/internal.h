@@ -172,6 +172,61 @@ struct kfm__bstat {
 enum { KFM__CREATED = 0, KFM__RUNNING = 1, KFM__STOPPED = 2, KFM__FORKED = 3 };
 enum { KFM__SAMPLER_RUN = 0, KFM__SAMPLER_PARK = 1, KFM__SAMPLER_QUIT = 2 };
 
+/*
+ * The sampler's state (sampler.c owns it): its thread and the park/resume
+ * handshake, its timer, the samples it stores, and what it attributes to
+ * nodes.  The sampler thread is the only writer of what is marked
+ * sampler-private and of the sample storage; readers (reports) read the
+ * rest after kfm__sampler_wait, or as relaxed atomics while it runs.
+ */
+struct kfm__sampler {
+  pthread_t thread;
+  int running; /* the thread exists (it may be parked) */
+  _Atomic int stop;
+  /* Between a stop and a restart the sampler thread parks instead of
+   * ending: a restarted run costs no thread creation and no join. */
+  pthread_mutex_t park_lock;
+  pthread_cond_t park_cv;
+  int park_cmd; /* KFM__SAMPLER_*, under park_lock */
+  int parked;   /* under park_lock */
+  int park_fired; /* under park_lock: the timer was fired to hurry the park */
+  int timer_periodic; /* under park_lock: the run's schedule is still armed */
+  int resync;         /* under park_lock: resumed on that schedule (sampler_run) */
+  _Atomic int in_tick; /* the sampler is reading slots: retire waits (see sampler.c) */
+  int timerfd;
+  uint64_t base; /* CLOCK_MONOTONIC ns of tick 0 */
+  _Atomic uint64_t cpu_ns;
+  _Atomic uint64_t nsamples, samples_dropped, missed;
+  uint64_t *sample_t;      /* [samples] ticks */
+  uint64_t *sample_vals;   /* [samples][ns] */
+  uint32_t *sample_first;  /* [samples + 1] index into active pairs */
+  uint32_t *act_thread;    /* [pair capacity] */
+  uint32_t *act_node;
+  uint32_t act_cap, act_used;
+  /* Arrays below marked [max_nodes] have node_cap entries. */
+  _Atomic uint64_t *node_samples;     /* [max_nodes] innermost */
+  _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
+  _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
+  /* Sample metrics attributed to nodes (see kfm_node_stats_t.sampled). */
+  _Atomic double *node_ssum;    /* [max_nodes][ns] */
+  _Atomic uint32_t *node_scnt;  /* [max_nodes][ns] ticks that contributed */
+  uint64_t *node_tick;          /* [max_nodes] sampler-private: last tick seen, dedupe */
+  uint32_t *tick_nodes;         /* [max_threads] sampler-private: distinct nodes this tick */
+  uint64_t sprev[KFM__MAX_SMETRICS]; /* sampler-private: previous counter values */
+  uint8_t sprev_ok[KFM__MAX_SMETRICS];
+  uint64_t tick_id;
+  _Atomic uint32_t late_hist[KFM__HIST_BUCKETS]; /* wake lateness, ns */
+  /* CPU locations (COMPREHENSIVE): per node and CPU, thread-samples. */
+  int track_cpu;
+  uint32_t ncpus;
+  _Atomic uint32_t *node_cpu;        /* [max_nodes][ncpus] */
+  _Atomic uint64_t *node_migrations; /* [max_nodes] */
+  int32_t *act_cpu;                  /* [pair capacity] */
+  uint64_t *cpu_use;                 /* [ncpus] sampler-private, this binding window */
+  _Atomic int32_t bound;
+  _Atomic uint32_t rebinds;
+};
+
 struct kfm_session {
   uint64_t uid; /* unique over the process: tells a reused address apart */
   kfm_config_t cfg;
@@ -225,52 +280,8 @@ struct kfm_session {
   /* time base */
   uint64_t t_start, ns_start, t_stop, ns_stop;
 
-  /* sampler */
-  pthread_t sampler;
-  int sampler_running; /* the thread exists (it may be parked) */
-  _Atomic int sampler_stop;
-  /* Between a stop and a restart the sampler thread parks instead of
-   * ending: a restarted run costs no thread creation and no join. */
-  pthread_mutex_t park_lock;
-  pthread_cond_t park_cv;
-  int park_cmd; /* KFM__SAMPLER_*, under park_lock */
-  int parked;   /* under park_lock */
-  int park_fired; /* under park_lock: the timer was fired to hurry the park */
-  int timer_periodic; /* under park_lock: the run's schedule is still armed */
-  int resync;         /* under park_lock: resumed on that schedule (sampler_run) */
-  _Atomic int in_tick; /* the sampler is reading slots: retire waits (see sampler.c) */
-  int timerfd;
-  uint64_t sampler_base; /* CLOCK_MONOTONIC ns of tick 0 */
-  _Atomic uint64_t sampler_cpu_ns;
-  _Atomic uint64_t nsamples, samples_dropped, sampler_missed;
-  uint64_t *sample_t;      /* [samples] ticks */
-  uint64_t *sample_vals;   /* [samples][ns] */
-  uint32_t *sample_first;  /* [samples + 1] index into active pairs */
-  uint32_t *act_thread;    /* [pair capacity] */
-  uint32_t *act_node;
-  uint32_t act_cap, act_used;
-  /* Arrays below marked [max_nodes] have node_cap entries. */
-  _Atomic uint64_t *node_samples;     /* [max_nodes] innermost */
-  _Atomic uint64_t *node_samples_any; /* [max_nodes] on the stack */
-  _Atomic uint64_t *node_sample_peak; /* [max_nodes] highest sampled RSS */
-  /* Sample metrics attributed to nodes (see kfm_node_stats_t.sampled). */
-  _Atomic double *node_ssum;    /* [max_nodes][ns] */
-  _Atomic uint32_t *node_scnt;  /* [max_nodes][ns] ticks that contributed */
-  uint64_t *node_tick;          /* [max_nodes] sampler-private: last tick seen, dedupe */
-  uint32_t *tick_nodes;         /* [max_threads] sampler-private: distinct nodes this tick */
-  uint64_t sprev[KFM__MAX_SMETRICS]; /* sampler-private: previous counter values */
-  uint8_t sprev_ok[KFM__MAX_SMETRICS];
-  uint64_t tick_id;
-  _Atomic uint32_t late_hist[KFM__HIST_BUCKETS]; /* wake lateness, ns */
-  /* CPU locations (COMPREHENSIVE): per node and CPU, thread-samples. */
-  int track_cpu;
-  uint32_t ncpus;
-  _Atomic uint32_t *node_cpu;        /* [max_nodes][ncpus] */
-  _Atomic uint64_t *node_migrations; /* [max_nodes] */
-  int32_t *act_cpu;                  /* [pair capacity] */
-  uint64_t *cpu_use;                 /* [ncpus] sampler-private, this binding window */
-  _Atomic int32_t sampler_bound;
-  _Atomic uint32_t sampler_rebinds;
+  /* sampler: its thread, schedule, samples and per-node sample results */
+  struct kfm__sampler smp;
 
   /* trace storage, filled by draining the rings */
   pthread_mutex_t drain_lock;
@@ -396,7 +407,16 @@ double kfm__ns_per_tick(const kfm_session_t *s);
 int kfm__registry_init(kfm_session_t *s);
 void kfm__registry_free(kfm_session_t *s);
 
-/* sampler.c */
+/* sampler.c: owns s->smp. */
+/* At session creation, before anything else touches s->smp. */
+void kfm__sampler_init(kfm_session_t *s);
+/* The sample storage and per-node sample results the config asks for; 0 or KFM_ENOMEM. */
+int kfm__sampler_alloc(kfm_session_t *s);
+/* Forgets the last run's samples and per-node sample results (restart;
+ * the sampler is parked, and the caller holds s->lock). */
+void kfm__sampler_clear(kfm_session_t *s);
+/* Frees what init and alloc set up (the thread has been quit). */
+void kfm__sampler_free(kfm_session_t *s);
 /* Start (the first time) or resume (after a stop) the sampler thread: 0,
  * or KFM_ETHREAD with the session's message naming the system's reason. */
 int kfm__sampler_start(kfm_session_t *s);

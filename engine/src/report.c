@@ -130,7 +130,8 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
   r->mvals = calloc((size_t)(nn ? nn : 1) * 2 * (nm ? nm : 1), sizeof *r->mvals);
   r->names = calloc(nn ? nn : 1, sizeof *r->names);
   r->svals_node = calloc((size_t)(nn ? nn : 1) * (s->ns ? s->ns : 1), sizeof *r->svals_node);
-  r->cpu_counts = calloc((size_t)(nn ? nn : 1) * (s->ncpus ? s->ncpus : 1), sizeof *r->cpu_counts);
+  r->cpu_counts =
+      calloc((size_t)(nn ? nn : 1) * (s->smp.ncpus ? s->smp.ncpus : 1), sizeof *r->cpu_counts);
   uint64_t *active = calloc(nn ? nn : 1, sizeof *active);
   if (!merged || !r->nodes || !r->mvals || !r->names || !active || !r->cpu_counts ||
       !r->svals_node) {
@@ -202,19 +203,19 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
       o->p50_ns = report_percentile(a, 0.50) * npt;
       o->p90_ns = report_percentile(a, 0.90) * npt;
       o->p99_ns = report_percentile(a, 0.99) * npt;
-      o->samples = KFM__LD(s->node_samples[id]);
-      if (s->track_cpu) {
-        o->ncpus = s->ncpus;
-        uint32_t *cs = r->cpu_counts + k * s->ncpus;
-        for (uint32_t c = 0; c < s->ncpus; c++) {
-          cs[c] = KFM__LD(s->node_cpu[(size_t)id * s->ncpus + c]);
+      o->samples = KFM__LD(s->smp.node_samples[id]);
+      if (s->smp.track_cpu) {
+        o->ncpus = s->smp.ncpus;
+        uint32_t *cs = r->cpu_counts + k * s->smp.ncpus;
+        for (uint32_t c = 0; c < s->smp.ncpus; c++) {
+          cs[c] = KFM__LD(s->smp.node_cpu[(size_t)id * s->smp.ncpus + c]);
         }
         o->cpu_samples = cs;
-        o->migrations = KFM__LD(s->node_migrations[id]);
+        o->migrations = KFM__LD(s->smp.node_migrations[id]);
       }
-      o->samples_any = KFM__LD(s->node_samples_any[id]);
+      o->samples_any = KFM__LD(s->smp.node_samples_any[id]);
       if (s->rss_index >= 0 || s->srss_index >= 0) {
-        uint64_t p = KFM__LD(a->peak_rss), q = KFM__LD(s->node_sample_peak[id]);
+        uint64_t p = KFM__LD(a->peak_rss), q = KFM__LD(s->smp.node_sample_peak[id]);
         o->peak_rss = (double)(p > q ? p : q);
       } else {
         o->peak_rss = NAN;
@@ -222,8 +223,8 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
       double *sv = r->svals_node + k * (s->ns ? s->ns : 1);
       for (size_t m = 0; m < s->ns; m++) {
         size_t at = (size_t)id * s->ns + m;
-        uint32_t c = s->node_scnt ? KFM__LD(s->node_scnt[at]) : 0;
-        double sum = c ? KFM__LD(s->node_ssum[at]) : NAN;
+        uint32_t c = s->smp.node_scnt ? KFM__LD(s->smp.node_scnt[at]) : 0;
+        double sum = c ? KFM__LD(s->smp.node_ssum[at]) : NAN;
         sv[m] = c == 0 ? NAN : s->sdef[m]->kind == KFM_METRIC_GAUGE ? sum / c : sum;
       }
       o->sampled = sv;
@@ -242,13 +243,13 @@ static int report_nodes(kfm_session_t *s, kfm_report_t *r, double npt) {
 }
 
 static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
-  size_t n = atomic_load_explicit(&s->nsamples, memory_order_acquire);
+  size_t n = atomic_load_explicit(&s->smp.nsamples, memory_order_acquire);
   size_t ns = s->ns;
   r->nsamples = n;
   if (n == 0) {
     return 0;
   }
-  size_t npairs = s->sample_first[n];
+  size_t npairs = s->smp.sample_first[n];
   r->st = malloc(n * sizeof *r->st);
   r->svals = malloc(n * (ns ? ns : 1) * sizeof *r->svals);
   r->sfirst = malloc((n + 1) * sizeof *r->sfirst);
@@ -259,17 +260,17 @@ static int report_samples(kfm_session_t *s, kfm_report_t *r, double npt) {
     return KFM_ENOMEM;
   }
   for (size_t i = 0; i < n; i++) {
-    r->st[i] = (double)(int64_t)(s->sample_t[i] - s->t_start) * npt;
+    r->st[i] = (double)(int64_t)(s->smp.sample_t[i] - s->t_start) * npt;
     for (size_t m = 0; m < ns; m++) {
       /* KFM__UNMEASURED: the backend did not measure it at this tick. */
-      uint64_t v = s->sample_vals[i * ns + m];
+      uint64_t v = s->smp.sample_vals[i * ns + m];
       r->svals[i * ns + m] = v == KFM__UNMEASURED ? NAN : (double)v;
     }
   }
-  memcpy(r->sfirst, s->sample_first, (n + 1) * sizeof *r->sfirst);
-  memcpy(r->athread, s->act_thread, npairs * sizeof *r->athread);
-  memcpy(r->anode, s->act_node, npairs * sizeof *r->anode);
-  memcpy(r->acpu, s->act_cpu, npairs * sizeof *r->acpu);
+  memcpy(r->sfirst, s->smp.sample_first, (n + 1) * sizeof *r->sfirst);
+  memcpy(r->athread, s->smp.act_thread, npairs * sizeof *r->athread);
+  memcpy(r->anode, s->smp.act_node, npairs * sizeof *r->anode);
+  memcpy(r->acpu, s->smp.act_cpu, npairs * sizeof *r->acpu);
   return 0;
 }
 
@@ -323,11 +324,11 @@ static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
     uint64_t t1 = state == KFM__RUNNING ? kfm__now() : s->t_stop;
     o->wall_ns = (double)(t1 - s->t_start) * npt;
   }
-  o->samples = KFM__LD(s->nsamples);
-  o->samples_dropped = KFM__LD(s->samples_dropped);
-  o->sampler_missed = KFM__LD(s->sampler_missed);
+  o->samples = KFM__LD(s->smp.nsamples);
+  o->samples_dropped = KFM__LD(s->smp.samples_dropped);
+  o->sampler_missed = KFM__LD(s->smp.missed);
   o->threads = s->threads_seen;
-  o->sampler_cpu_ns = (double)KFM__LD(s->sampler_cpu_ns);
+  o->sampler_cpu_ns = (double)KFM__LD(s->smp.cpu_ns);
   uint64_t unb = s->retired_unbalanced;
   uint32_t nslots = atomic_load_explicit(&s->nslots, memory_order_acquire);
   for (uint32_t j = 0; j < nslots; j++) {
@@ -336,12 +337,12 @@ static void report_summary(kfm_session_t *s, kfm_report_t *r, double npt) {
   o->unbalanced = unb;
   uint64_t nl = 0;
   for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
-    nl += KFM__LD(s->late_hist[b]);
+    nl += KFM__LD(s->smp.late_hist[b]);
   }
-  o->sampler_late_p99_ns = report_hist_quantile(s->late_hist, nl, 0.99, 0, INFINITY);
+  o->sampler_late_p99_ns = report_hist_quantile(s->smp.late_hist, nl, 0.99, 0, INFINITY);
   o->clock = kfm__clock_use_tsc ? "tsc" : "clock_gettime";
-  o->sampler_bound_cpu = KFM__LD(s->sampler_bound);
-  o->sampler_rebinds = KFM__LD(s->sampler_rebinds);
+  o->sampler_bound_cpu = KFM__LD(s->smp.bound);
+  o->sampler_rebinds = KFM__LD(s->smp.rebinds);
   o->tsc_ghz = kfm__clock_use_tsc ? 1.0 / npt : 0;
 }
 

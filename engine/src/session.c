@@ -100,7 +100,7 @@ int kfm_enter(kfm_session_t *s, kfm_node_id_t id) {
     const struct kfm__backend_use *u = &s->be[s->hook_enter[i]];
     u->ops->enter(u->state, t->bstate[s->hook_enter[i]], id);
   }
-  if (KFM__UNLIKELY(s->track_cpu && t->rseq_cpu == NULL)) {
+  if (KFM__UNLIKELY(s->smp.track_cpu && t->rseq_cpu == NULL)) {
     KFM__ST(t->cpu, sched_getcpu());
   }
   KFM__ST(t->ids[top], id);
@@ -275,27 +275,10 @@ static void session_free(kfm_session_t *s) {
   kfm__edges_free(&s->rnested);
   kfm__edges_free(&s->rfollows);
   kfm__registry_free(s);
-  free(s->sample_t);
-  free(s->sample_vals);
-  free(s->sample_first);
-  free(s->act_thread);
-  free(s->act_node);
-  free(s->node_samples);
-  free(s->node_samples_any);
-  free(s->node_sample_peak);
-  free(s->node_ssum);
-  free(s->node_scnt);
-  free(s->node_tick);
-  free(s->tick_nodes);
-  free(s->node_cpu);
-  free(s->node_migrations);
-  free(s->act_cpu);
-  free(s->cpu_use);
+  kfm__sampler_free(s);
   free(s->events);
   pthread_mutex_destroy(&s->lock);
   pthread_mutex_destroy(&s->drain_lock);
-  pthread_mutex_destroy(&s->park_lock);
-  pthread_cond_destroy(&s->park_cv);
   free(s);
 }
 
@@ -311,46 +294,8 @@ static int session_alloc(kfm_session_t *s) {
       kfm__edges_init(&s->rnested, 16384) != 0 || kfm__edges_init(&s->rfollows, 16384) != 0) {
     return KFM_ENOMEM;
   }
-  s->node_samples = calloc(s->node_cap, sizeof *s->node_samples);
-  s->node_samples_any = calloc(s->node_cap, sizeof *s->node_samples_any);
-  s->node_sample_peak = calloc(s->node_cap, sizeof *s->node_sample_peak);
-  if (!s->node_samples || !s->node_samples_any || !s->node_sample_peak) {
+  if (kfm__sampler_alloc(s) != 0) {
     return KFM_ENOMEM;
-  }
-  if (s->rate_hz > 0) {
-    /* Large arrays come from calloc, which maps fresh zero pages: memory is
-     * committed only as samples arrive. */
-    s->sample_t = calloc(c->samples, sizeof *s->sample_t);
-    s->sample_vals = calloc((size_t)c->samples * (s->ns ? s->ns : 1), sizeof *s->sample_vals);
-    s->sample_first = calloc((size_t)c->samples + 1, sizeof *s->sample_first);
-    s->act_cap = c->samples * 4u < c->samples ? UINT32_MAX : c->samples * 4u;
-    s->act_thread = calloc(s->act_cap, sizeof *s->act_thread);
-    s->act_node = calloc(s->act_cap, sizeof *s->act_node);
-    s->act_cpu = calloc(s->act_cap, sizeof *s->act_cpu);
-    long nc = sysconf(_SC_NPROCESSORS_CONF);
-    s->ncpus = nc < 1 ? 1 : nc > 1024 ? 1024 : (uint32_t)nc;
-    s->cpu_use = calloc(s->ncpus, sizeof *s->cpu_use);
-    if (!s->sample_t || !s->sample_vals || !s->sample_first || !s->act_thread || !s->act_node ||
-        !s->act_cpu || !s->cpu_use) {
-      return KFM_ENOMEM;
-    }
-    if (s->ns) {
-      s->node_ssum = calloc((size_t)s->node_cap * s->ns, sizeof *s->node_ssum);
-      s->node_scnt = calloc((size_t)s->node_cap * s->ns, sizeof *s->node_scnt);
-      s->node_tick = calloc(s->node_cap, sizeof *s->node_tick);
-      s->tick_nodes = calloc(c->max_threads, sizeof *s->tick_nodes);
-      if (!s->node_ssum || !s->node_scnt || !s->node_tick || !s->tick_nodes) {
-        return KFM_ENOMEM;
-      }
-    }
-    if (c->level >= KFM_LEVEL_COMPREHENSIVE) {
-      s->track_cpu = 1;
-      s->node_cpu = calloc((size_t)s->node_cap * s->ncpus, sizeof *s->node_cpu);
-      s->node_migrations = calloc(s->node_cap, sizeof *s->node_migrations);
-      if (!s->node_cpu || !s->node_migrations) {
-        return KFM_ENOMEM;
-      }
-    }
   }
   if (s->trace) {
     s->events = calloc((size_t)c->trace_events * (2 + s->nm), sizeof(uint64_t));
@@ -374,12 +319,9 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
   }
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->drain_lock, NULL);
-  pthread_mutex_init(&s->park_lock, NULL);
-  pthread_cond_init(&s->park_cv, NULL);
+  kfm__sampler_init(s);
   s->rss_index = -1;
   s->srss_index = -1;
-  atomic_init(&s->sampler_bound, -1);
-  s->timerfd = -1;
   if (cfg) {
     s->cfg = *cfg;
   } else {
@@ -526,36 +468,7 @@ static void session_clear(kfm_session_t *s) {
   s->retired_unbalanced = 0;
   s->truncated = NULL;
 
-  uint32_t nn = atomic_load(&s->nnodes);
-  if (nn > s->node_cap) {
-    nn = s->node_cap;
-  }
-  memset(s->node_samples, 0, nn * sizeof *s->node_samples);
-  memset(s->node_samples_any, 0, nn * sizeof *s->node_samples_any);
-  memset(s->node_sample_peak, 0, nn * sizeof *s->node_sample_peak);
-  if (s->node_ssum) {
-    memset(s->node_ssum, 0, (size_t)nn * s->ns * sizeof *s->node_ssum);
-    memset(s->node_scnt, 0, (size_t)nn * s->ns * sizeof *s->node_scnt);
-    memset(s->node_tick, 0, nn * sizeof *s->node_tick);
-  }
-  if (s->node_cpu) {
-    memset(s->node_cpu, 0, (size_t)nn * s->ncpus * sizeof *s->node_cpu);
-    memset(s->node_migrations, 0, nn * sizeof *s->node_migrations);
-  }
-  if (s->cpu_use) {
-    memset(s->cpu_use, 0, s->ncpus * sizeof *s->cpu_use);
-  }
-  KFM__ST(s->nsamples, 0);
-  KFM__ST(s->samples_dropped, 0);
-  KFM__ST(s->sampler_missed, 0);
-  KFM__ST(s->sampler_cpu_ns, 0);
-  KFM__ST(s->sampler_rebinds, 0);
-  s->act_used = 0;
-  s->tick_id = 0;
-  memset(s->sprev_ok, 0, sizeof s->sprev_ok);
-  for (unsigned b = 0; b < KFM__HIST_BUCKETS; b++) {
-    KFM__ST(s->late_hist[b], 0);
-  }
+  kfm__sampler_clear(s);
   pthread_mutex_lock(&s->drain_lock);
   s->nevents = 0;
   s->events_dropped = 0;
@@ -579,7 +492,8 @@ static pid_t session_busy_thread(kfm_session_t *s) {
     mb = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
     atomic_store(&mb_state, mb);
   }
-  struct kfm__thread *self = kfm__tls_cache.s == s && kfm__tls_cache.uid == s->uid ? kfm__tls_cache.t : NULL;
+  struct kfm__thread *self =
+      kfm__tls_cache.s == s && kfm__tls_cache.uid == s->uid ? kfm__tls_cache.t : NULL;
   uint32_t n = atomic_load(&s->nslots);
   int others = 0;
   for (uint32_t i = 0; i < n; i++) {

@@ -48,7 +48,8 @@ int kfm__session_open_backends(kfm_session_t *s) {
       snprintf(st->reason, sizeof st->reason, "%s", reason);
       continue;
     }
-    if (b->abi < KFM_BACKEND_ABI_1 || b->abi > KFM_BACKEND_ABI || s->nbackends >= KFM__MAX_BACKENDS) {
+    if (b->abi < KFM_BACKEND_ABI_1 || b->abi > KFM_BACKEND_ABI ||
+        s->nbackends >= KFM__MAX_BACKENDS) {
       snprintf(st->reason, sizeof st->reason, "backend abi %d not supported", b->abi);
       continue;
     }
@@ -70,8 +71,8 @@ int kfm__session_open_backends(kfm_session_t *s) {
                                    .note = note,
                                    .notelen = sizeof note};
     int rc = b->open(u->state, &ctx);
-    if (rc == 0 && (s->nm + ctx.n_transition > KFM__MAX_METRICS ||
-                    s->ns + ctx.n_sample > KFM__MAX_SMETRICS)) {
+    if (rc == 0 &&
+        (s->nm + ctx.n_transition > KFM__MAX_METRICS || s->ns + ctx.n_sample > KFM__MAX_SMETRICS)) {
       kfm__backend_close(b, u->state);
       snprintf(err, sizeof err, "more than %d transition or %d sample metrics in one session",
                KFM__MAX_METRICS, KFM__MAX_SMETRICS);

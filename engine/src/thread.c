@@ -13,10 +13,10 @@
  * not exhaust max_threads.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -101,13 +101,13 @@ static void atfork_prepare(void) {
   for (size_t i = 0; i < live_n; i++) {
     pthread_mutex_lock(&live[i]->lock);
     pthread_mutex_lock(&live[i]->drain_lock);
-    pthread_mutex_lock(&live[i]->park_lock);
+    pthread_mutex_lock(&live[i]->smp.park_lock);
   }
 }
 
 static void atfork_unlock(void) {
   for (size_t i = live_n; i-- > 0;) {
-    pthread_mutex_unlock(&live[i]->park_lock);
+    pthread_mutex_unlock(&live[i]->smp.park_lock);
     pthread_mutex_unlock(&live[i]->drain_lock);
     pthread_mutex_unlock(&live[i]->lock);
   }
@@ -130,13 +130,13 @@ static void atfork_child(void) {
       s->forked_from = st;
     }
     atomic_store(&s->state, KFM__FORKED);
-    if (s->sampler_running) {
-      close(s->timerfd);
-      s->timerfd = -1;
-      s->sampler_running = 0;
+    if (s->smp.running) {
+      close(s->smp.timerfd);
+      s->smp.timerfd = -1;
+      s->smp.running = 0;
       /* The parked sampler was a waiter: a destroy of the inherited
        * condition variable would wait for it forever. */
-      pthread_cond_init(&s->park_cv, NULL);
+      pthread_cond_init(&s->smp.park_cv, NULL);
     }
     memcpy(s->errmsg, note, sizeof note);
   }
@@ -307,7 +307,7 @@ static void thread_retire(kfm_session_t *s, struct kfm__thread *t) {
    * after the slot is marked free, wait out a tick that may have seen it
    * live (seq_cst on both sides: the sampler sets in_tick, then loads state). */
   atomic_store(&t->state, KFM__SLOT_FREE);
-  while (atomic_load(&s->in_tick)) {
+  while (atomic_load(&s->smp.in_tick)) {
     sched_yield();
   }
   t->rseq_cpu = NULL;
@@ -376,10 +376,10 @@ struct kfm__thread *kfm__thread_attach(kfm_session_t *s, int *rc) {
     t->tid = (pid_t)syscall(SYS_gettid);
     /* glibc >= 2.35 registers rseq for every thread; the kernel then keeps
      * cpu_id current, so the sampler can read where this thread runs. */
-    t->rseq_cpu = __rseq_size > 0 ? (const uint32_t *)((const char *)__builtin_thread_pointer() +
-                                                         __rseq_offset +
-                                                         offsetof(struct rseq, cpu_id))
-                                  : NULL;
+    t->rseq_cpu = __rseq_size > 0
+                      ? (const uint32_t *)((const char *)__builtin_thread_pointer() +
+                                           __rseq_offset + offsetof(struct rseq, cpu_id))
+                      : NULL;
     KFM__ST(t->cpu, -1);
     kfm__thread_stack_reset(t);
     s->threads_seen++;
