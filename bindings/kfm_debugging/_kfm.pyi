@@ -64,6 +64,26 @@ class Session:
     def export(self, path: str, /) -> None: ...
     def backend_json(self, name: str, /) -> str: ...
 
+class HookData:
+    """A run's tables as the LangGraph hooks read them (Recorder._fast)."""
+
+    session: Session
+    id_task: dict[str, int]
+    setup_wall: dict[str, list[int]]
+    id_compute: dict[str, int]
+    id_update: dict[str, int]
+    cend: dict[str, int]
+    post_ns: dict[str, int]
+    state_tracking: bool
+    shared_update_ns: dict[str, float]
+    shared_update_calls: dict[str, int]
+
+    def __init__(self, *, session: Session, id_task: dict[str, int],
+                 setup_wall: dict[str, list[int]], id_compute: dict[str, int],
+                 id_update: dict[str, int], cend: dict[str, int], post_ns: dict[str, int],
+                 state_tracking: bool, shared_update_ns: dict[str, float],
+                 shared_update_calls: dict[str, int]) -> None: ...
+
 class Hook:
     """A LangGraph hook whose common case runs in C (kind 0 prepare_single_task,
     1 run_with_retry, 2 a node's function step, 3 apply_writes); the rest goes to slow."""

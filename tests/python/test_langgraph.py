@@ -20,7 +20,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy, Send, interrupt
 
 from conftest import ALL_LEVELS, SLACK, chain
-from kfm_debugging import Debugger, NodeTiming, ProfilingLevel, _instrument
+from kfm_debugging import Debugger, NodeTiming, ProfilingLevel
+from kfm_debugging.collect import hooks as _instrument
 
 
 class PState(TypedDict, total=False):

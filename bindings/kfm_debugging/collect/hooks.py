@@ -1,7 +1,7 @@
 """Where the Debugger hooks into LangGraph, and the per-run recorder.
 
 LangGraph 1.x runs a node in three places (read from langgraph/pregel in the
-installed release, see tests/python/test_hooks.py which checks the names):
+installed release; ``install`` checks the names):
 
 * Setup: ``_algo.prepare_single_task`` builds each task of a superstep on the
   loop thread: task id, scratchpad, config and the node's input
@@ -52,15 +52,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import logging
 import threading
 import time
 from collections import defaultdict
 from typing import Any, Iterator
 
-from . import _statesize
-from ._kfm import Hook
+from .. import _kfm
+from ..model.names import GRAPH, LOOP, PARALLEL, SUFFIXES, WARMUP, ns_path
+from ..model.names import engine_name as _engine_name
+from . import statesize as _statesize
+
+Hook = _kfm.Hook
 
 log = logging.getLogger("kfm_debugging")
 
@@ -77,29 +80,8 @@ _thread_ns = time.thread_time_ns
 _PASS = (KeyboardInterrupt, SystemExit)
 _EMPTY = _statesize.Measure(0, 0, [], True)
 
-PARALLEL = "(parallel)"
-WARMUP = "__kfm_thread_setup__"  # one transition before the run, see Debugger._begin
-GRAPH = "__graph__"
-LOOP = "__loop__"
-SUFFIXES = ("/setup", "/compute", "/state_update")
-
-
-def ns_path(ns: str) -> str:
-    """'outer:<id>|1|inner:<id>' -> 'outer|inner' (LangGraph's checkpoint_ns
-    without task ids and numeric disambiguators)."""
-    return "|".join(p.split(":", 1)[0] for p in ns.split("|") if p and not p.isdigit())
-
-
-def _engine_name(name: str) -> str:
-    # The engine accepts names up to 255 bytes (and the suffixes of SUFFIXES
-    # take up to 13 more); deep subgraph paths are cut from the left so the
-    # node's own name survives, behind a digest of the whole name so that two
-    # long names sharing their tail stay two nodes.
-    b = name.encode()
-    if len(b) <= 230:
-        return name
-    digest = hashlib.blake2b(b, digest_size=6).hexdigest()
-    return "..." + digest + ":" + b[-200:].decode("utf-8", "ignore")
+__all__ = ["GRAPH", "LOOP", "PARALLEL", "SUFFIXES", "WARMUP", "Recorder", "ThreadPools",
+           "install", "ns_path", "uninstall"]
 
 
 class Recorder:
@@ -112,7 +94,7 @@ class Recorder:
                  "interrupts", "shared_update_ns", "shared_update_calls", "post_ns", "cend",
                  "_st_points", "state_ns", "_st_channels", "_st", "_st_bytes", "_st_items",
                  "instrument_failures", "step", "pools", "setup_wall", "_fast", "warmup_id", "t0",
-                 "state_cpu_ns", "unsizable", "async_spans")
+                 "state_cpu_ns", "unsizable", "async_spans", "procs")
 
     def __init__(self, session: Any, state_tracking: bool, names: Any = (),
                  prev: Recorder | None = None) -> None:
@@ -168,13 +150,20 @@ class Recorder:
         self.step = 0
         # ThreadPools lent to LangGraph for this run, or None (its own).
         self.pools: ThreadPools | None = None
-        # What the C hooks read, in one attribute lookup (see kfm_module.c).
         # name -> [count, wall ns] of the node's task preparations (Setup):
         # timed in the hooks, not an engine span (see hook_prep).
         self.setup_wall: dict[str, list[int]] = {}
-        self._fast = (session, self.id_task, self.setup_wall, self.id_compute, self.id_update,
-                      self.cend, self.post_ns, bool(state_tracking), self.shared_update_ns,
-                      self.shared_update_calls)
+        # Instrumented procs of this run for procs that cannot hold their own
+        # (see _instrumented_proc); usually empty.
+        self.procs: dict[int, tuple[Any, Any]] = {}
+        # What the C hooks read, in one attribute lookup (kfm_hooks.c): the
+        # run's tables by name, read from a C struct.
+        self._fast = _kfm.HookData(
+            session=session, id_task=self.id_task, setup_wall=self.setup_wall,
+            id_compute=self.id_compute, id_update=self.id_update, cend=self.cend,
+            post_ns=self.post_ns, state_tracking=bool(state_tracking),
+            shared_update_ns=self.shared_update_ns,
+            shared_update_calls=self.shared_update_calls)
         # Names known before the run (the graph's nodes, the previous run's
         # names) are registered now, outside the graph's own time.
         for n in names:
@@ -521,7 +510,7 @@ def _make_timed_step_class() -> Any:
         def __init__(self, inner: Any, name: str) -> None:
             self.inner = inner
             self._invoke = inner.invoke
-            # The common case of invoke runs in C (kfm_module.c, Hook): it
+            # The common case of invoke runs in C (kfm_hooks.c, Hook): it
             # shadows the method below, which handles the other cases.
             self.invoke = Hook(_HOOK_STEP, inner.invoke, self._invoke_py, _ACTIVE, _DEPTH, name)
             self.name = getattr(inner, "name", None) or name
@@ -616,16 +605,34 @@ def _make_timed_step_class() -> Any:
     return TimedStep
 
 
-# id(original proc) -> (original proc, instrumented proc).  Holding the
-# original keeps its id from being reused; procs are cached per PregelNode so
-# this grows with the number of node definitions, not with runs.
-_PROCS: dict[int, tuple[Any, Any]] = {}
+# The instrumented proc is kept in the proc's own instance dict under this
+# key (the C hook reads it there too).  LangGraph caches a node's proc on its
+# PregelNode, so the instrumented one lives exactly as long as the graph: no
+# process-wide registry keeps graphs alive.  An instrumented proc maps to
+# itself (a task run twice).
+INSTRUMENTED = "_kfm_instrumented"
 
 
-def _instrumented_proc(proc: Any, name: str) -> Any:
-    hit = _PROCS.get(id(proc))
-    if hit is not None and hit[0] is proc:
-        return hit[1]
+def _own_dict(obj: Any) -> dict[str, Any] | None:
+    """obj's instance dict when it can hold the instrumented proc: a plain
+    attribute dict (not a pydantic model's fields)."""
+    d = getattr(obj, "__dict__", None)
+    if type(d) is not dict or hasattr(type(obj), "__pydantic_fields__"):
+        return None
+    return d
+
+
+def _instrumented_proc(proc: Any, name: str, rec: Recorder | None = None) -> Any:
+    d = _own_dict(proc)
+    if d is not None:
+        hit = d.get(INSTRUMENTED)
+        if hit is not None:
+            return hit
+    elif rec is not None:
+        # A proc without a dict of its own: cached for this run only.
+        h = rec.procs.get(id(proc))
+        if h is not None and h[0] is proc:
+            return h[1]
     global _TimedStep
     if _TimedStep is None:
         _TimedStep = _make_timed_step_class()
@@ -645,9 +652,14 @@ def _instrumented_proc(proc: Any, name: str) -> Any:
         new = proc
     else:
         new = _TimedStep(proc, base)
-    _PROCS[id(proc)] = (proc, new)
+    if d is not None:
+        d[INSTRUMENTED] = new
+    elif rec is not None:
+        rec.procs[id(proc)] = (proc, new)
     # An instrumented proc handed back in (a task run twice) stays as it is.
-    _PROCS[id(new)] = (new, new)
+    nd = _own_dict(new)
+    if nd is not None:
+        nd[INSTRUMENTED] = new
     return new
 
 
@@ -678,9 +690,9 @@ _HOOK_PREP, _HOOK_RUN, _HOOK_STEP, _HOOK_APPLY = 0, 1, 2, 3
 _install_lock = threading.Lock()
 
 
-def _proc_for(task: Any, name: str) -> None:
+def _proc_for(task: Any, name: str, rec: Recorder) -> None:
     proc = task.proc
-    new = _instrumented_proc(proc, name)
+    new = _instrumented_proc(proc, name, rec)
     if new is not proc:
         # The task is LangGraph's per-step, frozen dataclass; swapping its
         # proc for an equivalent one is what the runner then executes.
@@ -694,7 +706,7 @@ def _run_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
     ns = _ns(task.config)
     # Compute spans are keyed by the full path too.
     name = ns_path(ns) if "|" in ns else task.name
-    _proc_for(task, name)
+    _proc_for(task, name, rec)
     try:
         return rec.call(rec.ids(name)[0], _orig_run, task, *args, **kwargs)
     except BaseException as e:
@@ -710,7 +722,7 @@ async def _arun_with_retry(task: Any, *args: Any, **kwargs: Any) -> Any:
         return await _orig["arun"](task, *args, **kwargs)
     ns = _ns(task.config)
     name = ns_path(ns) if "|" in ns else task.name
-    _proc_for(task, name)
+    _proc_for(task, name, rec)
     nid = rec.ids(name)[0]
     t0 = _perf()
     try:
@@ -826,10 +838,10 @@ def install() -> None:
         _orig["apply"] = _orig_apply = _loop.apply_writes
         _orig["executor"] = _executor.get_executor_for_config
         _executor.get_executor_for_config = _get_executor_for_config
-        # The common case of each runs in C (kfm_module.c, Hook); the Python
+        # The common case of each runs in C (kfm_hooks.c, Hook); the Python
         # hooks above handle the rest.
         _runner.run_with_retry = Hook(_HOOK_RUN, _orig_run, _run_with_retry, _ACTIVE, _DEPTH,
-                                      _PROCS)
+                                      INSTRUMENTED)
         _runner.arun_with_retry = _arun_with_retry
         _algo.prepare_single_task = Hook(_HOOK_PREP, _orig_prep, _prepare_single_task, _ACTIVE,
                                          _DEPTH)
