@@ -1,6 +1,9 @@
 /*
  * internal.h - the engine's private structures: sessions, thread slots,
- * per-node aggregates, edge tables, trace rings and sample storage.
+ * per-node aggregates, edge tables, trace rings and sample storage.  Only
+ * engine/src (and the unit tests) can include it: backends see the engine
+ * through engine/backend/backend.h alone, and the build gives them no path
+ * to this folder.
  *
  * Concurrency model.  Each thread slot has one writer, its thread.  Readers
  * (the sampler thread, kfm_session_report on any thread) read the same
