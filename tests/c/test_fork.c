@@ -207,7 +207,7 @@ static void test_child_new_session(void) {
     CHILD_CHECK(2, kfm_node_register(c, "child_work", &w) == 0);
     CHILD_CHECK(3, kfm_session_start(c) == 0);
     CHILD_CHECK(4, pairs(c, w, 11) == 0);
-    kfmk_sleep_ms(20);
+    kfmk_sleep_ms(50); /* >= 10 samples at 1 kHz even on a loaded machine */
     CHILD_CHECK(5, kfm_session_stop(c) == 0);
     CHILD_CHECK(6, node_count(c, "child_work") == 11);
     kfm_report_t *r;
