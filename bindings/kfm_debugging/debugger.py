@@ -41,7 +41,6 @@ from ._files import atomic_write
 from .collect import Collector, RunData, Settings
 from .collect import state_size as _state_size
 from .model import (
-    LEVEL_NAMES,
     CpuUsage,
     GpuUsage,
     MemoryProfile,
@@ -112,8 +111,9 @@ class Debugger:
         reuse_threads: bool | None = None,
         history_size: int = 100,
     ) -> None:
-        self._collect = Collector(graph, on_run=self._record)
+        self._collect = Collector(graph)
         self.graph = self._collect.graph
+        self._st: Settings | None = None  # the runs' Settings, made when first needed
         self._level: ProfilingLevel | None = None
         if profiling_level is not None:
             self._level = ProfilingLevel.parse(profiling_level)
@@ -133,8 +133,7 @@ class Debugger:
             raise ValueError(f"history_size must be an int >= 0 (runs kept in "
                              f"Debugger.history), not {history_size!r}")
         self.history_size = history_size
-        # One summary per run, the last history_size runs.
-        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self._collect.history = deque(maxlen=history_size)
 
     # -- configuration ---------------------------------------------------
     @staticmethod
@@ -154,9 +153,36 @@ class Debugger:
     def enable_profiling(self, level: ProfilingLevel | str | int = ProfilingLevel.BASIC) -> None:
         """Profile the next runs at level (replaces any earlier level)."""
         self._level = ProfilingLevel.parse(level)
+        self._st = None
 
     def disable_profiling(self) -> None:
         self._level = None
+        self._st = None
+
+    # Settings that a run reads: changing one remakes the runs' Settings.
+    @property
+    def state_tracking(self) -> bool | None:
+        return self._state_tracking
+
+    @state_tracking.setter
+    def state_tracking(self, v: bool | None) -> None:
+        self._state_tracking, self._st = v, None
+
+    @property
+    def reuse_threads(self) -> bool | None:
+        return self._reuse_threads
+
+    @reuse_threads.setter
+    def reuse_threads(self, v: bool | None) -> None:
+        self._reuse_threads, self._st = v, None
+
+    @property
+    def engine_config(self) -> str:
+        return self._engine_config
+
+    @engine_config.setter
+    def engine_config(self, v: str) -> None:
+        self._engine_config, self._st = v, None
 
     @property
     def profiling_enabled(self) -> bool:
@@ -167,15 +193,19 @@ class Debugger:
         return self._level
 
     def _settings(self) -> Settings:
+        st = self._st
+        if st is not None:
+            return st
         level = self._level
         assert level is not None
-        tracking = self.state_tracking
+        tracking = self._state_tracking
         if tracking is None:
             tracking = level >= ProfilingLevel.DETAILED
-        reuse = self.reuse_threads
+        reuse = self._reuse_threads
         if reuse is None:
             reuse = level >= ProfilingLevel.COMPREHENSIVE
-        return Settings(level, tracking, reuse, self.engine_config)
+        self._st = st = Settings(level, tracking, reuse, self._engine_config)
+        return st
 
     # -- running ---------------------------------------------------------
     def run(self, initial_state: Any, config: Any = None, **kwargs: Any) -> Any:
@@ -210,16 +240,11 @@ class Debugger:
             return self.graph.astream(initial_state, config, **kwargs)
         return self._collect.astream(self._settings(), initial_state, config, kwargs)
 
-    def _record(self, rd: RunData) -> None:
-        """Each finished run: its summary in history, a log line at INFO."""
-        total_ms = (rd.wall_ns - rd.rec.state_ns) / 1e6
-        self.history.append({"total_ms": total_ms, "level": LEVEL_NAMES[rd.level],
-                             "mode": rd.mode,
-                             "error": None if rd.error is None else type(rd.error).__name__})
-        if log.isEnabledFor(logging.INFO):
-            log.info("run (%s, %s): %.2f ms, %d nodes%s", rd.mode, LEVEL_NAMES[rd.requested],
-                     total_ms, len(analysis.user_nodes(rd)),
-                     "" if rd.error is None else f", raised {type(rd.error).__name__}")
+    @property
+    def history(self) -> deque[dict[str, Any]]:
+        """A summary dict per run (total_ms, level, mode, error), the last
+        history_size runs."""
+        return self._collect.history
 
     @property
     def _last(self) -> RunData | None:

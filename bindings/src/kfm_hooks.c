@@ -688,6 +688,76 @@ static int HookData_init(HookDataObject *self, PyObject *args, PyObject *kwds) {
   return 0;
 }
 
+/* HookData(**fields) through vectorcall: the fields come as kwnames, with
+ * no keyword dict built (a Recorder makes one per run).  The same checks as
+ * HookData_init, which serves the other call forms. */
+static const char *const hookdata_fields[] = {
+    "session",  "id_task",        "setup_wall",       "id_compute",         "id_update",
+    "cend",     "post_ns",        "shared_update_ns", "shared_update_calls", "state_tracking"};
+enum { HD_N = 10, HD_OBJ = 9 };
+static PyObject *hookdata_names[HD_N];
+
+static PyObject *HookData_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  PyObject *v[HD_N] = {NULL};
+  if (nargs != 0 || nk != HD_N) {
+    PyErr_SetString(PyExc_TypeError,
+                     "HookData() takes exactly its 10 fields, as keyword arguments");
+    return NULL;
+  }
+  for (Py_ssize_t i = 0; i < nk; i++) {
+    PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+    int f = 0;
+    while (f < HD_N && hookdata_names[f] != k) {
+      f++;
+    }
+    if (f == HD_N) { /* not interned: compare the text */
+      for (f = 0; f < HD_N && PyUnicode_Compare(hookdata_names[f], k) != 0; f++) {
+      }
+      if (PyErr_Occurred()) {
+        return NULL;
+      }
+    }
+    if (f == HD_N || v[f] != NULL) {
+      PyErr_Format(PyExc_TypeError, "HookData(): %s keyword argument %R",
+                   f == HD_N ? "unexpected" : "repeated", k);
+      return NULL;
+    }
+    v[f] = args[i];
+  }
+  if (!PyObject_TypeCheck(v[0], &kfmpy_SessionType)) {
+    PyErr_SetString(PyExc_TypeError, "HookData(): session must be a kfm Session");
+    return NULL;
+  }
+  for (int f = 1; f < HD_OBJ; f++) {
+    if (!PyDict_Check(v[f])) {
+      PyErr_Format(PyExc_TypeError, "HookData(): %s must be a dict", hookdata_fields[f]);
+      return NULL;
+    }
+  }
+  int tracking = PyObject_IsTrue(v[HD_OBJ]);
+  if (tracking < 0) {
+    return NULL;
+  }
+  PyTypeObject *tp = (PyTypeObject *)type;
+  HookDataObject *self = (HookDataObject *)tp->tp_alloc(tp, 0);
+  if (self == NULL) {
+    return NULL;
+  }
+  PyObject **dst[HD_OBJ] = {&self->session,   &self->id_task, &self->setup_wall,
+                            &self->id_compute, &self->id_update, &self->cend,
+                            &self->post_ns,   &self->shared_update_ns,
+                            &self->shared_update_calls};
+  for (int f = 0; f < HD_OBJ; f++) {
+    Py_INCREF(v[f]);
+    *dst[f] = v[f];
+  }
+  self->state_tracking = tracking;
+  return (PyObject *)self;
+}
+
 static int HookData_traverse(HookDataObject *self, visitproc visit, void *arg) {
   Py_VISIT(self->session);
   Py_VISIT(self->id_task);
@@ -753,6 +823,7 @@ static PyTypeObject HookDataType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)HookData_init,
+    .tp_vectorcall = HookData_vectorcall,
     .tp_dealloc = (destructor)HookData_dealloc,
     .tp_traverse = (traverseproc)HookData_traverse,
     .tp_clear = (inquiry)HookData_clear,
@@ -864,6 +935,11 @@ static PyTypeObject HookType = {
 int kfmpy_hooks_init(PyObject *m) {
   if (PyType_Ready(&HookType) < 0 || PyType_Ready(&HookDataType) < 0) {
     return -1;
+  }
+  for (int f = 0; f < HD_N; f++) {
+    if (!(hookdata_names[f] = PyUnicode_InternFromString(hookdata_fields[f]))) {
+      return -1;
+    }
   }
   if (!(str_fast = PyUnicode_InternFromString("_fast")) ||
       !(str_proc = PyUnicode_InternFromString("proc")) ||

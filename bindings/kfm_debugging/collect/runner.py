@@ -4,26 +4,30 @@ It owns everything about a run that knows the engine or LangGraph: checking
 and compiling the graph, the engine session reused from run to run
 (``Session.restart``), KFM_CONFIG handling, the thread pools lent to
 LangGraph, the Recorder made for each run and the ContextVar that the hooks
-(hooks.py) find it through.  Each finished run becomes a RunData, handed to
-``on_run`` and kept as ``last``.
+(hooks.py) find it through.  Each finished run becomes a RunData, kept as
+``last``, and a summary in ``history``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
 
 from .._kfm import Session
-from ..model.level import ProfilingLevel
+from ..model.level import LEVEL_NAMES, ProfilingLevel
 from . import hooks
 from .hooks import GRAPH, LOOP, PARALLEL, Recorder, ThreadPools
 from .run import RunData
+
+log = logging.getLogger("kfm_debugging")
 
 _ENV_LOCK = threading.Lock()
 
@@ -85,14 +89,10 @@ def _session_without_env(cfg: str) -> Session:
 class Collector:
     """Profiled runs of one graph (see the module's docstring)."""
 
-    def __init__(self, graph: Any, on_run: Callable[[RunData], None] | None = None) -> None:
+    def __init__(self, graph: Any, history_size: int = 100) -> None:
         self.graph = compiled_graph(graph)
-        # Held weakly when a bound method (the Debugger's): no reference
-        # cycle, so a dropped Debugger frees its sessions and pools at once.
-        self._on_run: Callable[[], Any] | None = None
-        if on_run is not None:
-            self._on_run = (weakref.WeakMethod(on_run) if hasattr(on_run, "__self__")
-                            else lambda: on_run)
+        # One summary dict per run, the last history_size runs.
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
         self.last: RunData | None = None
         self.pools: ThreadPools | None = None
         # The engine session of the last run, kept for the next run at the
@@ -203,9 +203,15 @@ class Collector:
         rd.env_note = self._env_note
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
-        cb = self._on_run() if self._on_run is not None else None
-        if cb is not None:
-            cb(rd)
+        total_ms = (wall - rec.state_ns) / 1e6
+        self.history.append({"total_ms": total_ms, "level": LEVEL_NAMES[level_eff], "mode": mode,
+                             "error": None if error is None else type(error).__name__})
+        if log.isEnabledFor(logging.INFO):
+            from ..analysis import user_nodes  # only for the log line
+
+            log.info("run (%s, %s): %.2f ms, %d nodes%s", mode, LEVEL_NAMES[st.level], total_ms,
+                     len(user_nodes(rd)),
+                     "" if error is None else f", raised {type(error).__name__}")
 
     # -- runs ------------------------------------------------------------------
     def invoke(self, st: Settings, initial_state: Any, config: Any, kwargs: dict[str, Any]) -> Any:
