@@ -202,13 +202,40 @@ def test_hook_data_named_fields() -> None:
         s.close()
 
 
+def test_c_hooks_take_a_plain_chain() -> None:
+    """The C hooks read the run's HookData and find each node's instrumented
+    proc in the proc's own dict: no Python hook runs for a plain chain."""
+    import sys
+
+    g = chain(*[(f"n{i}", noop) for i in range(5)])
+    for lv in (ProfilingLevel.BASIC, ProfilingLevel.DETAILED):
+        d = Debugger(g, profiling_level=lv)
+        d.run({"input": "x"})  # the first run instruments the procs
+        seen: set[str] = set()
+
+        def prof(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and "collect" in frame.f_code.co_filename:
+                seen.add(frame.f_code.co_name)
+
+        sys.setprofile(prof)
+        try:
+            d.run({"input": "x"})
+        finally:
+            sys.setprofile(None)
+        slow = {"_run_with_retry", "_prepare_single_task", "_apply_writes", "_invoke_py",
+                "_instrumented_proc"}
+        assert not seen & slow, (lv, seen & slow)
+        assert type(d._last.rec._fast) is _kfm.HookData
+        assert d.get_node_timing()["n4"].calls == 1
+
+
 # --- who imports what ------------------------------------------------------------
 def _runtime_imports(path: pathlib.Path) -> set[str]:
     """Modules a source file imports, outside ``if TYPE_CHECKING:`` blocks
     (relative imports resolved against the package)."""
     tree = ast.parse(path.read_text())
     rel = path.relative_to(PKG.parent).with_suffix("").parts
-    pkg = list(rel[:-1]) if rel[-1] != "__init__" else list(rel[:-1])
+    pkg = list(rel[:-1])  # the package a relative import starts from
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
