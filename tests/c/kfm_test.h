@@ -7,6 +7,10 @@
 #define KFM_TEST_H
 
 #include <CUnit/Basic.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +89,55 @@ static inline double kt_rss(void) {
     fclose(f);
   }
   return (double)res * 4096.0;
+}
+
+/* The whole file as a NUL-terminated string (caller frees), or NULL. */
+static inline char *kt_slurp(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    return NULL;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+  if (buf) {
+    buf[got] = '\0';
+  }
+  fclose(f);
+  return buf;
+}
+
+/* Calls of a node in a fresh report of s; 0 if it has none, UINT64_MAX if
+ * no report could be taken. */
+static inline uint64_t kt_node_count(kfm_session_t *s, const char *name) {
+  kfm_report_t *r;
+  kfm_node_stats_t n;
+  if (kfm_session_report(s, &r) != 0) {
+    return UINT64_MAX;
+  }
+  uint64_t c = kfm_report_node_by_name(r, name, &n) == 0 ? n.count : 0;
+  kfm_report_free(r);
+  return c;
+}
+
+/* Waits up to 10 s for a child.  Its raw wait status, or -1 when it was
+ * still running then: it is killed and reported as hung, so a hang fails
+ * the test instead of blocking the suite. */
+static inline int kt_wait(pid_t pid) {
+  for (int i = 0; i < 1000; i++) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      return st;
+    }
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  fprintf(stderr, "child %d hung (killed after 10 s)\n", (int)pid);
+  return -1;
 }
 
 #endif

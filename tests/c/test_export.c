@@ -12,21 +12,6 @@
 
 static char dir[256];
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) {
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  size_t got = fread(buf, 1, (size_t)n, f);
-  buf[got] = '\0';
-  fclose(f);
-  return buf;
-}
-
 static void test_output_at_stop(void) {
   char path[300], cfg[400];
   snprintf(path, sizeof path, "%s/profile.json", dir);
@@ -65,7 +50,7 @@ static void test_output_at_stop(void) {
   kfm_report_free(r);
   kfm_session_destroy(s);
 
-  char *txt = slurp(path);
+  char *txt = kt_slurp(path);
   CU_ASSERT_PTR_NOT_NULL_FATAL(txt);
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "\"schema_version\":1"));
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "\"name\":\"load \\\"quoted\\\"\""));
@@ -110,13 +95,13 @@ static void test_unwritable_keeps_old(void) {
     chmod(dir, 0555);
     CU_ASSERT_EQUAL(kfm_session_export(s, path), KFM_EIO);
     chmod(dir, 0755);
-    char *txt = slurp(path);
+    char *txt = kt_slurp(path);
     CU_ASSERT_STRING_EQUAL(txt, "{\"old\":true}\n");
     free(txt);
   }
   /* Overwriting works and replaces the old file whole. */
   KT_OK(s, kfm_session_export(s, path));
-  char *txt = slurp(path);
+  char *txt = kt_slurp(path);
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "\"schema\":\"kfm.profile\""));
   free(txt);
   CU_ASSERT_EQUAL(kfm_session_export(s, ""), KFM_EINVAL);
@@ -136,7 +121,7 @@ static void test_print(void) {
   FILE *f = fopen(path, "w");
   KT_OK(s, kfm_session_print(s, f));
   fclose(f);
-  char *txt = slurp(path);
+  char *txt = kt_slurp(path);
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "printed_node"));
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "proc.rss="));
   CU_ASSERT_PTR_NOT_NULL(strstr(txt, "papi"));

@@ -30,21 +30,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) {
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  size_t got = fread(buf, 1, (size_t)n, f);
-  buf[got] = '\0';
-  fclose(f);
-  return buf;
-}
-
 static void put(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   CU_ASSERT_PTR_NOT_NULL_FATAL(f);
@@ -306,7 +291,7 @@ static void test_symlinks(void) {
   CU_ASSERT_EQUAL(lstat(target, &st), 0);
   CU_ASSERT_TRUE(S_ISREG(st.st_mode));
   CU_ASSERT_EQUAL(st.st_mode & 07777, 0640); /* the replaced file's mode kept */
-  char *txt = slurp(target);
+  char *txt = kt_slurp(target);
   CU_ASSERT_TRUE(is_export(txt));
   free(txt);
 
@@ -320,7 +305,7 @@ static void test_symlinks(void) {
   snprintf(buf, sizeof buf, "%s/created.json", sub);
   CU_ASSERT_EQUAL(lstat(buf, &st), 0);
   CU_ASSERT_EQUAL(st.st_mode & 07777, 0644);
-  txt = slurp(buf);
+  txt = kt_slurp(buf);
   CU_ASSERT_TRUE(is_export(txt));
   free(txt);
   CU_ASSERT_EQUAL(lstat(dang, &st), 0);
@@ -376,7 +361,7 @@ static void test_planted(void) {
     kfm__outfile_no_tmpfile = named;
     for (int again = 0; again < 2; again++) {
       KT_OK(s, kfm_session_export(s, out));
-      char *txt = slurp(out);
+      char *txt = kt_slurp(out);
       CU_ASSERT_TRUE(is_export(txt));
       free(txt);
       struct stat st;
@@ -388,7 +373,7 @@ static void test_planted(void) {
     }
   }
   kfm__outfile_no_tmpfile = 0;
-  char *v = slurp(victim);
+  char *v = kt_slurp(victim);
   CU_ASSERT_STRING_EQUAL(v, "precious\n");
   free(v);
   /* The links are all there and still links; nothing else was added. */
@@ -440,7 +425,7 @@ static void test_unwritable_folder(void) {
   waitpid(pid, &status, 0);
   CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   chmod(sub, 0755);
-  char *txt = slurp(keep);
+  char *txt = kt_slurp(keep);
   CU_ASSERT_STRING_EQUAL(txt, "{\"old\":true}\n");
   free(txt);
   KT_LISTING(sub, "keep.json");
@@ -489,7 +474,7 @@ static void test_fsize_limit(void) {
     setrlimit(RLIMIT_FSIZE, &rl);
     KT_EIO(s, rc, keep, "File too large");
     CU_ASSERT_EQUAL(e, EFBIG);
-    char *txt = slurp(keep);
+    char *txt = kt_slurp(keep);
     CU_ASSERT_STRING_EQUAL(txt, old);
     free(txt);
     KT_LISTING(sub, "keep.json");
@@ -498,7 +483,7 @@ static void test_fsize_limit(void) {
   signal(SIGXFSZ, prev);
   /* Within the limit again, it is replaced. */
   KT_OK(s, kfm_session_export(s, keep));
-  char *txt = slurp(keep);
+  char *txt = kt_slurp(keep);
   CU_ASSERT_TRUE(is_export(txt));
   free(txt);
   KT_LISTING(sub, "keep.json");
@@ -583,7 +568,7 @@ static void killed_mid_export(int sig) {
   CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
   CU_ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig);
   KT_LISTING(sub, "out.json");
-  char *txt = slurp(out);
+  char *txt = kt_slurp(out);
   CU_ASSERT_STRING_EQUAL(txt, "{\"old\":true}\n");
   free(txt);
 }

@@ -25,40 +25,6 @@ static void paths(char *out, size_t len, const char *name) {
   unlink(out);
 }
 
-/* The whole file as a string (caller frees), or NULL. */
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) {
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  size_t got = b ? fread(b, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (b) {
-    b[got] = '\0';
-  }
-  return b;
-}
-
-/* Waits for pid (10 s at most, then kills it and fails); returns the raw status. */
-static int wait_status(pid_t pid) {
-  for (int i = 0; i < 1000; i++) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      return st;
-    }
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  CU_FAIL("child hung");
-  return -1;
-}
-
 static int got_term;
 static void own_handler(int sig) {
   (void)sig;
@@ -123,11 +89,11 @@ static int run_child(const char *out, enum end how) {
   if (pid == 0) {
     child(out, how);
   }
-  return wait_status(pid);
+  return kt_wait(pid);
 }
 
 static void check_truncated(const char *out, const char *reason) {
-  char *j = slurp(out);
+  char *j = kt_slurp(out);
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
   char want[160];
   snprintf(want, sizeof want, "\"truncated\":{\"reason\":\"%s\",\"open\":[{\"thread\":", reason);
@@ -172,7 +138,7 @@ static void test_own_handler_kept(void) {
   paths(out, sizeof out, "own");
   int st = run_child(out, END_OWN_HANDLER);
   CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  char *j = slurp(out);
+  char *j = kt_slurp(out);
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
   CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"truncated\":null"));
   free(j);
@@ -197,12 +163,12 @@ static void test_forked_child_exit(void) {
   if (pid == 0) {
     exit(0);
   }
-  int st = wait_status(pid);
+  int st = kt_wait(pid);
   CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
   KT_OK(s, kfm_exit(s, a));
   KT_OK(s, kfm_session_stop(s));
-  char *j = slurp(out);
+  char *j = kt_slurp(out);
   CU_ASSERT_PTR_NOT_NULL_FATAL(j);
   CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"truncated\":null"));
   free(j);

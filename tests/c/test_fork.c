@@ -36,22 +36,10 @@
     }                                                                                              \
   } while (0)
 
-/* Waits up to 10 s for pid; a child still running then is killed and
- * reported as a hang (-1).  Otherwise its exit code, or 128 + signal. */
+/* The child's exit code, 128 + its signal, or -1 when it hung. */
 static int wait_child(pid_t pid) {
-  for (int i = 0; i < 1000; i++) {
-    int st;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) {
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    }
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  fprintf(stderr, "child %d hung (killed after 10 s)\n", (int)pid);
-  return -1;
+  int st = kt_wait(pid);
+  return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 static char tmpdir[64];
@@ -61,17 +49,6 @@ static void make_tmpdir(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kfm-fork-XXXXXX");
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
   }
-}
-
-static uint64_t node_count(kfm_session_t *s, const char *name) {
-  kfm_report_t *r;
-  kfm_node_stats_t n;
-  if (kfm_session_report(s, &r) != 0) {
-    return UINT64_MAX;
-  }
-  uint64_t c = kfm_report_node_by_name(r, name, &n) == 0 ? n.count : 0;
-  kfm_report_free(r);
-  return c;
 }
 
 static int pairs(kfm_session_t *s, kfm_node_id_t id, int n) {
@@ -139,7 +116,7 @@ static void fork_in_state(const char *level, int when) {
     CHILD_CHECK(5, kfm_session_restart(s) == 0);
     CHILD_CHECK(6, pairs(s, a, 2) == 0);
     CHILD_CHECK(7, kfm_session_stop(s) == 0);
-    CHILD_CHECK(8, node_count(s, "a") == before);
+    CHILD_CHECK(8, kt_node_count(s, "a") == before);
     CHILD_CHECK(9, strstr(kfm_errmsg(s), "fork") != NULL);
     CHILD_CHECK(10, access(out, F_OK) != 0);
     kfm_session_destroy(s);
@@ -165,7 +142,7 @@ static void fork_in_state(const char *level, int when) {
   KT_OK(s, pairs(s, a, 4));
   KT_OK(s, kfm_session_stop(s));
   uint64_t want = when == AT_STOPPED || when == AT_CREATED ? 4 : before + 4;
-  CU_ASSERT_EQUAL(node_count(s, "a"), want);
+  CU_ASSERT_EQUAL(kt_node_count(s, "a"), want);
   /* The parent's stop wrote the file, with the parent's run in it. */
   struct stat st;
   CU_ASSERT_EQUAL(stat(out, &st), 0);
@@ -209,7 +186,7 @@ static void test_child_new_session(void) {
     CHILD_CHECK(4, pairs(c, w, 11) == 0);
     kfmk_sleep_ms(50); /* >= 10 samples at 1 kHz even on a loaded machine */
     CHILD_CHECK(5, kfm_session_stop(c) == 0);
-    CHILD_CHECK(6, node_count(c, "child_work") == 11);
+    CHILD_CHECK(6, kt_node_count(c, "child_work") == 11);
     kfm_report_t *r;
     kfm_summary_t sum;
     CHILD_CHECK(7, kfm_session_report(c, &r) == 0);
@@ -224,8 +201,8 @@ static void test_child_new_session(void) {
   CU_ASSERT_EQUAL(wait_child(pid), 0);
   KT_OK(s, kfm_exit(s, a));
   KT_OK(s, kfm_session_stop(s));
-  CU_ASSERT_EQUAL(node_count(s, "a"), 1);
-  CU_ASSERT_EQUAL(node_count(s, "child_work"), 0);
+  CU_ASSERT_EQUAL(kt_node_count(s, "a"), 1);
+  CU_ASSERT_EQUAL(kt_node_count(s, "child_work"), 0);
   kfm_session_destroy(s);
   unlink(out);
 }
@@ -302,7 +279,7 @@ static void test_fork_under_load(void) {
   CU_ASSERT_EQUAL(hung, 0);
   CU_ASSERT_EQUAL(bad, 0);
   /* The parent lost nothing: every successful pair of its threads counted. */
-  CU_ASSERT_EQUAL(node_count(s, "hammer"), atomic_load(&h.done));
+  CU_ASSERT_EQUAL(kt_node_count(s, "hammer"), atomic_load(&h.done));
   kfm_session_destroy(s);
 }
 

@@ -52,17 +52,6 @@ static void *enter_once(void *arg) {
   return NULL;
 }
 
-static uint64_t count_of(kfm_session_t *s, const char *name) {
-  kfm_report_t *r;
-  kfm_node_stats_t n;
-  if (kfm_session_report(s, &r) != 0) {
-    return UINT64_MAX;
-  }
-  uint64_t c = kfm_report_node_by_name(r, name, &n) == 0 ? n.count : 0;
-  kfm_report_free(r);
-  return c;
-}
-
 static void test_restart_while_inside_enter(void) {
   CU_ASSERT_EQUAL_FATAL(sem_init(&in_hook, 0, 0), 0);
   CU_ASSERT_EQUAL_FATAL(sem_init(&release_hook, 0, 0), 0);
@@ -101,8 +90,8 @@ static void test_restart_while_inside_enter(void) {
     KT_OK(s, kfm_exit(s, fast));
   }
   KT_OK(s, kfm_session_stop(s));
-  CU_ASSERT_EQUAL(count_of(s, "fast"), 10);
-  CU_ASSERT_EQUAL(count_of(s, "slow"), 0);
+  CU_ASSERT_EQUAL(kt_node_count(s, "fast"), 10);
+  CU_ASSERT_EQUAL(kt_node_count(s, "slow"), 0);
   kfm_session_destroy(s);
   sem_destroy(&in_hook);
   sem_destroy(&release_hook);
@@ -145,7 +134,7 @@ static void test_restart_with_idle_threads(void) {
     KT_OK(s, kfm_session_restart(s));
   }
   KT_OK(s, kfm_session_stop(s));
-  CU_ASSERT_EQUAL(count_of(s, "a"), 0);
+  CU_ASSERT_EQUAL(kt_node_count(s, "a"), 0);
   for (int i = 0; i < 3; i++) {
     sem_post(&release_hook);
   }
@@ -184,14 +173,14 @@ static void test_registry_overflow_other(void) {
     KT_OK(s, kfm_exit(s, id[i]));
   }
   KT_OK(s, kfm_session_stop(s));
-  CU_ASSERT_EQUAL(count_of(s, "a"), 1);
-  CU_ASSERT_EQUAL(count_of(s, KFM_NODE_OTHER), 3);
+  CU_ASSERT_EQUAL(kt_node_count(s, "a"), 1);
+  CU_ASSERT_EQUAL(kt_node_count(s, KFM_NODE_OTHER), 3);
   /* The overflow node survives a restart like any other. */
   KT_OK(s, kfm_session_restart(s));
   KT_OK(s, kfm_enter(s, id[4]));
   KT_OK(s, kfm_exit(s, id[4]));
   KT_OK(s, kfm_session_stop(s));
-  CU_ASSERT_EQUAL(count_of(s, KFM_NODE_OTHER), 1);
+  CU_ASSERT_EQUAL(kt_node_count(s, KFM_NODE_OTHER), 1);
   kfm_session_destroy(s);
 }
 
