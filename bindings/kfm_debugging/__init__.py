@@ -7,6 +7,10 @@
 
 Session is the engine binding itself (kfm_debugging._kfm), for code that
 marks its own nodes: ``with Session("level=standard") as s: ...``.
+
+The Debugger is a facade over collect/ (runs, the only code that knows
+LangGraph), model/ (result types), analysis/ (run data to results) and
+render/ (results to text and JSON).
 """
 
 from ._kfm import Session, backends, level_name

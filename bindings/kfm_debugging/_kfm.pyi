@@ -1,4 +1,4 @@
-# Type stubs for the C extension kfm_debugging._kfm (bindings/src/kfm_module.c).
+# Type stubs for the C extension kfm_debugging._kfm (bindings/src/kfm_module.c, kfm_hooks.c).
 from types import TracebackType
 from contextvars import ContextVar
 from typing import Any, Callable, Literal, TypeVar

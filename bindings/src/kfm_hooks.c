@@ -275,8 +275,8 @@ static void hook_depth_exit(HookObject *h, PyObject *tok) {
   PyErr_Restore(t, v, tb);
 }
 
-static PyObject *hook_prep(HookObject *h, PyObject *rec, HookDataObject *fast, PyObject *const *args,
-                           size_t nargsf, PyObject *kwnames) {
+static PyObject *hook_prep(HookObject *h, PyObject *rec, HookDataObject *fast,
+                           PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   PyObject *fe = hook_kwarg(args, nargs, kwnames, str_for_execution);
   if (fe == NULL || fe == Py_False) {
@@ -400,8 +400,8 @@ done:
   return res;
 }
 
-static PyObject *hook_step(HookObject *h, PyObject *rec, HookDataObject *fast, PyObject *const *args,
-                           size_t nargsf, PyObject *kwnames) {
+static PyObject *hook_step(HookObject *h, PyObject *rec, HookDataObject *fast,
+                           PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   (void)rec;
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   PyObject *ns = nargs >= 2 ? hook_config_ns(args[1]) : NULL;
@@ -427,7 +427,7 @@ static PyObject *hook_step(HookObject *h, PyObject *rec, HookDataObject *fast, P
 }
 
 /* A name LangGraph gives its own tasks ("__input__", "__start__"): as
- * _instrument's startswith("__"). */
+ * collect/hooks.py's startswith("__"). */
 static int hook_internal_name(PyObject *name) {
   return PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
          PyUnicode_READ_CHAR(name, 1) == '_';
@@ -449,7 +449,7 @@ static void hook_add_float(PyObject *d, PyObject *key, double add) {
 /*
  * A superstep of several tasks (parallel branches, a Send fan-out) or of
  * none but LangGraph's own (input and bookkeeping writes), with state
- * tracking off: what _instrument._apply_writes does, without its Python
+ * tracking off: what collect/hooks.py's _apply_writes does, without its Python
  * frames.  One state_update span: the node's own when one user node wrote,
  * "__loop__" when none did, "(parallel)" otherwise, whose time is shared
  * among the nodes by the number of writes each made.  Sets *handled = 0
@@ -543,8 +543,8 @@ static PyObject *hook_apply_many(HookObject *h, HookDataObject *fast, PyObject *
   return res;
 }
 
-static PyObject *hook_apply(HookObject *h, PyObject *rec, HookDataObject *fast, PyObject *const *args,
-                            size_t nargsf, PyObject *kwnames) {
+static PyObject *hook_apply(HookObject *h, PyObject *rec, HookDataObject *fast,
+                            PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (nargs < 3 || kwnames != NULL) {
     return hook_slow(h, args, nargsf, kwnames);
@@ -577,7 +577,7 @@ static PyObject *hook_apply(HookObject *h, PyObject *rec, HookDataObject *fast, 
   PyObject *ns = hook_config_ns(config);
   PyErr_Clear();
   long id = -1;
-  /* No namespace at all reads as the top graph's, as in _instrument._ns. */
+  /* No namespace at all reads as the top graph's, as in collect/hooks.py's _ns. */
   if ((ns == NULL || !hook_nested(ns)) && name != NULL && PyUnicode_Check(name) &&
       PyUnicode_GET_LENGTH(name) > 0) {
     /* LangGraph's own tasks go to "__loop__". */

@@ -111,7 +111,7 @@ class Recorder:
             self._lock = prev._lock
         else:
             self._ids: dict[str, tuple[int, int, int, int]] = {}
-            # name -> engine id per span kind, for the C hooks (kfm_module.c).
+            # name -> engine id per span kind, for the C hooks (kfm_hooks.c).
             self.id_task: dict[str, int] = {}
             self.id_setup: dict[str, int] = {}
             self.id_compute: dict[str, int] = {}
