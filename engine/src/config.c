@@ -23,6 +23,23 @@
 #define CONFIG_MAX_TRACE_EVENTS (1u << 28)
 #define CONFIG_MAX_CPU 4095
 
+/* The capacities: their keys and ranges, for the string form and for a
+ * config filled in by hand alike. */
+struct config_cap {
+  const char *key;
+  size_t off;
+  uint32_t lo, hi;
+};
+static const struct config_cap config_caps[] = {
+    {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, CONFIG_MAX_NODES},
+    {"max_threads", offsetof(kfm_config_t, max_threads), 1, CONFIG_MAX_THREADS},
+    {"samples", offsetof(kfm_config_t, samples), 1, CONFIG_MAX_SAMPLES},
+    {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
+     CONFIG_MAX_TRACE_RING},
+    {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
+};
+#define CONFIG_NCAPS (sizeof config_caps / sizeof config_caps[0])
+
 /* The engine's own keys; backends own theirs (kfm__backend_option_find). */
 static const char *const config_keys =
     "level, rate, backends, output, trace, max_nodes, max_threads, samples, "
@@ -272,26 +289,15 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     }
     return 0;
   }
-  static const struct {
-    const char *key;
-    size_t off;
-    uint32_t lo, hi;
-  } nums[] = {
-      {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, CONFIG_MAX_NODES},
-      {"max_threads", offsetof(kfm_config_t, max_threads), 1, CONFIG_MAX_THREADS},
-      {"samples", offsetof(kfm_config_t, samples), 1, CONFIG_MAX_SAMPLES},
-      {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
-       CONFIG_MAX_TRACE_RING},
-      {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
-  };
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-    if (strcmp(key, nums[i].key) == 0) {
-      if (config_u32(v, nums[i].lo, nums[i].hi, &u) == 0) {
-        memcpy((char *)cfg + nums[i].off, &u, sizeof u);
+  for (size_t i = 0; i < CONFIG_NCAPS; i++) {
+    const struct config_cap *c = &config_caps[i];
+    if (strcmp(key, c->key) == 0) {
+      if (config_u32(v, c->lo, c->hi, &u) == 0) {
+        memcpy((char *)cfg + c->off, &u, sizeof u);
         return 0;
       }
       snprintf(err, len, "%s: bad value '%s' (accepted: a whole number from %u to %u)", key,
-               SHOW(v), nums[i].lo, nums[i].hi);
+               SHOW(v), c->lo, c->hi);
       return KFM_EBADVALUE;
     }
   }
@@ -592,24 +598,13 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
     return KFM_EBADVALUE;
   }
   /* Zero means the default for each capacity. */
-  static const struct {
-    const char *key;
-    size_t off;
-    uint32_t lo, hi;
-  } caps[] = {
-      {"max_nodes", offsetof(kfm_config_t, max_nodes), 1, CONFIG_MAX_NODES},
-      {"max_threads", offsetof(kfm_config_t, max_threads), 1, CONFIG_MAX_THREADS},
-      {"samples", offsetof(kfm_config_t, samples), 1, CONFIG_MAX_SAMPLES},
-      {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
-       CONFIG_MAX_TRACE_RING},
-      {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
-  };
-  for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+  for (size_t i = 0; i < CONFIG_NCAPS; i++) {
+    const struct config_cap *c = &config_caps[i];
     uint32_t u;
-    memcpy(&u, (const char *)cfg + caps[i].off, sizeof u);
-    if (u != 0 && (u < caps[i].lo || u > caps[i].hi)) {
-      snprintf(err, len, "%s: bad value %u (accepted: 0 for the default, or %u to %u)", caps[i].key,
-               u, caps[i].lo, caps[i].hi);
+    memcpy(&u, (const char *)cfg + c->off, sizeof u);
+    if (u != 0 && (u < c->lo || u > c->hi)) {
+      snprintf(err, len, "%s: bad value %u (accepted: 0 for the default, or %u to %u)", c->key, u,
+               c->lo, c->hi);
       return KFM_EBADVALUE;
     }
   }
