@@ -229,13 +229,6 @@ static void *hammer_main(void *arg) {
 }
 
 static void test_fork_under_load(void) {
-#if defined(__SANITIZE_ADDRESS__)
-  /* GCC 12's ASan runtime does not hold its allocator lock across fork: a
-   * child whose parent was freeing on another thread deadlocks in free()
-   * (seen in 1 of ~200 forks here).  The plain and TSan passes run it. */
-  fprintf(stderr, "skipped under ASan (its allocator is not fork-safe) ... ");
-  return;
-#endif
   kfm_session_t *s;
   KT_OK(NULL, kfm_session_create_str(&s, "level=detailed,rate=10000"));
   struct hammer h = {.s = s};
@@ -290,6 +283,15 @@ static void cleanup(void) {
 }
 
 int main(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  /* GCC 12's ASan runtime is not fork-safe: its allocator lock is not held
+   * across fork, so a child whose parent had another thread inside the
+   * allocator deadlocks at its first malloc or free (seen as a hung child
+   * in about 1 of 200 forks, in session_free's free()).  The plain and TSan
+   * passes run these tests. */
+  printf("test_fork: skipped under ASan (its allocator is not fork-safe)\n");
+  return 77;
+#endif
   static const struct kt_case cases[] = {
       {"fork in every session state and level", test_fork_every_state},
       {"child profiles itself with a new session", test_child_new_session},
