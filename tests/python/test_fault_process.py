@@ -91,6 +91,8 @@ _GRAPH = """
 """
 
 
+@pytest.mark.skipif("address" in SANITIZER,
+                    reason="GCC 12's ASan allocator is not fork-safe (a child can hang in free)")
 @pytest.mark.parametrize("level", ["STANDARD", "DETAILED", "COMPREHENSIVE"])
 def test_fork_child_exits_normally(level: str) -> None:
     """A child forked after profiled runs exits through the interpreter's
