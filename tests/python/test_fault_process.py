@@ -253,3 +253,24 @@ def test_ctrl_c_in_every_phase_as_unprofiled() -> None:
         assert want[0] == "KeyboardInterrupt", (where, want)
         for level in ("BASIC", "STANDARD", "DETAILED", "COMPREHENSIVE"):
             assert res[f"{where}/{level}"] == want, (where, level, res[f"{where}/{level}"], want)
+
+
+def test_graph_past_the_default_registry_gets_its_own_size() -> None:
+    """20,000 nodes (80,000 engine names, past the default 65,536): the
+    registry is sized for the graph, so no node falls into "(other)"."""
+    n = 20000
+    b = chain(*[(f"n{i}", _incr) for i in range(n)])
+    g = b.compile()
+    d = Debugger(g, profiling_level=ProfilingLevel.BASIC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a registry-full warning fails the test
+        # One superstep is enough to register every node: the first node
+        # runs, the graph is cut short by the recursion limit afterwards.
+        try:
+            d.run({"n": 0}, {"recursion_limit": 3})
+        except Exception as e:  # LangGraph's GraphRecursionError
+            assert "ecursion" in type(e).__name__ + str(e)
+    t = d.get_node_timing()
+    assert t["n0"].calls == 1
+    assert "(other)" not in t
+    d.close()

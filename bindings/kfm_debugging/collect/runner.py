@@ -118,6 +118,17 @@ class Collector:
 
     def _session(self, st: Settings) -> Session:
         cfg = f"level={st.level.name.lower()},trace=on"
+        # Each node takes four engine names (its span, Setup, Computation,
+        # State update).  A graph too large for the engine's default gets a
+        # registry sized for it, with room for subgraph and Send names, so
+        # no node of the graph falls into "(other)"; an engine_config
+        # max_nodes still wins (it comes later).
+        try:
+            n = len(self.graph.nodes)
+        except Exception:  # noqa: BLE001 - a Pregel without a nodes mapping
+            n = 0
+        if 8 * n + 1024 > 65536:
+            cfg += f",max_nodes={min(8 * n + 1024, 1 << 20)}"
         if st.engine_config:
             cfg += "," + st.engine_config
         env = os.environ.get("KFM_CONFIG", "")
