@@ -236,7 +236,6 @@ struct kfm_session {
   double rate_hz;
   int trace;
   _Atomic int state;
-  int forked_from; /* the state a KFM__FORKED copy had at the fork */
   /* Why the run was ended by the exit or signal flush (flush.c) rather
    * than kfm_session_stop; NULL otherwise.  A static string. */
   const char *truncated;

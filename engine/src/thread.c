@@ -126,9 +126,6 @@ static void atfork_child(void) {
     if (st == KFM__RUNNING) {
       kfm__clock_pair(&s->t_stop, &s->ns_stop);
     }
-    if (st != KFM__FORKED) {
-      s->forked_from = st;
-    }
     atomic_store(&s->state, KFM__FORKED);
     if (s->smp.running) {
       close(s->smp.timerfd);
