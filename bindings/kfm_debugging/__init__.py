@@ -17,6 +17,7 @@ from ._kfm import Session, backends, level_name
 from ._kfm import version as engine_version
 from .debugger import (
     Debugger,
+    LogLevel,
     MemoryProfile,
     NodeMemory,
     NodeResources,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Debugger",
+    "LogLevel",
     "MemoryProfile",
     "NodeMemory",
     "NodeResources",

@@ -41,28 +41,35 @@ from ._files import atomic_write
 from .collect import Collector, RunData, Settings
 from .collect import state_size as _state_size
 from .model import (
+    Bottleneck,
     CpuUsage,
+    CriticalPath,
     GpuUsage,
     MemoryProfile,
     MemoryTimeline,
+    MetricResult,
     NetworkUsage,
+    NodeAnalysis,
     NodeMemory,
     NodeResources,
+    NodeSuggestions,
     NodeTiming,
     ProfileReport,
+    LogLevel,
     ProfilingLevel,
     ResourceUtilization,
     StateImpact,
     StateSizeAnalysis,
     StateSizeTimeline,
+    Suggestion,
     Unavailable,
+    WhatIf,
 )
+from .render import findings as render_findings
 from .render import json as render_json
 from .render import text as render_text
 
 log = logging.getLogger("kfm_debugging")
-
-_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
 
 
 class Debugger:
@@ -105,7 +112,7 @@ class Debugger:
         enable_profiling: bool = False,
         profiling_level: ProfilingLevel | str | int | None = None,
         *,
-        log_level: str | int | None = None,
+        log_level: LogLevel | str | int | None = None,
         state_tracking: bool | None = None,
         engine_config: str = "",
         reuse_threads: bool | None = None,
@@ -134,17 +141,15 @@ class Debugger:
                              f"Debugger.history), not {history_size!r}")
         self.history_size = history_size
         self._collect.history = deque(maxlen=history_size)
+        self._ev: analysis.Evidence | None = None
+        self._metrics: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {}
 
     # -- configuration ---------------------------------------------------
     @staticmethod
-    def set_log_level(level: str | int) -> None:
-        if isinstance(level, str):
-            if level.upper() not in _LOG_LEVELS:
-                raise ValueError(
-                    f"unknown log_level {level!r}; valid: {', '.join(_LOG_LEVELS)} or a number"
-                )
-            level = level.upper()
-        log.setLevel(level)
+    def set_log_level(level: LogLevel | str | int) -> None:
+        """Level of the "kfm_debugging" logger: a LogLevel, a logging number
+        or a name ("DEBUG", "info", "LogLevel.WARNING")."""
+        log.setLevel(LogLevel.parse(level))
         if not log.handlers and not logging.getLogger().handlers:
             h = logging.StreamHandler()
             h.setFormatter(logging.Formatter("%(name)s: %(message)s"))
@@ -391,6 +396,104 @@ class Debugger:
 
         self._show(file, get, lambda r: render_text.node_state_impact(*r))
 
+    # -- analysis ----------------------------------------------------------------
+    def _evidence(self) -> analysis.Evidence:
+        """The last run's analysis inputs, gathered once per run."""
+        rd = self._data()
+        ev = self._ev
+        if ev is None or ev.rd is not rd:
+            ev = self._ev = analysis.gather(rd)
+        return ev
+
+    def get_critical_path(self) -> CriticalPath:
+        """The last run's supersteps, and each node's time on its critical path."""
+        return self._evidence().cp
+
+    def identify_bottlenecks(self, threshold_percent: float = 10.0) -> dict[str, Bottleneck]:
+        """Nodes taking at least threshold_percent of the run on its critical
+        path (a parallel branch the run did not wait for is not one), slowest
+        first, each with the findings that classify it."""
+        return analysis.bottlenecks(self._evidence(), threshold_percent)
+
+    def analyze_bottlenecks(self, bottlenecks: Any = None, file: IO[str] | None = None) -> None:
+        """Print the bottlenecks (identify_bottlenecks() when not given), with
+        their evidence and suggestions."""
+        def get() -> tuple[Any, ...]:
+            ev = self._evidence()
+            b = (analysis.bottlenecks(ev, 10.0) if bottlenecks is None
+                 else analysis.as_bottlenecks(ev, bottlenecks))
+            return ev.cp, b, analysis.suggestions_for(ev, list(b))
+
+        self._show(file, get, lambda r: render_findings.bottlenecks(*r))
+
+    def get_optimization_suggestions(self, bottlenecks: Any = None) -> dict[str, NodeSuggestions]:
+        """{node: {"issue", "suggestion", "expected_gain_ms", "suggestions": [...]}}
+        for the bottlenecks given (identify_bottlenecks() when None)."""
+        ev = self._evidence()
+        b = (analysis.bottlenecks(ev, 10.0) if bottlenecks is None
+             else analysis.as_bottlenecks(ev, bottlenecks))
+        return analysis.suggestions_for(ev, list(b))
+
+    def identify_slow_nodes(self, threshold_percent: float = 10.0) -> list[str]:
+        """Names of the nodes taking at least threshold_percent of the run on
+        its critical path, slowest first."""
+        return analysis.slow_nodes(self._evidence(), threshold_percent)
+
+    def get_slowest_node(self) -> str | None:
+        """The node with the most time on the run's critical path."""
+        return analysis.slowest_node(self._evidence())
+
+    def get_node_performance(self, node: str) -> NodeAnalysis:
+        """Everything measured for node, its findings and what-if estimates."""
+        return analysis.node_analysis(self._evidence(), node)
+
+    def analyze_node_performance(self, node: str, file: IO[str] | None = None) -> None:
+        """Print get_node_performance(node) and the node's suggestions."""
+        if self._collect.last is not None:
+            analysis.node_analysis(self._evidence(), node)  # an unknown node raises here
+        self._show(file, lambda: (self.get_node_performance(node),
+                                  analysis.node_suggestions(self._evidence(), node)),
+                   lambda r: render_findings.node_analysis(*r))
+
+    def get_node_optimization_suggestions(self, node: str) -> list[Suggestion]:
+        """The node's suggestions, largest expected gain first (each with
+        issue, suggestion, expected_gain_ms, gain_basis, evidence)."""
+        return analysis.node_suggestions(self._evidence(), node)
+
+    def estimate_speedup(self, node: str, factor: float) -> WhatIf:
+        """How long the last run would have taken had node's Computation been
+        factor times faster (math.inf: free), replayed over its supersteps."""
+        return analysis.estimate_speedup(self._evidence(), node, factor)
+
+    # -- custom metrics ----------------------------------------------------------
+    def register_performance_metric(
+            self, name: str, fn: Callable[[dict[str, Any], dict[str, Any]], Any]) -> None:
+        """Register fn(node_stats, execution_stats) under name (replacing an
+        earlier one): evaluated per node of the last run by
+        get_performance_metric / show_performance_metric."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"metric name must be a non-empty string, not {name!r}")
+        if not callable(fn):
+            raise TypeError(f"metric {name!r}: fn must be callable "
+                            f"fn(node_stats, execution_stats), not {type(fn).__name__}")
+        self._metrics[name] = fn
+
+    def _metric(self, name: str) -> Callable[..., Any]:
+        fn = self._metrics.get(name)
+        if fn is None:
+            known = ", ".join(repr(n) for n in self._metrics) or "none registered"
+            raise KeyError(f"unknown performance metric {name!r}; registered: {known}")
+        return fn
+
+    def get_performance_metric(self, name: str) -> MetricResult:
+        """The metric on every node of the last run (values, and errors for
+        the nodes where it raised)."""
+        return analysis.evaluate_metric(self._evidence(), name, self._metric(name))
+
+    def show_performance_metric(self, name: str, file: IO[str] | None = None) -> None:
+        self._metric(name)
+        self._show(file, lambda: self.get_performance_metric(name), render_findings.metric)
+
     # -- misc --------------------------------------------------------------
     def get_errors(self) -> list[dict[str, Any]]:
         return list(self._data().rec.errors)
@@ -410,5 +513,5 @@ def state_size(state: Any) -> tuple[int, int]:
     return _state_size(state)
 
 
-__all__ = ["Debugger", "ProfilingLevel", "NodeTiming", "NodeMemory", "MemoryProfile",
+__all__ = ["Debugger", "LogLevel", "ProfilingLevel", "NodeTiming", "NodeMemory", "MemoryProfile",
            "NodeResources", "StateImpact", "state_size"]

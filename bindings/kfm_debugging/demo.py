@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                  debugger.show_memory_timeline, debugger.show_resource_utilization,
                  debugger.show_cpu_usage, debugger.show_gpu_usage, debugger.show_network_usage,
                  debugger.show_state_size_analysis, debugger.show_state_size_timeline,
-                 debugger.show_node_state_impact):
+                 debugger.show_node_state_impact, debugger.analyze_bottlenecks):
         show()
         print()
     if args.export:

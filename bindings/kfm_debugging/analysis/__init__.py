@@ -7,11 +7,29 @@ renderer in render/.
 """
 
 from .common import user_nodes
+from .findings import (
+    Evidence,
+    as_bottlenecks,
+    bottleneck,
+    bottlenecks,
+    estimate_speedup,
+    gather,
+    node_analysis,
+    node_suggestions,
+    slow_nodes,
+    slowest_node,
+    suggestions_for,
+)
+from .metrics import evaluate as evaluate_metric
+from .metrics import execution_stats, node_stats
 from .memory import memory_profile, memory_timeline
 from .resources import cpu_usage, gpu_usage, network_usage, resource_utilization
 from .state import node_state_impact, state_size_analysis, state_size_timeline
+from .steps import critical_path, what_if
 from .timing import node_timing, profile_report, run_summary
 
-__all__ = ["cpu_usage", "gpu_usage", "memory_profile", "memory_timeline", "network_usage",
+__all__ = ["Evidence", "as_bottlenecks", "bottleneck", "bottlenecks", "critical_path", "estimate_speedup", "evaluate_metric",
+           "execution_stats", "gather", "node_analysis", "node_stats", "node_suggestions",
+           "slow_nodes", "slowest_node", "suggestions_for", "what_if", "cpu_usage", "gpu_usage", "memory_profile", "memory_timeline", "network_usage",
            "node_state_impact", "node_timing", "profile_report", "resource_utilization", "run_summary",
            "state_size_analysis", "state_size_timeline", "user_nodes"]

@@ -38,7 +38,7 @@ def rss_series(rd: RunData) -> tuple[list[float], list[float], list[str | None]]
             active = [base_name(names.get(nodes[k])) for k in range(offs[i], offs[i + 1])]
             active = [a for a in active if a and not a.startswith("__")]
             pts.append((t, vals[i][ri], active[-1] if active else None))
-    for name, _th, t0, t1, r0, r1 in rd.activations():
+    for name, _th, t0, t1, r0, r1, _p in rd.activations():
         b = base_name(name)
         label = None if b is None or b.startswith("__") else b
         if r0 is not None:
@@ -103,7 +103,7 @@ def node_memory(rd: RunData, ts: list[float], rss: list[float]) -> dict[str, Nod
             impact += rd.metric(name + "/compute", "proc.rss") or 0.0
         peak_rise: float | None = None
         peak_abs: float | None = None
-        for _n, _th, t0, t1, r0, r1 in by_node.get(name, []):
+        for _n, _th, t0, t1, r0, r1, _p in by_node.get(name, []):
             if r0 is None:
                 continue
             lo = bisect.bisect_left(ts, t0)

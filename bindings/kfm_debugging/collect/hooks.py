@@ -94,7 +94,8 @@ class Recorder:
                  "interrupts", "shared_update_ns", "shared_update_calls", "post_ns", "cend",
                  "_st_points", "state_ns", "_st_channels", "_st", "_st_bytes", "_st_items",
                  "instrument_failures", "step", "pools", "setup_wall", "_fast", "warmup_id", "t0",
-                 "state_cpu_ns", "unsizable", "async_spans", "procs")
+                 "state_cpu_ns", "unsizable", "async_spans", "procs", "state_spans", "wrote",
+                 "st_versions", "tokens", "tokens_tok")
 
     def __init__(self, session: Any, state_tracking: bool, names: Any = (),
                  prev: Recorder | None = None) -> None:
@@ -136,6 +137,18 @@ class Recorder:
         self._st_points: list[tuple[Any, ...]] = []
         self.state_ns = 0  # time spent measuring state sizes (not the graph's)
         self.state_cpu_ns = 0  # the CPU time of those measures (thread CPU clock)
+        # [t0, t1, t0, t1, ...] (perf_counter_ns) of those measures: a
+        # superstep's length is taken without them (analysis/steps.py).
+        self.state_spans: list[int] = []
+        # With state tracking: per node, the state channels its writes named
+        # (what it really wrote in this run), and per superstep the channel
+        # versions after it (a node that runs twice on the same versions of
+        # what it reads ran twice on the same input).
+        self.wrote: dict[str, set[str]] = {}
+        # The run's TokenUsage (collect/tokens.py) and its activation.
+        self.tokens: Any = None
+        self.tokens_tok: Any = None
+        self.st_versions: list[dict[str, Any]] = []
         # (type name, reason) -> values that could not be sized (the most
         # seen in one measure of the state)
         self.unsizable: dict[tuple[str, str], int] = {}
@@ -282,7 +295,10 @@ class Recorder:
             self.unsizable[key] = max(self.unsizable.get(key, 0), 1)
         finally:
             self.state_cpu_ns += _thread_ns() - c0
-            self.state_ns += _perf() - t0
+            t1 = _perf()
+            self.state_ns += t1 - t0
+            self.state_spans.append(t0)
+            self.state_spans.append(t1)
 
     def _snapshot(self, t0: int, checkpoint: Any, channels: Any, names: list[str],
                   writes: dict[str, int], tasks: Any) -> None:
@@ -305,6 +321,17 @@ class Recorder:
         them); a channel whose value is a written object reuses that measure."""
         weights: dict[str, tuple[int, int]] = {}
         cache: dict[int, Any] | None = None
+        wrote = self.wrote
+        for t in tasks:
+            n = _task_name(t)
+            if not n.startswith("__"):
+                chans = wrote.get(n)
+                if chans is None:
+                    chans = wrote[n] = set()
+                for w in t.writes:
+                    ch = w[0]
+                    if not ch.startswith("__") and ":" not in ch:
+                        chans.add(ch)
         if len(names) > 1:
             # What each node wrote, to share the superstep's growth.
             cache = {}
@@ -323,6 +350,7 @@ class Recorder:
             versions = checkpoint["channel_versions"]
         except Exception:  # noqa: BLE001 - no versions: measure every channel
             versions = None
+        vcopy = dict(versions) if versions else {}
         st = self._st
         if channels is not self._st_channels:
             self._st_channels = channels
@@ -357,6 +385,7 @@ class Recorder:
                 self.unsizable[k] = c
         self._st_bytes, self._st_items = size, items
         self._st_points.append((t0, names, writes, weights, size, items))
+        self.st_versions.append(vcopy)
 
     @property
     def state_timeline(self) -> list[dict[str, Any]]:

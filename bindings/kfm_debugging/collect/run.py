@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..model.level import ProfilingLevel
-from ..model.names import SUFFIXES, engine_name
+from ..model.names import GRAPH, SUFFIXES, engine_name
 
 
 class RunData:
@@ -21,7 +21,7 @@ class RunData:
 
     __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
                  "_metric_names", "_events", "_samples", "_acts", "requested", "_busy",
-                 "env_note")
+                 "env_note", "t0_perf", "_structure", "tokens")
 
     def __init__(self, level: ProfilingLevel, session: Any, rec: Any, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -43,6 +43,14 @@ class RunData:
         # KFM_CONFIG as the engine saw it when the session was created:
         # (session, KFM_CONFIG value, engine error if it was ignored) or None.
         self.env_note: tuple[Any, str, str | None] | None = None
+        # perf_counter_ns when the graph's run began (the recorder's clock;
+        # the engine's trace has its own, see engine_offset_ns).
+        self.t0_perf = 0
+        # () -> the graph's GraphStructure (collect/structure.py), computed
+        # once per graph on first use.
+        self._structure: Any = None
+        # LLM token usage of the run (collect/tokens.py TokenUsage) or None.
+        self.tokens: Any = None
 
     # -- what the engine measured (read on first use) ----------------------
     @property
@@ -91,6 +99,18 @@ class RunData:
                 "level": self.level.name, "ignored": ignored,
                 "level_overridden": ignored is None and self.level != self.requested}
 
+    def structure(self) -> Any:
+        """What each node reads and writes, from the graph (or None)."""
+        f = self._structure
+        return f() if f is not None else None
+
+    def engine_offset_ns(self) -> float:
+        """Engine trace time minus perf_counter_ns: the GRAPH span opens
+        within a few microseconds of t0_perf (the recorder's tables, async
+        spans and state tracking spans use perf_counter_ns)."""
+        starts = [a[2] for a in self.activations() if a[0] == GRAPH]
+        return min(starts) - self.t0_perf if starts else 0.0
+
     # -- engine node helpers -------------------------------------------------
     def enode(self, name: str) -> dict[str, Any] | None:
         nodes = self.report["nodes"]
@@ -123,7 +143,9 @@ class RunData:
         return n[kind].get(metric)
 
     def activations(self) -> list[tuple[Any, ...]]:
-        """(engine name, thread, t0_ns, t1_ns, rss0, rss1) from the trace."""
+        """(engine name, thread, t0_ns, t1_ns, rss0, rss1, parent) from the
+        trace, in the order they ended; parent is the engine name of the span
+        that enclosed it on its thread (None at the thread's top)."""
         if self._acts is not None:
             return self._acts
         ev = self.events()
@@ -145,7 +167,8 @@ class RunData:
                 while st:
                     node, t0, r0 = st.pop()
                     if node == nd[i]:
-                        acts.append((names.get(node), th[i], t0, t[i], r0, rss))
+                        acts.append((names.get(node), th[i], t0, t[i], r0, rss,
+                                     names.get(st[-1][0]) if st else None))
                         break
         self._acts = acts
         return acts
@@ -164,7 +187,7 @@ class RunData:
             acts = self.activations()
         except (RuntimeError, ValueError, KeyError):  # no trace in this session
             acts = []
-        for name, _th, t0, t1, _r0, _r1 in acts:
+        for name, _th, t0, t1, _r0, _r1, _p in acts:
             if name is not None and name not in self.rec.async_wall:
                 spans.setdefault(name, []).append((t0, t1))
         out: dict[str, tuple[float, float]] = {}

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from .._kfm import Session
 from ..model.level import LEVEL_NAMES, ProfilingLevel
-from . import hooks
+from . import hooks, tokens
 from .hooks import GRAPH, LOOP, PARALLEL, Recorder, ThreadPools
 from .run import RunData
 
@@ -105,6 +105,16 @@ class Collector:
         # (session, KFM_CONFIG value, engine error if it was ignored).
         self._env_note: tuple[Any, str, str | None] | None = None
         self._env_warned: str | None = None
+        self._structure: Any = None
+
+    def structure(self) -> Any:
+        """The graph's GraphStructure (collect/structure.py): read once, on
+        the first analysis that needs it, never during a run."""
+        if self._structure is None:
+            from .structure import graph_structure
+
+            self._structure = graph_structure(self.graph)
+        return self._structure
 
     # -- sessions ------------------------------------------------------------
     def _lend_pools(self, reuse: bool) -> ThreadPools | None:
@@ -193,6 +203,13 @@ class Collector:
         if s.try_enter(rec.warmup_id):
             s.try_exit(rec.warmup_id)
         rec.pools = self._lend_pools(st.reuse_threads)
+        # LLM token usage per node, from the LangChain callbacks the graph's
+        # model calls already make (collect/tokens.py).  From STANDARD up:
+        # LangChain copies the handler into every callback manager it makes,
+        # ~3 us per node, more than BASIC's whole cost.
+        if st.level >= ProfilingLevel.STANDARD and tokens.available() is None:
+            rec.tokens = tokens.TokenUsage()
+            rec.tokens_tok = tokens.activate(rec.tokens)
         tok = hooks._ACTIVE.set(rec)
         return s, rec, tok, time.perf_counter_ns()
 
@@ -200,6 +217,11 @@ class Collector:
                 error: BaseException | None, mode: str) -> None:
         wall = time.perf_counter_ns() - t0
         hooks._ACTIVE.reset(tok)
+        if rec.tokens_tok is not None:
+            try:
+                tokens.deactivate(rec.tokens_tok)
+            except ValueError:  # a generator resumed in another context
+                pass
         rec._st_channels = None  # the run's channels (and state) are not kept alive
         s.stop()
         rec.instrument_failures += s.failures
@@ -212,6 +234,9 @@ class Collector:
         rd = self.last = RunData(level_eff, s, rec, wall, error, mode)
         rd.requested = st.level
         rd.env_note = self._env_note
+        rd.t0_perf = t0
+        rd.tokens = rec.tokens
+        rd._structure = self.structure
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
         total_ms = (wall - rec.state_ns) / 1e6

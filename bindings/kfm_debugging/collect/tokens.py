@@ -61,6 +61,7 @@ when kfm_debugging is imported.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -70,9 +71,9 @@ from ..model.names import ns_path
 OUTSIDE = "(outside nodes)"  # a model call with no LangGraph metadata
 UNKNOWN_MODEL = "unknown"  # a response that names no model
 NODE_KEYS = ("input_tokens", "output_tokens", "total_tokens", "calls",
-             "calls_without_usage", "errors")
+             "calls_without_usage", "errors", "model_ns")
 MODEL_KEYS = ("input_tokens", "output_tokens", "total_tokens", "calls")
-_IN, _OUT, _TOTAL, _CALLS, _NO_USAGE, _ERRORS = range(6)
+_IN, _OUT, _TOTAL, _CALLS, _NO_USAGE, _ERRORS, _MODEL_NS = range(7)
 _PASS = (KeyboardInterrupt, SystemExit)
 
 # The handler of the run active in this context (None: no run).  The configure
@@ -265,9 +266,10 @@ class TokenUsage:
         self._lock = threading.Lock()
         self._nodes: dict[str, list[int]] = {}
         self._models: dict[str, list[int]] = {}
-        # run_id -> (node, model name from the start's metadata) of the calls
+        # run_id -> (node, model name from the start's metadata, perf_counter_ns at
+        # the start: model_ns is the calls' wall time) of the calls
         # started and not yet ended.
-        self._pending: dict[Any, tuple[str, str | None]] = {}
+        self._pending: dict[Any, tuple[str, str | None, int]] = {}
         self._handler: Any = None
 
     def by_node(self) -> dict[str, dict[str, int]]:
@@ -302,11 +304,13 @@ class TokenUsage:
         node = _node_of(metadata)
         hint = metadata.get("ls_model_name") if isinstance(metadata, Mapping) else None
         with self._lock:
-            self._pending[run_id] = (node, hint if isinstance(hint, str) and hint else None)
+            self._pending[run_id] = (node, hint if isinstance(hint, str) and hint else None,
+                                     time.perf_counter_ns())
 
     def _end(self, run_id: Any, response: Any) -> None:
+        t1 = time.perf_counter_ns()
         with self._lock:
-            node, hint = self._pending.pop(run_id, (OUTSIDE, None))
+            node, hint, t0 = self._pending.pop(run_id, (OUTSIDE, None, t1))
         try:
             usage, model = _read(response)
         except BaseException as e:  # noqa: BLE001 - an unreadable response: no usage
@@ -322,6 +326,7 @@ class TokenUsage:
             if mrow is None:
                 mrow = self._models[name] = [0] * len(MODEL_KEYS)
             row[_CALLS] += 1
+            row[_MODEL_NS] += t1 - t0
             mrow[_CALLS] += 1
             if usage is None:
                 row[_NO_USAGE] += 1
@@ -332,7 +337,7 @@ class TokenUsage:
 
     def _error(self, run_id: Any) -> None:
         with self._lock:
-            node, _ = self._pending.pop(run_id, (OUTSIDE, None))
+            node, _h, _t = self._pending.pop(run_id, (OUTSIDE, None, 0))
             row = self._nodes.get(node)
             if row is None:
                 row = self._nodes[node] = [0] * len(NODE_KEYS)

@@ -7,10 +7,22 @@ was not measured says so in one way: ``available`` False and ``reason``
 ``Unavailable`` (a RuntimeError) with that reason.
 """
 
+from .analysis import (
+    ANALYSIS_TYPES,
+    Bottleneck,
+    CriticalPath,
+    Finding,
+    MetricResult,
+    NodeAnalysis,
+    NodeSuggestions,
+    StepTask,
+    Suggestion,
+    Superstep,
+    WhatIf,
+)
 from .base import Record, Section, Unavailable
-from .level import LEVEL_NAMES, ProfilingLevel
+from .level import LEVEL_NAMES, LogLevel, ProfilingLevel
 from .results import (
-    RESULT_TYPES,
     CpuUsage,
     GpuUsage,
     MemoryProfile,
@@ -27,8 +39,13 @@ from .results import (
     StateSizeAnalysis,
     StateSizeTimeline,
 )
+from .results import RESULT_TYPES as _RUN_TYPES
+
+RESULT_TYPES = _RUN_TYPES + ANALYSIS_TYPES
 
 __all__ = [
+    "Bottleneck", "CriticalPath", "Finding", "MetricResult", "NodeAnalysis", "NodeSuggestions",
+    "LogLevel", "StepTask", "Suggestion", "Superstep", "WhatIf",
     "LEVEL_NAMES", "RESULT_TYPES", "CpuUsage", "GpuUsage", "MemoryProfile", "MemoryTimeline",
     "NetworkUsage", "NodeMemory", "NodeResources", "NodeTiming", "ProfileReport",
     "ProfilingLevel", "Record", "ResourceUtilization", "RunSummary", "SamplerStats", "Section",
