@@ -9,13 +9,15 @@ import asyncio
 import io
 import logging
 import math
+import operator
 import statistics
 import time
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from conftest import SANITIZER, SLACK
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
 
 from kfm_debugging import Debugger, LogLevel, ProfilingLevel
 from kfm_debugging.model import Bottleneck, NodeSuggestions, Suggestion, WhatIf
@@ -30,6 +32,12 @@ class S(TypedDict, total=False):
     i: int
     query: str
     hits: int
+
+
+class F(TypedDict, total=False):
+    x: int
+    k: int
+    items: Annotated[list, operator.add]
 
 
 def _cpu(seconds: float) -> int:
@@ -100,8 +108,14 @@ def _parallel(slow_s: float, short_s: float) -> Any:
 
 @pytest.fixture(scope="module")
 def chain_dbg() -> Debugger:
+    """The chain, run until cpu150 got its CPU: on a machine busy with other
+    work its 150 ms of CPU stretch over more wall time, which changes every
+    share (the ground truth assumes a free core)."""
     d = Debugger(_chain(), profiling_level=ProfilingLevel.DETAILED)
-    assert d.run({"x": 1})["out"] > 0
+    for _ in range(5):
+        assert d.run({"x": 1})["out"] > 0
+        if d.get_node_timing()["cpu150"].computation_ms < 1.2 * 150:
+            break
     return d
 
 
@@ -293,6 +307,7 @@ def test_basic_level_says_what_it_cannot_classify() -> None:
     assert not {"cpu-bound", "waiting"} & set(b["cpu150"].kinds)
     a = d.get_node_performance("wait40")
     assert a.resources is None and "memory" in a.unavailable
+    assert "LLM token usage is collected from ProfilingLevel.DETAILED" in a.unavailable["tokens"]
 
 
 # --- custom metrics and tokens ---------------------------------------------------------------
@@ -433,3 +448,143 @@ def test_comprehensive_level_analysis_runs() -> None:
     a = d.get_node_performance("cpu150")
     assert "counters" in a.unavailable or a.counters
     assert "gpu" in a.unavailable or a.gpu
+
+
+# --- fan-outs, subgraphs, errors ---------------------------------------------------------
+def test_send_fanout_subgraph_and_error_runs() -> None:
+    def work(s: F) -> dict[str, Any]:
+        time.sleep(0.01 * s["k"])
+        return {"items": [s["k"]]}
+
+    g = StateGraph(F)
+    g.add_node("fan", lambda s: {"x": 1})
+    g.add_node("work", work)
+    g.add_edge(START, "fan")
+    g.add_conditional_edges("fan", lambda s: [Send("work", {"k": k}) for k in (1, 2, 3)])
+    g.add_edge("work", END)
+    d = Debugger(g.compile(), profiling_level="BASIC")
+    d.run({"x": 0})
+    cp = d.get_critical_path()
+    step = cp.steps[1]
+    assert step.nodes == ["work"] and len(step.tasks) == 3
+    comp = sorted(t.compute_ms for t in step.tasks)
+    assert comp == pytest.approx([10, 20, 30], abs=5 * SLACK)
+    crit = next(t for t in step.tasks if t.critical)
+    assert crit.compute_ms == comp[-1]
+    # All three halve: the step waits for 15 ms instead of 30.
+    assert d.estimate_speedup("work", 2).saved_ms == pytest.approx(15, abs=4 * SLACK)
+
+    sub = StateGraph(F)
+    sub.add_node("inner", work)
+    sub.add_edge(START, "inner")
+    sub.add_edge("inner", END)
+    g3 = StateGraph(F)
+    g3.add_node("outer", sub.compile())
+    g3.add_node("after", lambda s: {"x": 2})
+    g3.add_edge(START, "outer")
+    g3.add_edge("outer", "after")
+    g3.add_edge("after", END)
+    d3 = Debugger(g3.compile(), profiling_level="DETAILED")
+    d3.run({"k": 3})
+    assert set(d3.get_node_timing()) == {"outer", "outer|inner", "after"}
+    assert d3.identify_slow_nodes() == ["outer", "outer|inner"]
+    w = d3.estimate_speedup("outer|inner", math.inf)
+    assert w.saved_ms == pytest.approx(30, abs=4 * SLACK) and "inside 'outer'" in w.note
+
+    def boom(s: F) -> dict[str, Any]:
+        time.sleep(0.02)
+        raise ValueError("boom")
+
+    g2 = StateGraph(F)
+    g2.add_node("a", lambda s: {"x": 1})
+    g2.add_node("boom", boom)
+    g2.add_edge(START, "a")
+    g2.add_edge("a", "boom")
+    g2.add_edge("boom", END)
+    d2 = Debugger(g2.compile(), profiling_level="DETAILED")
+    with pytest.raises(ValueError, match="boom"):
+        d2.run({"x": 0})
+    cp2 = d2.get_critical_path()
+    assert [s.nodes for s in cp2.steps] == [["a"], ["boom"]]
+    assert cp2.steps[-1].apply_ms == 0.0  # it raised: no writes were applied
+    assert list(d2.identify_bottlenecks()) == ["boom"]
+
+
+def test_a_node_that_is_one_long_model_call_is_slow_by_nature() -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    class SlowModel(GenericFakeChatModel):
+        def _generate(self, *a: Any, **kw: Any) -> Any:
+            time.sleep(0.08)  # the provider's latency
+            return super()._generate(*a, **kw)
+
+    model = SlowModel(messages=iter([AIMessage(content="hi", usage_metadata={
+        "input_tokens": 100, "output_tokens": 20, "total_tokens": 120})]))
+
+    def ask(s: S) -> dict[str, Any]:
+        return {"query": model.invoke("q").content}
+
+    g = StateGraph(S)
+    g.add_node("prep", prep)
+    g.add_node("ask", ask)
+    g.add_edge(START, "prep")
+    g.add_edge("prep", "ask")
+    g.add_edge("ask", END)
+    d = Debugger(g.compile(), profiling_level=ProfilingLevel.DETAILED)
+    d.run({"x": 0})
+    b = d.identify_bottlenecks()
+    assert list(b) == ["ask"]
+    assert b["ask"].slow_by_nature and "1 model call(s)" in b["ask"].slow_by_nature
+    tok = d.get_node_performance("ask").tokens
+    assert tok["total_tokens"] == 120 and tok["model_ms"] == pytest.approx(80, abs=15 * SLACK)
+    s = d.get_optimization_suggestions(b)["ask"]
+    assert s["issue"].startswith("slow by nature") and s.suggestions == []
+    # Not "fixed" by concurrency advice: that would promise a gain the graph cannot make.
+    assert not d.get_node_optimization_suggestions("ask")
+
+
+def test_heavy_state_update_and_retries() -> None:
+    from langgraph.types import RetryPolicy
+
+    def load(s: F) -> dict[str, Any]:
+        return {"items": list(range(2_000_000))}
+
+    def append(s: F) -> dict[str, Any]:
+        return {"items": [s.get("k", 0)]}  # operator.add copies the 2M-item list
+
+    tries = {"n": 0}
+
+    def flaky(s: F) -> dict[str, Any]:
+        tries["n"] += 1
+        time.sleep(0.01)
+        if tries["n"] < 3:
+            raise ConnectionError("transient")
+        return {"x": tries["n"]}
+
+    g = StateGraph(F)
+    g.add_node("load", load)
+    g.add_node("append", append)
+    g.add_node("flaky", flaky, retry_policy=RetryPolicy(initial_interval=0.001, jitter=False,
+                                                           retry_on=ConnectionError))
+    g.add_edge(START, "load")
+    g.add_edge("load", "append")
+    g.add_edge("append", "flaky")
+    g.add_edge("flaky", END)
+    d = Debugger(g.compile(), profiling_level=ProfilingLevel.DETAILED, state_tracking=False)
+    d.run({"k": 7})
+    t = d.get_node_timing()["append"]
+    assert t.state_update_ms > 3 * t.computation_ms
+    a = d.get_node_performance("append")
+    assert "state-update-heavy" in [f.kind for f in a.findings]
+    s = [x for x in d.get_node_optimization_suggestions("append") if x.kind == "state-update"]
+    assert len(s) == 1 and "reducer" in s[0].suggestion
+    assert s[0].expected_gain_ms == pytest.approx(
+        t.state_update_ms - s[0].evidence["others_min_ms"], abs=1e-3)  # evidence: 3 decimals
+    f = d.get_node_performance("flaky")
+    assert f.timing.attempts == 3 and f.timing.calls == 1
+    r = next(x for x in f.findings if x.kind == "retries")
+    assert r.evidence == {"attempts": 3, "calls": 1}
+    rs = [x for x in d.get_node_optimization_suggestions("flaky") if x.kind == "retries"]
+    assert rs and rs[0].expected_gain_ms == pytest.approx(
+        f.timing.computation_ms * 2 / 3, rel=1e-6)

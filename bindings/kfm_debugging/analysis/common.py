@@ -17,8 +17,11 @@ GPU_BACKENDS = ("cupti", "nvml", "rocm_smi", "gpu")
 
 
 def user_nodes(rd: RunData) -> list[str]:
-    """The graph's nodes that ran (or were prepared) in the run, in order."""
-    names = [n for n in rd.rec.node_names() if n != PARALLEL and not n.startswith("__")]
+    """The graph's nodes that ran (or were prepared) in the run, in order.
+    LangGraph's own tasks ("__start__", and a subgraph's "outer|__start__")
+    are its bookkeeping, not nodes."""
+    names = [n for n in rd.rec.node_names()
+             if n != PARALLEL and not n.rsplit("|", 1)[-1].startswith("__")]
     present = []
     for n in names:
         c, _ = rd.span_ns(n)

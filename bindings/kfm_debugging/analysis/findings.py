@@ -11,7 +11,6 @@ them.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
 
 CPU_BOUND = 0.7  # Computation CPU / wall at or above: the node computes
 WAITING = 0.3  # at or below: the node waits (I/O, network, sleep, locks, a model)
+PREEMPTED = 3.0  # involuntary switches at least this many times the voluntary ones:
+#                  a node between the two ratios was runnable, not waiting
 MIN_MS = 1.0  # shorter parts are not classified (timer and scheduling noise)
 PART_HEAVY = 0.25  # Setup or State update at or above this share of the node
 MEMORY_MB = 32.0  # an RSS rise at or above this in one node is memory-heavy
@@ -99,8 +100,8 @@ def gather(rd: RunData) -> Evidence:
     tokens = None
     tokens_reason = ""
     if rd.tokens is None:
-        tokens_reason = (f"LLM token usage is collected from ProfilingLevel.STANDARD up "
-                         f"(this run: {rd.level.name})" if rd.level < ProfilingLevel.STANDARD
+        tokens_reason = (f"LLM token usage is collected from ProfilingLevel.DETAILED up "
+                         f"(this run: {rd.level.name})" if rd.level < ProfilingLevel.DETAILED
                          else "LLM token usage was not collected: langchain_core is not usable")
     else:
         tokens = {n: {**v, "model_ms": v.get("model_ns", 0) / 1e6}
@@ -197,9 +198,18 @@ def _findings(ev: Evidence, name: str) -> tuple[list[Finding], str | None, dict[
         ratio = comp_cpu / comp
         fig = {"computation_ms": round(comp, 3), "computation_cpu_ms": round(comp_cpu, 3),
                "cpu_ratio": round(ratio, 3), "cpu_source": r.cpu_source}
-        if ratio >= CPU_BOUND:
+        vol = r.voluntary_switches or 0.0
+        invol = r.involuntary_switches or 0.0
+        # Off the CPU without having blocked: descheduled while runnable (the
+        # machine's CPUs were busy), not waiting for anything.
+        preempted = ratio > WAITING and invol >= PREEMPTED * max(vol, 1.0)
+        if ratio >= CPU_BOUND or preempted:
+            fig.update(voluntary_switches=vol, involuntary_switches=invol)
             out.append(Finding("cpu-bound", f"computes: CPU {comp_cpu:.1f} ms of "
-                               f"{comp:.1f} ms in its function ({100 * ratio:.0f}%)", fig))
+                               f"{comp:.1f} ms in its function ({100 * ratio:.0f}%)"
+                               + (f"; off the CPU only when preempted ({invol:.0f} involuntary "
+                                  f"switches, {vol:.0f} voluntary): the CPUs were busy"
+                                  if ratio < CPU_BOUND else ""), fig))
         elif ratio <= WAITING:
             wait = comp - comp_cpu
             what = []
@@ -333,10 +343,6 @@ def as_bottlenecks(ev: Evidence, b: Any) -> dict[str, Bottleneck]:
 
 
 # -- suggestions ---------------------------------------------------------------------
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else 0.0
-
-
 def _writes(ev: Evidence, name: str) -> tuple[frozenset[str] | None, str]:
     w = ev.rd.rec.wrote.get(name)
     if w is not None:
@@ -482,7 +488,10 @@ def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
             continue
         attr = "state_update_ms" if part == "state-update" else "setup_ms"
         mine = getattr(t, attr)
-        typical = _median([getattr(x, attr) / max(x.calls, 1) for x in others]) * max(t.calls, 1)
+        # What the same work costs where it is cheapest in this run: LangGraph's
+        # own floor for preparing a task or applying a write.
+        per_call = [getattr(x, attr) / max(x.calls, 1) for x in others if x.calls]
+        typical = (min(per_call) if per_call else 0.0) * max(t.calls, 1)
         gain = max(mine - typical, 0.0)
         if part == "state-update":
             text = ("its writes are expensive to apply: keep less in the state (large values "
@@ -497,8 +506,9 @@ def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
                     f"give it an input schema with only the keys it reads")
         out.append(Suggestion(
             node=name, kind=kind, issue=f.summary, suggestion=text, expected_gain_ms=gain,
-            gain_basis=f"down to the other nodes' median ({typical:.2f} ms)",
-            evidence={**f.evidence, "others_median_ms": round(typical, 3)}))
+            gain_basis=f"upper bound: down to the cheapest other node's, per call "
+                       f"({typical:.2f} ms in all)",
+            evidence={**f.evidence, "others_min_ms": round(typical, 3)}))
     if "retries" in kinds:
         f = kinds["retries"]
         failed = t.computation_ms * (t.attempts - t.calls) / max(t.attempts, 1)

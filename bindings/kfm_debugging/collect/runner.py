@@ -204,10 +204,10 @@ class Collector:
             s.try_exit(rec.warmup_id)
         rec.pools = self._lend_pools(st.reuse_threads)
         # LLM token usage per node, from the LangChain callbacks the graph's
-        # model calls already make (collect/tokens.py).  From STANDARD up:
-        # LangChain copies the handler into every callback manager it makes,
-        # ~3 us per node, more than BASIC's whole cost.
-        if st.level >= ProfilingLevel.STANDARD and tokens.available() is None:
+        # model calls already make (collect/tokens.py).  From DETAILED up
+        # (resource use): LangChain copies the handler into every callback
+        # manager it makes, ~3 us per node even without a model.
+        if st.level >= ProfilingLevel.DETAILED and tokens.available() is None:
             rec.tokens = tokens.TokenUsage()
             rec.tokens_tok = tokens.activate(rec.tokens)
         tok = hooks._ACTIVE.set(rec)
