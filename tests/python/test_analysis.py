@@ -71,17 +71,21 @@ def fin(s: S) -> dict[str, Any]:
     return {"out": s["c"] + s["w1"] + s["w2"]}
 
 
-def _chain() -> Any:
-    g = StateGraph(S)
-    names = [("prep", prep), ("cpu150", cpu150), ("wait120", wait120), ("wait40", wait40),
-             ("fin", fin)]
+def _linear(state: Any, *nodes: tuple[Any, ...]) -> Any:
+    """START -> nodes -> END, compiled; a node is (name, fn[, add_node kwargs])."""
+    g = StateGraph(state)
     prev = START
-    for n, f in names:
-        g.add_node(n, f)
-        g.add_edge(prev, n)
-        prev = n
+    for name, fn, *kw in nodes:
+        g.add_node(name, fn, **(kw[0] if kw else {}))
+        g.add_edge(prev, name)
+        prev = name
     g.add_edge(prev, END)
     return g.compile()
+
+
+def _chain() -> Any:
+    return _linear(S, ("prep", prep), ("cpu150", cpu150), ("wait120", wait120),
+                   ("wait40", wait40), ("fin", fin))
 
 
 def _parallel(slow_s: float, short_s: float) -> Any:
@@ -161,13 +165,7 @@ def test_async_and_stream_runs_have_the_same_steps() -> None:
         await asyncio.sleep(0.05)
         return {"w1": 1}
 
-    g = StateGraph(S)
-    g.add_node("prep", prep)
-    g.add_node("aslow", aslow)
-    g.add_edge(START, "prep")
-    g.add_edge("prep", "aslow")
-    g.add_edge("aslow", END)
-    d = Debugger(g.compile(), profiling_level=ProfilingLevel.BASIC)
+    d = Debugger(_linear(S, ("prep", prep), ("aslow", aslow)), profiling_level=ProfilingLevel.BASIC)
     asyncio.run(d.arun({"x": 0}))
     cp = d.get_critical_path()
     assert [s.nodes for s in cp.steps] == [["prep"], ["aslow"]]
@@ -331,13 +329,7 @@ def _llm_graph() -> Any:
         r2 = model.invoke("second question")
         return {"query": r1.content + r2.content}
 
-    g = StateGraph(S)
-    g.add_node("prep", prep)
-    g.add_node("llm", llm)
-    g.add_edge(START, "prep")
-    g.add_edge("prep", "llm")
-    g.add_edge("llm", END)
-    return g.compile()
+    return _linear(S, ("prep", prep), ("llm", llm))
 
 
 def test_tokens_and_the_specs_tokens_per_second() -> None:
@@ -474,17 +466,8 @@ def test_send_fanout_subgraph_and_error_runs() -> None:
     # All three halve: the step waits for 15 ms instead of 30.
     assert d.estimate_speedup("work", 2).saved_ms == pytest.approx(15, abs=4 * SLACK)
 
-    sub = StateGraph(F)
-    sub.add_node("inner", work)
-    sub.add_edge(START, "inner")
-    sub.add_edge("inner", END)
-    g3 = StateGraph(F)
-    g3.add_node("outer", sub.compile())
-    g3.add_node("after", lambda s: {"x": 2})
-    g3.add_edge(START, "outer")
-    g3.add_edge("outer", "after")
-    g3.add_edge("after", END)
-    d3 = Debugger(g3.compile(), profiling_level="DETAILED")
+    g3 = _linear(F, ("outer", _linear(F, ("inner", work))), ("after", lambda s: {"x": 2}))
+    d3 = Debugger(g3, profiling_level="DETAILED")
     d3.run({"k": 3})
     assert set(d3.get_node_timing()) == {"outer", "outer|inner", "after"}
     assert d3.identify_slow_nodes() == ["outer", "outer|inner"]
@@ -495,13 +478,8 @@ def test_send_fanout_subgraph_and_error_runs() -> None:
         time.sleep(0.02)
         raise ValueError("boom")
 
-    g2 = StateGraph(F)
-    g2.add_node("a", lambda s: {"x": 1})
-    g2.add_node("boom", boom)
-    g2.add_edge(START, "a")
-    g2.add_edge("a", "boom")
-    g2.add_edge("boom", END)
-    d2 = Debugger(g2.compile(), profiling_level="DETAILED")
+    d2 = Debugger(_linear(F, ("a", lambda s: {"x": 1}), ("boom", boom)),
+                  profiling_level="DETAILED")
     with pytest.raises(ValueError, match="boom"):
         d2.run({"x": 0})
     cp2 = d2.get_critical_path()
@@ -525,13 +503,7 @@ def test_a_node_that_is_one_long_model_call_is_slow_by_nature() -> None:
     def ask(s: S) -> dict[str, Any]:
         return {"query": model.invoke("q").content}
 
-    g = StateGraph(S)
-    g.add_node("prep", prep)
-    g.add_node("ask", ask)
-    g.add_edge(START, "prep")
-    g.add_edge("prep", "ask")
-    g.add_edge("ask", END)
-    d = Debugger(g.compile(), profiling_level=ProfilingLevel.DETAILED)
+    d = Debugger(_linear(S, ("prep", prep), ("ask", ask)), profiling_level=ProfilingLevel.DETAILED)
     d.run({"x": 0})
     b = d.identify_bottlenecks()
     assert list(b) == ["ask"]
@@ -562,16 +534,9 @@ def test_heavy_state_update_and_retries() -> None:
             raise ConnectionError("transient")
         return {"x": tries["n"]}
 
-    g = StateGraph(F)
-    g.add_node("load", load)
-    g.add_node("append", append)
-    g.add_node("flaky", flaky, retry_policy=RetryPolicy(initial_interval=0.001, jitter=False,
-                                                           retry_on=ConnectionError))
-    g.add_edge(START, "load")
-    g.add_edge("load", "append")
-    g.add_edge("append", "flaky")
-    g.add_edge("flaky", END)
-    d = Debugger(g.compile(), profiling_level=ProfilingLevel.DETAILED, state_tracking=False)
+    retry = RetryPolicy(initial_interval=0.001, jitter=False, retry_on=ConnectionError)
+    g = _linear(F, ("load", load), ("append", append), ("flaky", flaky, {"retry_policy": retry}))
+    d = Debugger(g, profiling_level=ProfilingLevel.DETAILED, state_tracking=False)
     d.run({"k": 7})
     t = d.get_node_timing()["append"]
     assert t.state_update_ms > 3 * t.computation_ms
