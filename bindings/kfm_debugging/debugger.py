@@ -65,7 +65,11 @@ from .model import (
     Unavailable,
     WhatIf,
 )
+from .collect.env import environment
+from .model.report import PerformanceReport
 from .render import findings as render_findings
+from .render import html as render_html
+from .render import markdown as render_markdown
 from .render import json as render_json
 from .render import text as render_text
 
@@ -141,6 +145,7 @@ class Debugger:
                              f"Debugger.history), not {history_size!r}")
         self.history_size = history_size
         self._collect.history = deque(maxlen=history_size)
+        self._collect.summarize = analysis.run_nodes
         self._ev: analysis.Evidence | None = None
         self._metrics: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {}
 
@@ -247,8 +252,9 @@ class Debugger:
 
     @property
     def history(self) -> deque[dict[str, Any]]:
-        """A summary dict per run (total_ms, level, mode, error), the last
-        history_size runs."""
+        """A summary dict per run (total_ms, level, mode, error, and from
+        STANDARD up "nodes": {node: {execution_time, calls, memory_usage}}),
+        the last history_size runs."""
         return self._collect.history
 
     @property
@@ -464,6 +470,33 @@ class Debugger:
         """How long the last run would have taken had node's Computation been
         factor times faster (math.inf: free), replayed over its supersteps."""
         return analysis.estimate_speedup(self._evidence(), node, factor)
+
+    # -- reports -----------------------------------------------------------------
+    def get_performance_report(self) -> PerformanceReport:
+        """Every section of the last run at once: the data of the HTML report
+        and of the Markdown summary."""
+        ev = self._evidence()
+        title = getattr(self.graph, "name", None) or type(self.graph).__name__
+        return analysis.performance_report(ev, str(title), environment(ev.rd), self._metrics,
+                                           runs=len(self.history))
+
+    def generate_performance_summary(
+            self, output_file: str | os.PathLike[str] = "performance_summary.md") -> str:
+        """Write a GitHub-flavoured Markdown summary (tables) of the last run,
+        atomically; returns the path."""
+        return atomic_write(output_file, render_markdown.summary(self.get_performance_report()))
+
+    def generate_performance_report(
+            self, output_file: str | os.PathLike[str] = "performance_report.html",
+            include_visualizations: bool = True) -> str:
+        """Write one self-contained HTML file (inline CSS, charts as inline
+        PNG, no request to any host) with every section, the charts, the
+        bottlenecks and suggestions and the environment; returns the path."""
+        charts = self._report_charts() if include_visualizations else None
+        return atomic_write(output_file, render_html.report(self.get_performance_report(), charts))
+
+    def _report_charts(self) -> dict[str, tuple[str, bytes | str]]:
+        return {}
 
     # -- custom metrics ----------------------------------------------------------
     def register_performance_metric(

@@ -423,7 +423,8 @@ def _repeated_inputs(ev: Evidence, name: str) -> tuple[int, str]:
 
 
 def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
-    """Every suggestion for the node, largest expected gain first."""
+    """Every suggestion for the node: estimates by expected gain, then upper
+    bounds by gain."""
     _unknown_node(ev, name)
     t = ev.timing[name]
     findings, nature, _u = _findings(ev, name)
@@ -454,7 +455,7 @@ def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
             expected_gain_ms=wi.saved_ms,
             gain_basis=(f"upper bound: the run replayed with the node's function as long as its "
                         f"CPU time ({cpu:.1f} ms), every wait overlapped"),
-            evidence=f.evidence))
+            evidence=f.evidence, upper_bound=True))
     if "cpu-bound" in kinds and top:
         f = kinds["cpu-bound"]
         wi = what_if(rd, name, 2.0)
@@ -508,7 +509,7 @@ def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
             node=name, kind=kind, issue=f.summary, suggestion=text, expected_gain_ms=gain,
             gain_basis=f"upper bound: down to the cheapest other node's, per call "
                        f"({typical:.2f} ms in all)",
-            evidence={**f.evidence, "others_min_ms": round(typical, 3)}))
+            evidence={**f.evidence, "others_min_ms": round(typical, 3)}, upper_bound=True))
     if "retries" in kinds:
         f = kinds["retries"]
         failed = t.computation_ms * (t.attempts - t.calls) / max(t.attempts, 1)
@@ -530,7 +531,8 @@ def node_suggestions(ev: Evidence, name: str) -> list[Suggestion]:
             evidence=f.evidence))
     # A change worth less than the timer's noise is not worth suggesting.
     out = [s for s in out if s.expected_gain_ms is None or s.expected_gain_ms >= MIN_MS]
-    out.sort(key=lambda s: -(s.expected_gain_ms or 0.0))
+    # Estimates first, then upper bounds, each by gain.
+    out.sort(key=lambda s: (s.upper_bound, -(s.expected_gain_ms or 0.0)))
     return out
 
 

@@ -106,6 +106,9 @@ class Collector:
         self._env_note: tuple[Any, str, str | None] | None = None
         self._env_warned: str | None = None
         self._structure: Any = None
+        # RunData -> {node: {metric: value}} kept in each history entry
+        # (set by the Debugger: analysis.run_nodes).
+        self.summarize: Any = None
 
     def structure(self) -> Any:
         """The graph's GraphStructure (collect/structure.py): read once, on
@@ -240,8 +243,17 @@ class Collector:
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
         total_ms = (wall - rec.state_ns) / 1e6
-        self.history.append({"total_ms": total_ms, "level": LEVEL_NAMES[level_eff], "mode": mode,
-                             "error": None if error is None else type(error).__name__})
+        entry = {"total_ms": total_ms, "level": LEVEL_NAMES[level_eff], "mode": mode,
+                 "error": None if error is None else type(error).__name__}
+        # Per-node figures for comparisons across runs: the engine's report
+        # costs ~1 ms, so not at BASIC (the level for always-on profiling).
+        if (self.summarize is not None and self.history.maxlen
+                and level_eff >= ProfilingLevel.STANDARD):
+            try:
+                entry["nodes"] = self.summarize(rd)
+            except Exception as e:  # noqa: BLE001 - a summary never fails the run
+                entry["nodes_error"] = f"{type(e).__name__}: {e}"
+        self.history.append(entry)
         if log.isEnabledFor(logging.INFO):
             from ..analysis import user_nodes  # only for the log line
 

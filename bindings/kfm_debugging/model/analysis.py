@@ -113,6 +113,7 @@ class Suggestion(Record):
     gain_basis: str  # how the gain was computed
     evidence: dict[str, Any] = field(default_factory=dict)
     also: list[str] = field(default_factory=list)  # other nodes the change involves
+    upper_bound: bool = False  # expected_gain_ms is the most the change can give
 
 
 @dataclass

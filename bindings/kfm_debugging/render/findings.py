@@ -20,11 +20,26 @@ from ..model import (
 from .text import fmt_mb, fmt_ms, unavailable
 
 
-def _gain(s: Suggestion | NodeSuggestions) -> str:
+def gain_text(s: Suggestion) -> str:
+    """'expected gain 40.00ms' or 'gain up to 40.00ms' (an upper bound)."""
     if s.expected_gain_ms is None:
-        return getattr(s, "gain_basis", "") or "no time gain measured"
-    basis = getattr(s, "gain_basis", "")
-    return f"expected gain {s.expected_gain_ms:.2f}ms" + (f" ({basis})" if basis else "")
+        return "no time gain measured"
+    return (f"gain up to {s.expected_gain_ms:.2f}ms" if s.upper_bound
+            else f"expected gain {s.expected_gain_ms:.2f}ms")
+
+
+def common_unavailable(b: dict[str, Bottleneck]) -> dict[str, str]:
+    """Figures unavailable for every bottleneck alike (the run's level, a
+    missing backend): said once, not per node."""
+    items = list(b.values())
+    if len(items) < 2:
+        return {}
+    return {k: v for k, v in items[0].unavailable.items()
+            if all(x.unavailable.get(k) == v for x in items[1:])}
+
+
+def _gain(s: Suggestion) -> str:
+    return gain_text(s) + (f" ({s.gain_basis})" if s.gain_basis else "")
 
 
 def _suggestion(s: Suggestion, f: io.StringIO, indent: str) -> None:
@@ -59,6 +74,9 @@ def bottlenecks(cp: CriticalPath, b: dict[str, Bottleneck],
     if not b:
         print("No bottleneck: no node reaches the threshold on the critical path.", file=f)
         return f.getvalue()
+    common = common_unavailable(b)
+    for what, why in common.items():
+        print(f"{what} {unavailable(why)}", file=f)
     for i, (name, x) in enumerate(b.items(), 1):
         print(f"{i}. {name}: {fmt_ms(x.execution_time)}, {x.percent:.1f}% of the run on its "
               f"critical path ({fmt_ms(x.critical_ms)}), {x.calls} call(s)", file=f)
@@ -69,7 +87,8 @@ def bottlenecks(cp: CriticalPath, b: dict[str, Bottleneck],
         if not x.findings and not x.slow_by_nature:
             print("   - no class: none of the measured figures stands out", file=f)
         for what, why in x.unavailable.items():
-            print(f"   - {what} {unavailable(why)}", file=f)
+            if what not in common:
+                print(f"   - {what} {unavailable(why)}", file=f)
         s = sug.get(name)
         if s is not None:
             if s.suggestions:

@@ -1,0 +1,33 @@
+"""Per-node figures of a run kept in Debugger.history, for comparisons
+across runs (the heatmap of nodes x runs).
+
+Taken when a run ends, so from the engine's aggregates only (no trace, no
+samples): a node's execution time is the same sum node_timing makes (its
+Setup, its task, its State update span and its share of parallel writes),
+its memory the RSS change over its task span.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .common import MB, user_nodes
+
+if TYPE_CHECKING:
+    from ..collect.run import RunData
+
+
+def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
+    rec = rd.rec
+    rss = "proc.rss" in rd.metric_names
+    out: dict[str, dict[str, Any]] = {}
+    for name in user_nodes(rd):
+        calls, task = rd.span_ns(name)
+        _, setup = rd.span_ns(name + "/setup")
+        _, upd = rd.span_ns(name + "/state_update")
+        ms = (task + setup + upd + rec.shared_update_ns.get(name, 0.0)) / 1e6
+        row: dict[str, Any] = {"execution_time": ms, "calls": calls}
+        if rss:
+            row["memory_usage"] = (rd.metric(name, "proc.rss") or 0.0) / MB
+        out[name] = row
+    return out

@@ -1,0 +1,60 @@
+"""The environment a run was measured in, for reports: versions, platform,
+the engine's backends and why any is unavailable, the machine's topology.
+
+Here in collect/ because it names LangGraph and the other packages whose
+versions explain a profile."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .run import RunData
+
+_PACKAGES = ("langgraph", "langchain-core", "matplotlib")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def environment(rd: RunData) -> dict[str, Any]:
+    from .. import __version__
+    from .._kfm import version
+
+    topo = rd.backend_details("hwloc")
+    summ = rd.report["summary"]
+    return {
+        "level": rd.level.name,
+        "requested_level": rd.requested.name,
+        "kfm_debugging": __version__,
+        "engine": version,
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in _PACKAGES},
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "clock": summ.get("clock"),
+        "sampler_hz": summ.get("rate_hz"),
+        "backends": [{"name": b["name"], "enabled": bool(b["enabled"]),
+                      "available": bool(b["available"]), "reason": b["reason"]}
+                     for b in rd.report["backends"]],
+        "topology": topo,
+    }
