@@ -157,6 +157,20 @@ const struct kfm__backend_option *kfm__backend_option_find(const char *key, char
   return NULL;
 }
 
+const struct kfm__backend_option *kfm__backend_option_at(size_t i, char *canon, size_t len) {
+  for (size_t k = 0; k < NKNOWN; k++) {
+    const struct kfm__backend *b = backend_builtin(known[k].name);
+    const struct kfm__backend_option *o = b ? kfm__backend_options(b) : known[k].options;
+    for (; o && o->key; o++) {
+      if (i-- == 0) {
+        snprintf(canon, len, "%s.%s", known[k].name, o->key);
+        return o;
+      }
+    }
+  }
+  return NULL;
+}
+
 void kfm__backend_option_keys(char *buf, size_t len) {
   size_t u = 0;
   buf[0] = '\0';

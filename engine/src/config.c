@@ -22,6 +22,7 @@
 #define CONFIG_MAX_TRACE_RING (1u << 24)
 #define CONFIG_MAX_TRACE_EVENTS (1u << 28)
 #define CONFIG_MAX_CPU 4095
+#define CONFIG_MAX_TRACE_MAX_EVENTS (1u << 30)
 
 /* The capacities: their keys and ranges, for the string form and for a
  * config filled in by hand alike. */
@@ -37,13 +38,45 @@ static const struct config_cap config_caps[] = {
     {"trace_ring", offsetof(kfm_config_t, trace_ring), CONFIG_MIN_TRACE_RING,
      CONFIG_MAX_TRACE_RING},
     {"trace_events", offsetof(kfm_config_t, trace_events), 1, CONFIG_MAX_TRACE_EVENTS},
+    {"trace_max_events", offsetof(kfm_config_t, trace_max_events), 1, CONFIG_MAX_TRACE_MAX_EVENTS},
 };
 #define CONFIG_NCAPS (sizeof config_caps / sizeof config_caps[0])
 
 /* The engine's own keys; backends own theirs (kfm__backend_option_find). */
 static const char *const config_keys =
     "level, rate, backends, output, trace, max_nodes, max_threads, samples, "
-    "trace_ring, trace_events, sampler_cpu, proc_reads, flush_signals";
+    "trace_ring, trace_events, sampler_cpu, proc_reads, flush_signals, output_format, "
+    "trace_max_events";
+
+/* The keys with a few named values: each an int field holding the index of
+ * its spelling, for the string form, a config filled in by hand and
+ * kfm__config_string alike. */
+struct config_enum {
+  const char *key;
+  size_t off;
+  const char *const *names;
+  size_t n;
+};
+static const char *const config_proc_reads[] = {"auto", "exact", "sampled"};
+static const char *const config_output_formats[] = {"json", "trace", "both"};
+#define CONFIG_ENUM(key, names)                                                                    \
+  { #key, offsetof(kfm_config_t, key), names, sizeof names / sizeof *names }
+static const struct config_enum config_enums[] = {
+    CONFIG_ENUM(proc_reads, config_proc_reads),
+    CONFIG_ENUM(output_format, config_output_formats),
+};
+#define CONFIG_NENUMS (sizeof config_enums / sizeof config_enums[0])
+
+/* "a, b, c", or with numbered=1 "0 a, 1 b, 2 c": an enum's values for messages. */
+static void config_enum_names(const struct config_enum *e, int numbered, char *buf, size_t len) {
+  size_t u = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < e->n && u < len; i++) {
+    int w = numbered ? snprintf(buf + u, len - u, "%s%zu %s", i ? ", " : "", i, e->names[i])
+                     : snprintf(buf + u, len - u, "%s%s", i ? ", " : "", e->names[i]);
+    u += w > 0 ? (size_t)w : 0;
+  }
+}
 
 /* Every key, the backends' included, for messages. */
 struct config_keylist {
@@ -309,15 +342,20 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     snprintf(err, len, "flush_signals: bad value '%s' (accepted: on, off)", v);
     return KFM_EBADVALUE;
   }
-  if (strcmp(key, "proc_reads") == 0) {
-    static const char *const modes[] = {"auto", "exact", "sampled"};
-    for (int i = 0; i < 3; i++) {
-      if (strcmp(v, modes[i]) == 0) {
-        cfg->proc_reads = i;
+  for (size_t i = 0; i < CONFIG_NENUMS; i++) {
+    const struct config_enum *e = &config_enums[i];
+    if (strcmp(key, e->key) != 0) {
+      continue;
+    }
+    for (int k = 0; (size_t)k < e->n; k++) {
+      if (strcmp(v, e->names[k]) == 0) {
+        memcpy((char *)cfg + e->off, &k, sizeof k);
         return 0;
       }
     }
-    snprintf(err, len, "proc_reads: bad value '%s' (accepted: auto, exact, sampled)", SHOW(v));
+    char names[128];
+    config_enum_names(e, 0, names, sizeof names);
+    snprintf(err, len, "%s: bad value '%s' (accepted: %s)", key, SHOW(v), names);
     return KFM_EBADVALUE;
   }
   if (strcmp(key, "sampler_cpu") == 0) {
@@ -588,10 +626,16 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
     snprintf(err, len, "a string field of the config is not NUL-terminated");
     return KFM_EINVAL;
   }
-  if (cfg->proc_reads < KFM_PROC_READS_AUTO || cfg->proc_reads > KFM_PROC_READS_SAMPLED) {
-    snprintf(err, len, "proc_reads: bad value %d (accepted: 0 auto, 1 exact, 2 sampled)",
-             cfg->proc_reads);
-    return KFM_EBADVALUE;
+  for (size_t i = 0; i < CONFIG_NENUMS; i++) {
+    const struct config_enum *e = &config_enums[i];
+    int k;
+    memcpy(&k, (const char *)cfg + e->off, sizeof k);
+    if (k < 0 || (size_t)k >= e->n) {
+      char names[128];
+      config_enum_names(e, 1, names, sizeof names);
+      snprintf(err, len, "%s: bad value %d (accepted: %s)", e->key, k, names);
+      return KFM_EBADVALUE;
+    }
   }
   if (cfg->trace < -1 || cfg->trace > 1) {
     snprintf(err, len, "trace: bad value %d (accepted: -1 auto, 0 off, 1 on)", cfg->trace);
@@ -616,4 +660,83 @@ int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len) {
     return KFM_EBADVALUE;
   }
   return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The string form of a config, for the Chrome trace's otherData: what the
+ * session ran with, in a form kfm_config_parse (and KFM_CONFIG) accept, so
+ * a run can be repeated from its trace. */
+
+/* key=v, quoted when v holds what the parser would read otherwise: ',',
+ * '"', '\\', or spaces at either end (which are dropped outside quotes).
+ * A list (list=1, stored with ',') is written with '+' between its names,
+ * so that, unquoted, it is still one value. */
+static void config_put(FILE *f, const char *key, const char *v, int list) {
+  size_t n = strlen(v);
+  int quote = strpbrk(v, list ? "\"\\" : ",\"\\") != NULL ||
+              (n && (config_space(v[0]) || config_space(v[n - 1])));
+  fprintf(f, ",%s=%s", key, quote ? "\"" : "");
+  for (const char *p = v; *p; p++) {
+    if (quote && (*p == '"' || *p == '\\')) {
+      fputc('\\', f);
+    }
+    fputc(list && *p == ',' ? '+' : *p, f);
+  }
+  fputs(quote ? "\"" : "", f);
+}
+
+char *kfm__config_string(const kfm_config_t *cfg) {
+  char *out = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&out, &n);
+  if (f == NULL) {
+    return NULL;
+  }
+  fprintf(f, "level=%s", kfm_level_name(cfg->level) ? kfm_level_name(cfg->level) : "basic");
+  if (cfg->rate_hz < 0) {
+    fputs(",rate=off", f);
+  } else {
+    fprintf(f, ",rate=%.17g", cfg->rate_hz);
+  }
+  if (cfg->backends[0]) {
+    config_put(f, "backends", cfg->backends, 1);
+  }
+  if (cfg->output[0]) {
+    config_put(f, "output", cfg->output, 0);
+  }
+  fprintf(f, ",trace=%s", cfg->trace < 0 ? "auto" : cfg->trace ? "on" : "off");
+  for (size_t i = 0; i < CONFIG_NCAPS; i++) {
+    uint32_t u;
+    memcpy(&u, (const char *)cfg + config_caps[i].off, sizeof u);
+    if (u) {
+      fprintf(f, ",%s=%u", config_caps[i].key, u);
+    }
+  }
+  if (cfg->sampler_cpu == KFM_SAMPLER_CPU_AUTO || cfg->sampler_cpu == KFM_SAMPLER_CPU_NONE) {
+    fprintf(f, ",sampler_cpu=%s", cfg->sampler_cpu == KFM_SAMPLER_CPU_AUTO ? "auto" : "none");
+  } else {
+    fprintf(f, ",sampler_cpu=%d", cfg->sampler_cpu);
+  }
+  for (size_t i = 0; i < CONFIG_NENUMS; i++) {
+    int k;
+    memcpy(&k, (const char *)cfg + config_enums[i].off, sizeof k);
+    if (k >= 0 && (size_t)k < config_enums[i].n) {
+      fprintf(f, ",%s=%s", config_enums[i].key, config_enums[i].names[k]);
+    }
+  }
+  fprintf(f, ",flush_signals=%s", cfg->flush_signals ? "on" : "off");
+  char canon[96];
+  const struct kfm__backend_option *o;
+  for (size_t i = 0; (o = kfm__backend_option_at(i, canon, sizeof canon)) != NULL; i++) {
+    const char *v = (const char *)cfg + o->offset;
+    if (memchr(v, '\0', o->size) == NULL || v[0] == '\0') {
+      continue;
+    }
+    config_put(f, canon, v, o->kind == KFM__OPT_LIST);
+  }
+  if (fclose(f) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
 }

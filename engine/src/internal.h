@@ -297,6 +297,10 @@ int kfm__create_err(int code, const char *fmt, ...) __attribute__((format(printf
 
 /* config.c */
 int kfm__config_validate(const kfm_config_t *cfg, char *err, size_t len);
+/* cfg as a "key=value,..." string that kfm_config_parse reads back to the
+ * same config (a fractional rate_hz, possible only in a struct filled in by
+ * hand, is written but not read back); malloc'd, NULL when out of memory. */
+char *kfm__config_string(const kfm_config_t *cfg);
 
 /* backends.c: the only file of the engine that names backends. */
 /* NULL-terminated builtin list. */
@@ -313,6 +317,9 @@ const char *kfm__backend_not_built_reason(const char *name);
  * when no backend owns key. */
 const struct kfm__backend_option *kfm__backend_option_find(const char *key, char *canon,
                                                             size_t len);
+/* The i-th backend option (builtin order), with its namespaced name written
+ * to canon; NULL past the last. */
+const struct kfm__backend_option *kfm__backend_option_at(size_t i, char *canon, size_t len);
 /* "<backend>.<key> (or <legacy key>), ...": every backend option, for messages. */
 void kfm__backend_option_keys(char *buf, size_t len);
 /* "a, b, c": every known backend, for messages. */
@@ -466,6 +473,14 @@ int kfm__flush_on_signals(void);
 
 /* export.c */
 int kfm__export_json(kfm_session_t *s, const kfm_report_t *r, const char *path);
+
+/* trace_export.c */
+/* The Chrome trace of report r (taken from s) written to path. */
+int kfm__export_trace(kfm_session_t *s, const kfm_report_t *r, const char *path);
+/* Where output_format=both puts the trace next to the JSON export at out:
+ * its extension replaced by ".trace.json", or that appended when its last
+ * component has none.  0, or KFM_EINVAL when it does not fit in len. */
+int kfm__trace_path(const char *out, char *buf, size_t len);
 /* kfm__json_str (json.c) and kfm__list_has (config.c) are declared in
  * backend.h: the backends use them too. */
 

@@ -361,6 +361,11 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
     /* 256 Ki events: ~27 MB at DETAILED (106-byte records), committed only as used. */
     c->trace_events = 1u << 18;
   }
+  if (!c->trace_max_events) {
+    /* A Chrome trace of ~130 MB at BASIC, ~450 MB at DETAILED (spans carry
+     * metric args): about the most a browser-based viewer loads. */
+    c->trace_max_events = 1000000;
+  }
   static const double default_rate[] = {-1, 100, 100, 1000};
   s->rate_hz = c->rate_hz == 0 ? default_rate[c->level] : c->rate_hz;
   if (s->rate_hz < 0) {
@@ -565,6 +570,43 @@ static int session_go(kfm_session_t *s, int from) {
   return 0;
 }
 
+/* The files output= asks for (output_format).  With both, the JSON and the
+ * trace come from one report, so they describe the same run; a failure of
+ * one does not stop the other, and the message names each that failed. */
+static int session_write_output(kfm_session_t *s) {
+  const char *out = s->cfg.output;
+  int fmt = s->cfg.output_format;
+  if (fmt == KFM_OUTPUT_JSON) {
+    return kfm_session_export(s, out);
+  }
+  if (fmt == KFM_OUTPUT_TRACE) {
+    return kfm_session_export_trace(s, out);
+  }
+  char trace[sizeof s->cfg.output + 16];
+  if (kfm__trace_path(out, trace, sizeof trace) != 0) {
+    return kfm__err(s, KFM_EINVAL, "output_format=both: no room for the trace's name next to '%s'",
+                    out);
+  }
+  kfm_report_t *r;
+  int rc = kfm_session_report(s, &r);
+  if (rc) {
+    return rc;
+  }
+  char first[sizeof s->errmsg];
+  int rc_json = kfm__export_json(s, r, out);
+  if (rc_json) {
+    snprintf(first, sizeof first, "%s", kfm_errmsg(s));
+  }
+  int rc_trace = kfm__export_trace(s, r, trace);
+  kfm_report_free(r);
+  if (rc_json && rc_trace) {
+    char second[sizeof s->errmsg];
+    snprintf(second, sizeof second, "%s", kfm_errmsg(s));
+    return kfm__err(s, rc_json, "%s; %s", first, second);
+  }
+  return rc_json ? rc_json : rc_trace;
+}
+
 int kfm_session_stop(kfm_session_t *s) {
   if (s == NULL) {
     return KFM_EINVAL;
@@ -584,7 +626,7 @@ int kfm_session_stop(kfm_session_t *s) {
   kfm__clock_pair(&s->t_stop, &s->ns_stop);
   kfm__drain_all(s, 1);
   if (s->cfg.output[0]) {
-    return kfm_session_export(s, s->cfg.output);
+    return session_write_output(s);
   }
   return 0;
 }

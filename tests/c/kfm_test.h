@@ -122,6 +122,27 @@ static inline uint64_t kt_node_count(kfm_session_t *s, const char *name) {
   return c;
 }
 
+/* A new folder "$TMPDIR/kfm-<tag>-XXXXXX" (under /tmp without TMPDIR),
+ * its name written to dir: 0, or -1 with the reason printed. */
+static inline int kt_tmpdir(char *dir, size_t size, const char *tag) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, size, "%s/kfm-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag);
+  if (mkdtemp(dir) == NULL) {
+    perror("mkdtemp");
+    return -1;
+  }
+  return 0;
+}
+
+/* Removes dir and what it holds, parts a test made read-only included. */
+static inline void kt_rmtree(const char *dir) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "chmod -R u+w '%s'; rm -rf '%s'", dir, dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "could not remove %s\n", dir);
+  }
+}
+
 /* Waits up to 10 s for a child.  Its raw wait status, or -1 when it was
  * still running then: it is killed and reported as hung, so a hang fails
  * the test instead of blocking the suite. */

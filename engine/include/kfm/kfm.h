@@ -97,6 +97,13 @@ typedef uint32_t kfm_node_id_t;
 #define KFM_PROC_READS_AUTO 0
 #define KFM_PROC_READS_EXACT 1
 #define KFM_PROC_READS_SAMPLED 2
+/** What output= receives at stop (kfm_config_t.output_format): the JSON
+ * export (kfm_session_export), the Chrome trace (kfm_session_export_trace),
+ * or both, the trace then going to output with its extension replaced by
+ * ".trace.json" (".trace.json" appended when it has none). */
+#define KFM_OUTPUT_JSON 0
+#define KFM_OUTPUT_TRACE 1
+#define KFM_OUTPUT_BOTH 2
 
 /**
  * Session configuration.  Initialise with kfm_config_init(), then set fields
@@ -108,7 +115,7 @@ typedef struct kfm_config {
   kfm_level_t level;   /**< default KFM_LEVEL_BASIC */
   double rate_hz;      /**< sampler rate, 1 to 100000 Hz; 0 level default; -1 no sampler */
   char backends[256];  /**< comma list; empty = every backend the level uses */
-  char output[1024];   /**< JSON export written at stop; empty = none */
+  char output[1024];   /**< export written at stop (see output_format); empty = none */
   char proc_root[512]; /**< prefix for /proc reads (tests); empty = "" */
   int trace;           /**< -1 level default, 0 off, 1 on */
   uint32_t max_nodes;  /**< node registry capacity (default 4096) */
@@ -124,6 +131,10 @@ typedef struct kfm_config {
                           read at transitions */
   int flush_signals;   /**< 1: on SIGTERM/SIGINT/SIGHUP/SIGQUIT with their default action,
                           write output (marked truncated) before the process ends */
+  /** What output= receives: KFM_OUTPUT_JSON (default), KFM_OUTPUT_TRACE or KFM_OUTPUT_BOTH */
+  int output_format;
+  /** Spans and counter values a Chrome trace holds at most (default 1000000) */
+  uint32_t trace_max_events;
 } kfm_config_t;
 
 /** Set cfg to the defaults.  0, or KFM_EINVAL when cfg is NULL. */
@@ -139,8 +150,9 @@ KFM_EXPORT int kfm_config_init(kfm_config_t *cfg);
  * trace (on|off|auto), max_nodes (1..1048576), max_threads (1..65535),
  * samples (1..67108864), trace_ring (16..16777216), trace_events
  * (1..268435456), sampler_cpu (0..4095|auto|none), proc_reads
- * (auto|exact|sampled), flush_signals (on|off).  Numbers are decimal digits only: no sign, space,
- * fraction, exponent or 0x prefix.
+ * (auto|exact|sampled), flush_signals (on|off), output_format
+ * (json|trace|both), trace_max_events (1..1073741824).  Numbers are
+ * decimal digits only: no sign, space, fraction, exponent or 0x prefix.
  * Spaces around keys and unquoted values are ignored.  A value in double
  * quotes may hold ',' and '=' (e.g. output="/scratch/a,b.json"); inside
  * them \" is '"' and \\ is '\', and no other escape exists.
@@ -241,6 +253,29 @@ KFM_EXPORT int kfm_depth(kfm_session_t *s);
 
 /** Write the JSON export (schema kfm.profile, KFM_SCHEMA_VERSION) to path. */
 KFM_EXPORT int kfm_session_export(kfm_session_t *s, const char *path);
+/**
+ * Write the session as a Chrome Trace Event Format file (the JSON object
+ * form), for ui.perfetto.dev and chrome://tracing: one complete ("X") event
+ * per node activation from the trace events (so the session must trace:
+ * trace=on, or DETAILED and up), on tid = the OS thread id of the engine
+ * thread slot that ran it, with each transition metric's change over the
+ * span in its args; counter ("C") tracks "<metric> (<unit>)" from the
+ * sampler's samples (bytes as MB, counters as rates); process and thread
+ * names; and in otherData the kfm version, level, clock, the session's
+ * configuration as a config string, and what was lost.  ts is in
+ * microseconds since the session's start, with nanosecond precision.
+ * An activation whose exit was not recorded (still open, or its exit lost
+ * when a trace ring overflowed) is closed at the end of the trace, or at the
+ * recorded exit of an enclosing activation, with args {"unclosed":true}; an
+ * exit whose enter was lost is skipped and counted.  At most
+ * trace_max_events spans and counter values are written, the earliest;
+ * the rest are counted in otherData.dropped_events and named by one instant
+ * event at the end.  Written like kfm_session_export, in any state: a regular
+ * file is replaced only when complete, a FIFO or device is written in place.
+ * 0, KFM_EINVAL (s NULL, path NULL or empty), KFM_EIO (the message names the
+ * path and why; an earlier file is left intact) or KFM_ENOMEM.
+ */
+KFM_EXPORT int kfm_session_export_trace(kfm_session_t *s, const char *path);
 /** Print the per-node text report to a FILE* (passed as void* to keep stdio out). */
 KFM_EXPORT int kfm_session_print(kfm_session_t *s, void *file);
 
