@@ -67,11 +67,15 @@ from .model import (
 )
 from .collect.env import environment
 from .model.report import PerformanceReport
+from .analysis import visual
+from .analysis.trace import trace_data
+from .render import charts as render_charts
 from .render import findings as render_findings
 from .render import html as render_html
 from .render import markdown as render_markdown
 from .render import json as render_json
 from .render import text as render_text
+from .render import trace as render_trace
 
 log = logging.getLogger("kfm_debugging")
 
@@ -496,7 +500,79 @@ class Debugger:
         return atomic_write(output_file, render_html.report(self.get_performance_report(), charts))
 
     def _report_charts(self) -> dict[str, tuple[str, bytes | str]]:
-        return {}
+        """The charts of the report as PNG; one that fails says why instead."""
+        out: dict[str, tuple[str, bytes | str]] = {}
+        for title, draw in (
+                ("Timeline", self._timeline_png), ("Execution time by node",
+                                                   lambda: self._comparison("execution_time")),
+                ("Memory usage", self._memory_png),
+                ("Execution time heatmap", lambda: self._heatmap("execution_time"))):
+            try:
+                out[title] = ("png", draw())
+            except Exception as e:  # noqa: BLE001 - a chart's failure is its section's
+                out[title] = ("unavailable", f"{type(e).__name__}: {e}")
+        return out
+
+    # -- charts and traces ---------------------------------------------------------
+    @staticmethod
+    def _fmt(output_file: str | os.PathLike[str]) -> str:
+        return "svg" if os.fspath(output_file).lower().endswith(".svg") else "png"
+
+    def _timeline_png(self, fmt: str = "png") -> bytes:
+        return render_charts.timeline_chart(visual.timeline(self._data()), fmt)
+
+    def _comparison(self, metric: str, fmt: str = "png") -> bytes:
+        custom = {n: r.values for n, r in ((n, self.get_performance_metric(n))
+                                           for n in self._metrics)}
+        return render_charts.comparison_chart(
+            visual.node_comparison(self._data(), metric, custom=custom), fmt)
+
+    def _memory_png(self, fmt: str = "png") -> bytes:
+        return render_charts.memory_chart(visual.memory_usage(self._data()), fmt)
+
+    def _heatmap(self, metric: str, fmt: str = "png") -> bytes:
+        runs = [(f"run {i + 1}", h["nodes"]) for i, h in enumerate(self.history) if "nodes" in h]
+        data = (visual.heatmap_runs(runs, metric) if len(runs) >= 2
+                else visual.heatmap_slices(self._data(), metric))
+        return render_charts.heatmap_chart(data, fmt)
+
+    def visualize_performance_timeline(
+            self, output_file: str | os.PathLike[str] = "performance_timeline.png") -> str:
+        """Lanes per thread, node spans split into Setup / Computation / State
+        update, supersteps shaded, RSS and CPU beneath (PNG, or SVG by the
+        file's extension).  Written atomically; returns the path."""
+        return atomic_write(output_file, self._timeline_png(self._fmt(output_file)))
+
+    def visualize_node_comparison(
+            self, metric: str = "execution_time",
+            output_file: str | os.PathLike[str] = "node_comparison.png") -> str:
+        """One bar per node (top 30 and the others) of execution_time,
+        memory_usage, cpu_time, state_size, calls, a registered metric or an
+        engine metric by name; ValueError lists the accepted metrics."""
+        return atomic_write(output_file, self._comparison(metric, self._fmt(output_file)))
+
+    def visualize_memory_usage(
+            self, output_file: str | os.PathLike[str] = "memory_usage.png") -> str:
+        """RSS over the run with the node running at each moment, the peak
+        marked at its node."""
+        return atomic_write(output_file, self._memory_png(self._fmt(output_file)))
+
+    def visualize_performance_heatmap(
+            self, metric: str = "execution_time",
+            output_file: str | os.PathLike[str] = "performance_heatmap.png") -> str:
+        """Nodes x runs of this Debugger (the runs in history with per-node
+        figures: from STANDARD up), or nodes x time slices of the last run
+        when there is one such run; metric execution_time or memory_usage."""
+        return atomic_write(output_file, self._heatmap(metric, self._fmt(output_file)))
+
+    def export_trace(self, output_file: str | os.PathLike[str] = "trace.json",
+                     max_events: int = 500_000) -> str:
+        """The last run as a Chrome / Perfetto trace (ui.perfetto.dev,
+        chrome://tracing): spans per thread, supersteps, counter tracks; at
+        most max_events events, the drop count written into the trace."""
+        td = trace_data(self._data(), max_events=max_events,
+                        graph_name=getattr(self.graph, "name", None))
+        return atomic_write(output_file, render_trace.chrome_trace(td))
 
     # -- custom metrics ----------------------------------------------------------
     def register_performance_metric(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import operator
+import os
 import time
 from typing import Annotated, Any, TypedDict
 
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", default="COMPREHENSIVE",
                     help="BASIC, STANDARD, DETAILED or COMPREHENSIVE (default)")
     ap.add_argument("--export", metavar="PATH", help="also write the timing data as JSON")
+    ap.add_argument("--report", metavar="PATH", default="kfm_report.html",
+                    help="the HTML report (default kfm_report.html; '' for none)")
+    ap.add_argument("--summary", metavar="PATH", default="kfm_summary.md",
+                    help="the Markdown summary (default kfm_summary.md; '' for none)")
+    ap.add_argument("--trace", metavar="PATH", default="kfm_trace.json",
+                    help="the Perfetto / chrome://tracing trace (default kfm_trace.json; '' "
+                         "for none)")
     args = ap.parse_args(argv)
 
     graph = build().compile()
@@ -98,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if args.export:
         print(f"Timing data written to {debugger.export_timing_data(output_file=args.export)}")
+    if args.report:
+        path = os.path.abspath(debugger.generate_performance_report(output_file=args.report))
+        print(f"HTML report written to {path}")
+    if args.summary:
+        path = os.path.abspath(debugger.generate_performance_summary(output_file=args.summary))
+        print(f"Markdown summary written to {path}")
+    if args.trace:
+        path = os.path.abspath(debugger.export_trace(output_file=args.trace))
+        print(f"Trace written to {path} (open it in https://ui.perfetto.dev or chrome://tracing)")
     return 0
 
 

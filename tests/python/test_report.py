@@ -174,3 +174,42 @@ def test_before_any_run() -> None:
     d = Debugger(chain(("a", _sleep(1))), profiling_level="BASIC")
     with pytest.raises(RuntimeError, match="run the graph"):
         d.generate_performance_report(output_file="/nonexistent/x.html")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_charts_and_trace_through_the_debugger(dbg: Debugger, tmp_path: pathlib.Path) -> None:
+    import json
+    import xml.etree.ElementTree as ET
+
+    out = {
+        "timeline": dbg.visualize_performance_timeline(output_file=tmp_path / "t.png"),
+        "time": dbg.visualize_node_comparison(metric="execution_time",
+                                              output_file=tmp_path / "c.png"),
+        "double": dbg.visualize_node_comparison(metric="double", output_file=tmp_path / "d.png"),
+        "memory": dbg.visualize_memory_usage(output_file=tmp_path / "m.png"),
+        "heat": dbg.visualize_performance_heatmap(metric="execution_time",
+                                                  output_file=tmp_path / "h.png"),
+        "heat_mem": dbg.visualize_performance_heatmap(metric="memory_usage",
+                                                      output_file=tmp_path / "hm.png"),
+    }
+    for name, path in out.items():
+        w, h = _png_size(pathlib.Path(path).read_bytes())
+        assert 400 <= w <= 4000 and 300 <= h <= 4000, (name, w, h)
+    ET.fromstring(pathlib.Path(dbg.visualize_performance_timeline(
+        output_file=tmp_path / "t.svg")).read_bytes())
+    with pytest.raises(ValueError, match="'nope'.*execution_time"):
+        dbg.visualize_node_comparison(metric="nope", output_file=tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+    # Two runs at DETAILED in history: the heatmap is nodes x runs.
+    assert sum("nodes" in h for h in dbg.history) == 2
+    page = pathlib.Path(dbg.generate_performance_report(output_file=tmp_path / "r.html")).read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    trace = json.loads(pathlib.Path(dbg.export_trace(output_file=tmp_path / "tr.json")).read_text())
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    timing = dbg.get_node_timing()
+    for n, t in timing.items():
+        assert sum(1 for e in spans if e["name"] == n) == t.calls, n

@@ -83,17 +83,29 @@ class _Run:
         # Each compute span to the innermost task of its node that holds it
         # (same thread when the trace says).
         by_node: dict[str, list[list[Any]]] = {}
+        self.longest: dict[str, float] = {}
         for t in self.tasks:
             by_node.setdefault(t[0], []).append(t)
+            if t[2] - t[1] > self.longest.get(t[0], 0.0):
+                self.longest[t[0]] = t[2] - t[1]
         self.nested: dict[str, list[tuple[float, float]]] = {}
         for node, spans in computes.items():
-            own = by_node.get(node)
+            own = by_node.get(node) or []
+            starts = [t[1] for t in own]  # sorted: tasks are
             for c0, c1, th in spans:
+                # The latest-starting task that holds it: walk back from the
+                # last task started by c0 (concurrent tasks of one node are
+                # few, so this stays linear over a long loop's calls).
                 best = None
-                for t in own or ():
-                    if t[1] <= c0 and c1 <= t[2] and (th is None or t[3] is None or t[3] == th):
-                        if best is None or t[1] > best[1]:
-                            best = t
+                i = bisect.bisect_right(starts, c0) - 1
+                while i >= 0:
+                    t = own[i]
+                    if c1 <= t[2] and (th is None or t[3] is None or t[3] == th):
+                        best = t
+                        break
+                    if c0 - t[1] > self.longest.get(node, 0.0):
+                        break  # no earlier task of it lasts long enough
+                    i -= 1
                 if best is not None:
                     best[4] += c1 - c0
                 elif "|" in node:  # a subgraph's node: inside its ancestor's task
@@ -156,9 +168,11 @@ def critical_path(rd: RunData, node_totals: dict[str, float]) -> CriticalPath:
     total = total_ns(rd) / 1e6
     if dropped:
         return CriticalPath(available=False, reason=(
-            f"the engine's trace dropped {dropped} events, so supersteps cannot be rebuilt; "
-            f"raise the trace's size with Debugger(..., engine_config='trace_events=N') "
-            f"(this run recorded {summ.get('events', 0)})"), total_ms=total)
+            f"the engine's trace dropped {dropped} events, so supersteps cannot be rebuilt "
+            f"(this run kept {summ.get('events', 0)}); give it more room with "
+            f"Debugger(..., engine_config='trace_ring=N,trace_events=M'): trace_ring is each "
+            f"thread's buffer (at BASIC, without a sampler to drain it, it holds the whole "
+            f"run), trace_events the session's"), total_ms=total)
     run = _Run(rd)
     if not run.applies:
         return CriticalPath(available=False, reason="the run applied no writes: no superstep "
