@@ -386,7 +386,7 @@ def timeline_chart(data: TimelineData, fmt: str = "png") -> bytes:
         _draw_lanes(ax, data, shown, plot_w, lanes_in / rows)
         handles = [Patch(color=SEGMENT_COLORS[k], label=k) for k in SEGMENT_KINDS]
         if 0 < n_steps <= 80:
-            handles.append(Patch(color="#000000", alpha=0.15, label="odd superstep"))
+            handles.append(Patch(color="#000000", alpha=0.15, label="supersteps s1, s3, ... (shaded)"))
         sh.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=sh.at(left, _TITLE_IN),
                       ncol=len(handles), frameon=False, borderaxespad=0.0)
         n_tasks = sum(1 for ln in data.lanes for s in ln.spans if s.kind == "task")
