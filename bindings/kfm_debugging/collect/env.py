@@ -35,6 +35,31 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def topology_summary(topo: Any) -> str:
+    """One line from the hwloc backend's description: packages, cores,
+    PUs, NUMA nodes, caches, GPUs; or why there is none."""
+    if not isinstance(topo, dict):
+        return "unavailable: no description"
+    if "unavailable" in topo:
+        return f"unavailable: {topo['unavailable']}"
+    if topo.get("available") is False:
+        return f"unavailable: {topo.get('reason')}"
+    parts = [f"{topo.get(k)} {label}" for k, label in (
+        ("packages", "package(s)"), ("cores", "core(s)"), ("pus", "PU(s)")) if k in topo]
+    numa = topo.get("numa_nodes") or []
+    if numa:
+        mem = sum(n.get("memory_bytes") or 0 for n in numa) / 2**30
+        parts.append(f"{len(numa)} NUMA node(s), {mem:.1f} GiB")
+    caches = [f"L{c.get('level')} {c.get('type', '')} {(c.get('size_bytes') or 0) // 1024} KiB"
+              f" x{c.get('count')}" for c in topo.get("caches") or []]
+    if caches:
+        parts.append("caches " + ", ".join(caches))
+    gpus = topo.get("gpus") or []
+    parts.append(f"{len(gpus)} GPU(s)" + (": " + ", ".join(str(g.get("name")) for g in gpus)
+                                          if gpus else ""))
+    return "; ".join(parts)
+
+
 def environment(rd: RunData) -> dict[str, Any]:
     from .. import __version__
     from .._kfm import version
@@ -57,4 +82,5 @@ def environment(rd: RunData) -> dict[str, Any]:
                       "available": bool(b["available"]), "reason": b["reason"]}
                      for b in rd.report["backends"]],
         "topology": topo,
+        "topology_summary": topology_summary(topo),
     }

@@ -187,12 +187,14 @@ def _environment(r: PerformanceReport) -> str:
              _e(b["reason"])] for b in env.get("backends", [])]
     out += "<h3>Backends</h3>" + _table(["backend", "measuring", "status"], rows)
     topo = env.get("topology")
-    if isinstance(topo, dict) and "unavailable" in topo:
-        out += "<h3>Topology</h3>" + _unavail(topo["unavailable"])
-    elif topo:
+    summ = str(env.get("topology_summary", ""))
+    out += "<h3>Topology</h3>"
+    if summ.startswith("unavailable: "):
+        out += _unavail(summ[len("unavailable: "):])
+    else:
         import json
 
-        out += _pre("Topology (hwloc)", json.dumps(topo, indent=1)[:20000])
+        out += f"<p>{_e(summ)}</p>" + _pre("hwloc's description", json.dumps(topo, indent=1))
     return out
 
 
