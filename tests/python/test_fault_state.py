@@ -31,7 +31,7 @@ from langgraph.types import Send
 
 from kfm_debugging import Debugger, ProfilingLevel
 
-from conftest import RSS_EXACT, SANITIZER, SLACK
+from conftest import RSS_EXACT, SANITIZER, SLACK, give_memory_back
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,14 +41,7 @@ def _give_memory_back() -> Any:
     the same process) do not reuse resident freed memory and read a smaller
     growth than they allocated."""
     yield
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    give_memory_back()
 
 
 class S(TypedDict, total=False):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ALL_LEVELS, DET_LEVELS, MEM_LEVELS, RSS_EXACT, SLACK, chain
+from conftest import ALL_LEVELS, DET_LEVELS, MEM_LEVELS, RSS_EXACT, SLACK, chain, give_memory_back
 from kfm_debugging import Debugger, ProfilingLevel, state_size
 
 MiB = 1024 * 1024
@@ -66,6 +66,7 @@ def test_50mb_retained_attributed(level: ProfilingLevel) -> None:
 
     try:
         d = Debugger(chain(("before", noop), ("hog", hog), ("after", noop)), profiling_level=level)
+        give_memory_back()
         d.run({"input": "x"})
         m = d.get_memory_profile()
         assert m.available
