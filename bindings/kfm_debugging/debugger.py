@@ -151,6 +151,8 @@ class Debugger:
         self._collect.history = deque(maxlen=history_size)
         self._collect.summarize = analysis.run_nodes
         self._ev: analysis.Evidence | None = None
+        # Debuggers of rebuilt variants of the graph (measure(graph=...)).
+        self._siblings: dict[int, tuple[Any, Debugger]] = {}
         self._metrics: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {}
 
     # -- configuration ---------------------------------------------------
@@ -232,6 +234,31 @@ class Debugger:
         return self._collect.invoke(self._settings(), initial_state, config, kwargs)
 
     invoke = run
+
+    def measure(self, initial_state: Any, config: Any = None, graph: Any = None) -> dict[str, Any]:
+        """One profiled run (at BASIC when profiling is off) reduced to the
+        figures the workflows across runs compare: {total_ms, level, mode,
+        error, nodes: {node: {execution_time, calls, memory_usage}}}.  graph:
+        run another graph (a rebuilt variant) with this Debugger's settings.
+        An exception of the graph is reported in "error", not raised."""
+        d = self if graph is None and self._level is not None else \
+            self._sibling(self.graph if graph is None else graph)
+        try:
+            d.run(initial_state, config)
+        except Exception:  # noqa: BLE001 - the run's error is one of its figures
+            pass
+        return analysis.run_figures(d._data())
+
+    def _sibling(self, graph: Any) -> Debugger:
+        """A Debugger for another graph with this one's settings (kept, so
+        that its engine session is reused from run to run)."""
+        sib = self._siblings.get(id(graph))
+        if sib is None or sib[0] is not graph:
+            d = Debugger(graph, profiling_level=self._level or ProfilingLevel.BASIC,
+                         state_tracking=self._state_tracking, engine_config=self._engine_config,
+                         reuse_threads=self._reuse_threads, history_size=0)
+            sib = self._siblings[id(graph)] = (graph, d)
+        return sib[1]
 
     async def arun(self, initial_state: Any, config: Any = None, **kwargs: Any) -> Any:
         """await graph.ainvoke(...), profiled when enabled."""

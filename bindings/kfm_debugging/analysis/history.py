@@ -31,3 +31,13 @@ def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
             row["memory_usage"] = (rd.metric(name, "proc.rss") or 0.0) / MB
         out[name] = row
     return out
+
+
+def run_figures(rd: RunData) -> dict[str, Any]:
+    """One run as the workflows across runs read it: its total time, level,
+    mode, error and per-node figures (run_nodes)."""
+    from .common import total_ns
+
+    return {"total_ms": total_ns(rd) / 1e6, "level": rd.level.name, "mode": rd.mode,
+            "error": None if rd.error is None else f"{type(rd.error).__name__}: {rd.error}",
+            "nodes": run_nodes(rd)}
