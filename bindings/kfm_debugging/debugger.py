@@ -66,6 +66,7 @@ from .model import (
     WhatIf,
 )
 from .collect.env import environment
+from .model.leaks import MemoryLeaks
 from .model.report import PerformanceReport
 from .analysis import visual
 from .analysis.trace import trace_data
@@ -149,7 +150,7 @@ class Debugger:
                              f"Debugger.history), not {history_size!r}")
         self.history_size = history_size
         self._collect.history = deque(maxlen=history_size)
-        self._collect.summarize = analysis.run_nodes
+        self._collect.summarize = analysis.history_figures
         self._ev: analysis.Evidence | None = None
         # Debuggers of rebuilt variants of the graph (measure(graph=...)).
         self._siblings: dict[int, tuple[Any, Debugger]] = {}
@@ -629,6 +630,21 @@ class Debugger:
     def show_performance_metric(self, name: str, file: IO[str] | None = None) -> None:
         self._metric(name)
         self._show(file, lambda: self.get_performance_metric(name), render_findings.metric)
+
+    # -- memory across runs --------------------------------------------------------
+    def analyze_memory_growth(self) -> float:
+        """MB the last run left resident (RSS at its end less at its start);
+        Unavailable (a RuntimeError) below STANDARD."""
+        m = self.get_memory_profile()
+        m.require("memory growth")
+        return float(m.growth_mb or 0.0)
+
+    def detect_memory_leaks(self) -> MemoryLeaks:
+        """{node: {"accumulated", "per_run", "confidence", ...}} of the nodes
+        whose retained memory grows run after run over this Debugger's
+        history (from STANDARD up, at least 5 runs: ``.reason`` says why
+        nothing was tested); a node that allocates and frees is not one."""
+        return analysis.detect_leaks(list(self.history))
 
     # -- misc --------------------------------------------------------------
     def get_errors(self) -> list[dict[str, Any]]:

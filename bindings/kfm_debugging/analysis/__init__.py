@@ -20,7 +20,8 @@ from .findings import (
     slowest_node,
     suggestions_for,
 )
-from .history import run_figures, run_nodes
+from .history import history_figures, run_figures, run_nodes
+from .leaks import detect as detect_leaks
 from .metrics import evaluate as evaluate_metric
 from .metrics import execution_stats, node_stats
 from .report import performance_report
@@ -31,7 +32,7 @@ from .steps import critical_path, what_if
 from .timing import node_timing, profile_report, run_summary
 
 __all__ = ["Evidence", "as_bottlenecks", "bottleneck", "bottlenecks", "critical_path", "estimate_speedup", "evaluate_metric",
-           "execution_stats", "gather", "node_analysis", "node_stats", "node_suggestions", "performance_report", "run_figures", "run_nodes",
+           "execution_stats", "gather", "node_analysis", "node_stats", "node_suggestions", "performance_report", "history_figures", "detect_leaks", "run_figures", "run_nodes",
            "slow_nodes", "slowest_node", "suggestions_for", "what_if", "cpu_usage", "gpu_usage", "memory_profile", "memory_timeline", "network_usage",
            "node_state_impact", "node_timing", "profile_report", "resource_utilization", "run_summary",
            "state_size_analysis", "state_size_timeline", "user_nodes"]

@@ -33,6 +33,21 @@ def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_growth(rd: RunData) -> float | None:
+    """MB the whole run left resident (RSS change over its "__graph__"
+    span), None below STANDARD."""
+    if "proc.rss" not in rd.metric_names:
+        return None
+    from ..model.names import GRAPH
+
+    return (rd.metric(GRAPH, "proc.rss") or 0.0) / MB
+
+
+def history_figures(rd: RunData) -> dict[str, Any]:
+    """What a Debugger.history entry adds from STANDARD up."""
+    return {"nodes": run_nodes(rd), "memory_growth": run_growth(rd)}
+
+
 def run_figures(rd: RunData) -> dict[str, Any]:
     """One run as the workflows across runs read it: its total time, level,
     mode, error and per-node figures (run_nodes)."""
@@ -40,4 +55,4 @@ def run_figures(rd: RunData) -> dict[str, Any]:
 
     return {"total_ms": total_ns(rd) / 1e6, "level": rd.level.name, "mode": rd.mode,
             "error": None if rd.error is None else f"{type(rd.error).__name__}: {rd.error}",
-            "nodes": run_nodes(rd)}
+            "nodes": run_nodes(rd), "memory_growth": run_growth(rd)}

@@ -106,8 +106,9 @@ class Collector:
         self._env_note: tuple[Any, str, str | None] | None = None
         self._env_warned: str | None = None
         self._structure: Any = None
-        # RunData -> {node: {metric: value}} kept in each history entry
-        # (set by the Debugger: analysis.run_nodes).
+        # RunData -> what each history entry adds from STANDARD up
+        # ({"nodes": {node: {metric: value}}, "memory_growth": MB}; set by the
+        # Debugger: analysis.history_figures).
         self.summarize: Any = None
 
     def structure(self) -> Any:
@@ -250,7 +251,7 @@ class Collector:
         if (self.summarize is not None and self.history.maxlen
                 and level_eff >= ProfilingLevel.STANDARD):
             try:
-                entry["nodes"] = self.summarize(rd)
+                entry.update(self.summarize(rd))
             except Exception as e:  # noqa: BLE001 - a summary never fails the run
                 entry["nodes_error"] = f"{type(e).__name__}: {e}"
         self.history.append(entry)
