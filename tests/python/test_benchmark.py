@@ -292,6 +292,11 @@ def test_node_cache_transform() -> None:
     assert isinstance(v.cache, InMemoryCache) and v.builder.nodes["a"].cache_policy is not None
     assert g.cache is None and g.builder.nodes["a"].cache_policy is None
     assert with_node_cache(g) is v  # one variant per graph: one engine session
+    # Configs with other flags get their own cache: the key is the input only.
+    one, _ = apply_features(g, {"cache_enabled": True, "k": 1})
+    two, _ = apply_features(g, {"cache_enabled": True, "k": 2})
+    assert one is not two and one.cache is not two.cache
+    assert apply_features(g, {"k": 1, "cache_enabled": True})[0] is one
 
     # A builder whose defaults add an error-handler node compiles again.
     def boom(s: dict[str, Any]) -> dict[str, Any]:

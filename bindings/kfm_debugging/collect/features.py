@@ -38,8 +38,10 @@ FEATURE_FLAGS = CACHE_FLAGS
 
 # One cached variant per original graph: the Debugger keeps an engine session
 # per graph it runs, so a new variant for every benchmark would leave one
-# session behind each time.
-_CACHED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# session behind each time.  Per graph, one variant per key (the flags): the
+# cache key is the node's input only, so configs whose other flags differ
+# must not share a cache and be served each other's results.
+_CACHED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 # The variants whose cache this module made (and so may empty).
 _OWN_CACHE: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -56,26 +58,24 @@ def node_cache_unsupported(graph: Any) -> str | None:
     return None
 
 
-def with_node_cache(graph: Any) -> Any | None:
+def with_node_cache(graph: Any, key: str = "") -> Any | None:
     """graph recompiled with LangGraph's node cache, or None when it has no
     builder (node_cache_unsupported says why).
 
     The user's graph is left as it was: the builder is copied and each node
     spec replaced, since compiling writes defaults into the specs.  The same
-    variant comes back for the same graph, its cache emptied, so that every
-    benchmark starts cold and its warm-up run is the one that fills it."""
+    variant comes back for the same graph and key, its cache emptied, so
+    that every benchmark starts cold and its warm-up run is the one that
+    fills it; another key gets another variant with its own cache."""
     if node_cache_unsupported(graph) is not None:
         return None
     try:
-        variant = _CACHED.get(graph)
+        per_key = _CACHED.setdefault(graph, {})
     except TypeError:  # unhashable graph: no reuse
-        variant = None
+        per_key = {}
+    variant = per_key.get(key)
     if variant is None:
-        variant = _recompile_cached(graph)
-        try:
-            _CACHED[graph] = variant
-        except TypeError:
-            pass
+        variant = per_key[key] = _recompile_cached(graph)
     elif variant in _OWN_CACHE:
         variant.cache.clear()
     return variant
@@ -156,7 +156,7 @@ def apply_features(graph: Any | None, flags: Mapping[str, Any]) -> tuple[Any | N
     if why is not None:
         notes.append(f"{what}: node cache not applied: {why}")
         return None, notes
-    variant = with_node_cache(graph)
+    variant = with_node_cache(graph, key=repr(sorted(flags.items(), key=lambda kv: str(kv[0]))))
     cached = sum(1 for s in variant.builder.nodes.values() if s.cache_policy is not None)
     notes.append(f"{what}: LangGraph node cache on ({type(variant.cache).__name__}, "
                  f"{cached} of {len(variant.builder.nodes)} node(s) with a CachePolicy)")
