@@ -35,10 +35,10 @@ def _bootstrap(data: tuple[list[float], ...], stat: Any) -> tuple[float | None, 
     if any(len(d) < MIN_RUNS for d in data):
         return None, None
     if all(len(set(d)) == 1 for d in data):  # no spread: the interval is the point
-        v = float(stat(*data))
+        v = float(stat(*data, axis=-1))
         return v, v
     r = stats.bootstrap(data, stat, n_resamples=RESAMPLES, confidence_level=0.95,
-                        method="percentile", vectorized=False,
+                        method="percentile", vectorized=True, axis=-1,
                         rng=__import__("numpy").random.default_rng(SEED))
     lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
     return (lo if math.isfinite(lo) else None), (hi if math.isfinite(hi) else None)
@@ -52,7 +52,7 @@ def summarize(samples: Sequence[float]) -> SampleStats:
     if not xs:
         return SampleStats(n=0)
     q1, med, q3 = (float(v) for v in np.percentile(xs, [25, 50, 75]))
-    lo, hi = _bootstrap((xs,), lambda a: float(np.median(a)))
+    lo, hi = _bootstrap((xs,), lambda a, axis: np.median(a, axis=axis))
     return SampleStats(n=len(xs), median=med, q1=q1, q3=q3, iqr=q3 - q1, ci_low=lo, ci_high=hi,
                        mean=float(np.mean(xs)), min=min(xs), max=max(xs), samples=xs)
 
@@ -74,8 +74,11 @@ def compare(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> Com
     if ma:
         out.ratio = mb / ma
         out.percent_change = 100.0 * (mb - ma) / abs(ma)
-        lo, hi = _bootstrap((xa, xb), lambda x, y: float(np.median(y)) / float(np.median(x))
-                            if float(np.median(x)) else math.nan)
+        def ratio(x: Any, y: Any, axis: int) -> Any:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.median(y, axis=axis) / np.median(x, axis=axis)
+
+        lo, hi = _bootstrap((xa, xb), ratio)
         out.ratio_low, out.ratio_high = lo, hi
     if sa.n < MIN_RUNS or sb.n < MIN_RUNS:
         out.verdict = f"too few runs to tell ({sa.n} and {sb.n}; at least {MIN_RUNS} a side)"
