@@ -33,7 +33,8 @@ import logging
 import os
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from typing import IO, Any
 
 from . import analysis
@@ -66,10 +67,15 @@ from .model import (
     WhatIf,
 )
 from .collect.env import environment
+from .collect.features import apply_features
+from .model.baseline import BaselineComparison, MetricChange
+from .model.bench import BenchComparison, BenchmarkResults, ExperimentResults
 from .model.leaks import MemoryLeaks
 from .model.report import PerformanceReport
+from .model.trends import Trends
 from .analysis import visual
 from .analysis.trace import trace_data
+from .render import bench as render_bench
 from .render import charts as render_charts
 from .render import findings as render_findings
 from .render import html as render_html
@@ -77,6 +83,10 @@ from .render import markdown as render_markdown
 from .render import json as render_json
 from .render import text as render_text
 from .render import trace as render_trace
+from .render import trends as render_trends
+from .workflows import baseline as _baseline
+from .workflows import benchmark as bench
+from .workflows import continuous
 
 log = logging.getLogger("kfm_debugging")
 
@@ -152,6 +162,9 @@ class Debugger:
         self._collect.history = deque(maxlen=history_size)
         self._collect.summarize = analysis.history_figures
         self._ev: analysis.Evidence | None = None
+        self._benchmark: BenchmarkResults | None = None  # the last run_benchmark's
+        self._continuous: continuous.ContinuousLog | None = None
+        self._baseline_marks: dict[str, dict[str, Any]] = {}  # baseline path -> last run
         # Debuggers of rebuilt variants of the graph (measure(graph=...)).
         self._siblings: dict[int, tuple[Any, Debugger]] = {}
         self._metrics: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {}
@@ -630,6 +643,140 @@ class Debugger:
     def show_performance_metric(self, name: str, file: IO[str] | None = None) -> None:
         self._metric(name)
         self._show(file, lambda: self.get_performance_metric(name), render_findings.metric)
+
+    # -- across runs: benchmarks and optimization experiments -------------------
+    def run_benchmark(self, config: dict[str, Any],
+                      progress: bool | None = None) -> BenchmarkResults:
+        """Every test case under every config, config["runs"] times,
+        interleaved, a warm-up run each; kept for compare_benchmark_configs.
+        A config's flags reach the nodes as config["configurable"];
+        cache_enabled / enable_caching also compile in LangGraph's node cache."""
+        self._benchmark = bench.run_benchmark(self.measure, config, progress,
+                                              features=partial(apply_features, self.graph))
+        return self._benchmark
+
+    def show_benchmark_results(self, results: BenchmarkResults | None = None,
+                               file: IO[str] | None = None) -> None:
+        res = results if results is not None else self._benchmark
+        if res is None:
+            raise RuntimeError("no benchmark yet: run debugger.run_benchmark(config) first")
+        print(render_bench.benchmark_results(res), end="", file=file or sys.stdout)
+
+    def compare_benchmark_configs(self, a: str, b: str,
+                                  file: IO[str] | None = None) -> BenchComparison:
+        """Config b against config a in the last run_benchmark, per case and
+        node, with intervals and a verdict; printed and returned."""
+        c = bench.compare_benchmark_configs(self._benchmark, a, b)
+        print(render_bench.bench_comparison(c), end="", file=file or sys.stdout)
+        return c
+
+    def run_optimization_experiments(self, initial_state: Any, strategies: dict[str, Any],
+                                     runs_per_strategy: int = 3,
+                                     progress: bool | None = None) -> ExperimentResults:
+        """Each strategy (flags or a callable) runs_per_strategy times,
+        interleaved, compared with the baseline."""
+        return bench.run_optimization_experiments(
+            self.measure, initial_state, strategies, runs_per_strategy,
+            features=partial(apply_features, self.graph), progress=progress)
+
+    def show_optimization_experiments(self, results: ExperimentResults,
+                                      file: IO[str] | None = None) -> None:
+        print(render_bench.optimization_experiments(results), end="", file=file or sys.stdout)
+
+    def get_recommended_strategy(self, results: ExperimentResults) -> str:
+        """The best strategy when it beats the baseline significantly, else
+        the baseline (the reason: results.recommendation_reason)."""
+        return bench.recommended_strategy(results)[0]
+
+    # -- continuous profiling --------------------------------------------------------
+    def enable_continuous_profiling(
+            self, log_file: str | os.PathLike[str] = "continuous_profile.log",
+            metrics: Any = continuous.DEFAULT_METRICS, max_bytes: int = continuous.MAX_BYTES,
+            backups: int = continuous.BACKUPS) -> continuous.ContinuousLog:
+        """After every profiled run append its figures to log_file as one
+        JSON line, safely from any number of processes, rotated at max_bytes
+        keeping `backups` older files.  OSError naming log_file now if it
+        cannot be written; later failures are counted and logged once, never
+        raised into a run.  Profiling off is turned on (STANDARD when
+        memory_usage is logged, else BASIC)."""
+        new = continuous.ContinuousLog(log_file, metrics, max_bytes, backups)
+        self.disable_continuous_profiling()
+        self._continuous = new
+        self._collect.on_finish = self._log_run
+        if self._level is None:
+            self.enable_profiling(ProfilingLevel.STANDARD if "memory_usage" in new.metrics
+                                  else ProfilingLevel.BASIC)
+        return new
+
+    def _log_run(self, rd: RunData) -> None:
+        log = self._continuous
+        if log is not None:
+            continuous.after_run(log, lambda: analysis.run_figures(rd),
+                                 getattr(self.graph, "name", None), rd.level)
+
+    def disable_continuous_profiling(self) -> None:
+        """Stop logging runs (the log stays)."""
+        if self._continuous is not None:
+            self._continuous.close()
+            self._continuous = None
+        self._collect.on_finish = None
+
+    def get_profiling_trends(self, log_file: str | os.PathLike[str] | None = None,
+                             metrics: Any = None, nodes: Any = None,
+                             last: int | None = None) -> Trends:
+        """Trends per node and metric (and total_ms) over the runs in
+        log_file (default: this Debugger's log), written by any process."""
+        if log_file is None:
+            if self._continuous is None:
+                raise RuntimeError("no continuous profiling log: call debugger."
+                                   "enable_continuous_profiling(log_file=...) or pass log_file")
+            log_file = self._continuous.path
+        return continuous.trends(continuous.read_log(log_file), metrics, nodes, last)
+
+    def show_profiling_trends(self, log_file: str | os.PathLike[str] | None = None,
+                              metrics: Any = None, nodes: Any = None,
+                              file: IO[str] | None = None) -> None:
+        f = file if file is not None else sys.stdout
+        try:
+            t = self.get_profiling_trends(log_file, metrics, nodes)
+        except (RuntimeError, FileNotFoundError) as e:  # nothing logged yet: say so
+            print(str(e), file=f)
+            return
+        f.write(render_trends.trends_text(t))
+
+    # -- baselines and regressions ---------------------------------------------------
+    def save_performance_baseline(
+            self, name: str, metrics: Sequence[str] = ("execution_time", "memory_usage"),
+            folder: str | os.PathLike[str] | None = None) -> str:
+        """Save the runs in history as baseline name, <folder>/<name>.json
+        (default .kfm/baselines, created): every run's samples, not one run,
+        with this environment's fingerprint.  From STANDARD up the runs carry
+        per-node figures; at BASIC only each run's total time.  Atomic;
+        ValueError for a bad name or no runs; returns the path."""
+        path = _baseline.save_baseline(name, self.history, metrics,
+                                       _baseline.DEFAULT_FOLDER if folder is None else folder)
+        # The runs after this one are the "current" runs of compare_with_baseline.
+        self._baseline_marks[os.path.realpath(path)] = self.history[-1]
+        return path
+
+    def compare_with_baseline(self, name: str, folder: str | os.PathLike[str] | None = None
+                              ) -> BaselineComparison:
+        """This Debugger's runs against baseline name (or a path): the runs
+        made since it saved that baseline, else its whole history.  A mapping
+        {metric: change} ("execution_time", "memory_usage", and per node
+        "execution_time (<node>)", ...), each with both medians,
+        percent_change and its 95% interval, the test, p_value (Holm over
+        nodes), significant and a verdict; a differing environment warns."""
+        b = _baseline.load_baseline(name, _baseline.DEFAULT_FOLDER if folder is None else folder)
+        mark = self._baseline_marks.get(os.path.realpath(b.path or ""))
+        return _baseline.compare(b, _baseline.runs_since(self.history, mark))
+
+    def check_performance_regressions(self, name: str, threshold_percent: float = 10.0,
+                                      folder: str | os.PathLike[str] | None = None
+                                      ) -> dict[str, MetricChange]:
+        """The changes of compare_with_baseline(name) that are significant
+        and worse (more time or memory) by more than threshold_percent."""
+        return _baseline.regressions(self.compare_with_baseline(name, folder), threshold_percent)
 
     # -- memory across runs --------------------------------------------------------
     def analyze_memory_growth(self) -> float:

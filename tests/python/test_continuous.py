@@ -466,3 +466,31 @@ def test_bad_arguments(tmp_path: pathlib.Path) -> None:
         trends(data, nodes=["nope"])
     with pytest.raises(ValueError, match="last must be an int >= 1"):
         trends(data, last=0)
+
+
+def test_debugger_logs_every_run_and_shows_trends(tmp_path: Any) -> None:
+    """The facade: enable, runs in invoke, stream and async modes each append
+    a line; show_profiling_trends reads them; disable stops."""
+    import asyncio
+    import io as _io
+
+
+
+    log = tmp_path / "facade.log"
+    d = Debugger(chain(("a", lambda s: {"n": 1}), ("b", lambda s: {"n": 2})))
+    d.enable_continuous_profiling(log_file=log, metrics=["execution_time"])
+    assert d.profiling_level is not None  # turned on
+    d.run({"input": "x"})
+    list(d.stream({"input": "x"}))
+    asyncio.run(d.arun({"input": "x"}))
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) == 3 and all(set(x["nodes"]) == {"a", "b"} for x in lines)
+    f = _io.StringIO()
+    d.show_profiling_trends(file=f)
+    assert str(log) in f.getvalue() and "a" in f.getvalue()
+    d.disable_continuous_profiling()
+    d.run({"input": "x"})
+    assert len(log.read_text().splitlines()) == 3
+    f = _io.StringIO()
+    Debugger(chain(("a", lambda s: {"n": 1}))).show_profiling_trends(file=f)
+    assert "enable_continuous_profiling" in f.getvalue()

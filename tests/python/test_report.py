@@ -124,7 +124,12 @@ def _chromium(page: pathlib.Path, shot: pathlib.Path | None = None) -> tuple[str
             "--enable-logging=stderr", "--v=0", "--no-first-run", "--disable-extensions",
             f"--user-data-dir={page.parent / 'chromium-profile'}", "--window-size=1300,2200"]
     args += [f"--screenshot={shot}"] if shot else ["--dump-dom"]
-    r = subprocess.run([*args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    # Not the test process's environment: under the sanitizer runs it
+    # preloads ASan or TSan, which the browser must not inherit.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONMALLOC") and not k.endswith("SAN_OPTIONS")}
+    r = subprocess.run([*args, page.as_uri()], capture_output=True, text=True, timeout=120,
+                       env=env)
     return r.stdout, r.stderr
 
 

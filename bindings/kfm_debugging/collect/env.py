@@ -8,31 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from .._platform import cpu_model, package_version
 
 if TYPE_CHECKING:
     from .run import RunData
 
 _PACKAGES = ("langgraph", "langchain-core", "matplotlib")
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def topology_summary(topo: Any) -> str:
@@ -72,9 +55,9 @@ def environment(rd: RunData) -> dict[str, Any]:
         "kfm_debugging": __version__,
         "engine": version,
         "python": platform.python_version(),
-        "packages": {p: _version(p) for p in _PACKAGES},
+        "packages": {p: package_version(p) for p in _PACKAGES},
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "clock": summ.get("clock"),
         "sampler_hz": summ.get("rate_hz"),

@@ -110,6 +110,9 @@ class Collector:
         # ({"nodes": {node: {metric: value}}, "memory_growth": MB}; set by the
         # Debugger: analysis.history_figures).
         self.summarize: Any = None
+        # Called with each finished run's RunData (the Debugger's continuous
+        # profiling log); it never raises.
+        self.on_finish: Any = None
 
     def structure(self) -> Any:
         """The graph's GraphStructure (collect/structure.py): read once, on
@@ -255,6 +258,8 @@ class Collector:
             except Exception as e:  # noqa: BLE001 - a summary never fails the run
                 entry["nodes_error"] = f"{type(e).__name__}: {e}"
         self.history.append(entry)
+        if self.on_finish is not None:
+            self.on_finish(rd)
         if log.isEnabledFor(logging.INFO):
             from ..analysis import user_nodes  # only for the log line
 

@@ -1,9 +1,9 @@
-"""Workflows built on the Debugger's runs (empty for now).
+"""Workflows across runs: benchmarks and optimisation experiments
+(benchmark.py), the continuous profiling log and its trends (continuous.py),
+baselines and regression checks (baseline.py).
 
-This package will hold what runs a graph many times and compares the runs:
-benchmarks (``run_benchmark``, ``compare_benchmark_configs``), optimization
-experiments (``run_optimization_experiments``) and continuous profiling
-(``enable_continuous_profiling``, baselines and regressions).  Each is built
-from collect/ (runs), model/ (results loaded back with ``from_dict``),
-analysis/ and render/, like the Debugger itself.
+They run the graph only through a ``run(state, config)`` callable that
+returns one run's figures (Debugger.measure), and compare sets of runs with
+analysis/stats.py: medians with intervals and named tests, never two single
+runs.
 """

@@ -29,7 +29,7 @@ from typing import Any
 
 from .._files import atomic_write
 from ..analysis import stats
-from ..collect.fingerprint import differences, fingerprint
+from .._platform import differences, fingerprint
 from ..model.baseline import (
     METRICS,
     UNITS,
@@ -250,12 +250,13 @@ def _measure(metric: str, node: str | None, a: list[float], b: list[float]) -> t
             c.interval = [lo, hi]
         sized = c.interval is not None and not c.interval[0] <= 0.0 <= c.interval[1]
     else:
-        # No ratio around a zero median (stats.compare has none to give),
-        # only the test; equal medians are still no change.
+        # No percentage around a zero (or sub-floor) median, only the test;
+        # equal medians are still no change.
         if mb == ma:
             c.percent_change = 0.0
         if min(len(a), len(b)) >= stats.MIN_RUNS:
-            c.p_value, c.test = stats._test(a, b)
+            r = stats.compare(a, b)
+            c.p_value, c.test = r.p_value, r.test
         sized = abs(mb - ma) >= max(floor, 1e-12)
     c.p_value_raw = c.p_value
     return c, sized
