@@ -571,8 +571,11 @@ class Debugger:
     def _memory_png(self, fmt: str = "png") -> bytes:
         return render_charts.memory_chart(visual.memory_usage(self._data()), fmt)
 
-    def _heatmap(self, metric: str, fmt: str = "png") -> bytes:
-        runs = [(f"run {i + 1}", h["nodes"]) for i, h in enumerate(self.history) if "nodes" in h]
+    def _heatmap(self, metric: str, fmt: str = "png",
+                 log_file: str | os.PathLike[str] | None = None) -> bytes:
+        log = log_file if log_file is not None else getattr(self._continuous, "path", None)
+        runs = (continuous.log_runs(continuous.read_log(log)) if log is not None else
+                [(f"run {i + 1}", h["nodes"]) for i, h in enumerate(self.history) if "nodes" in h])
         data = (visual.heatmap_runs(runs, metric) if len(runs) >= 2
                 else visual.heatmap_slices(self._data(), metric))
         return render_charts.heatmap_chart(data, fmt)
@@ -600,11 +603,13 @@ class Debugger:
 
     def visualize_performance_heatmap(
             self, metric: str = "execution_time",
-            output_file: str | os.PathLike[str] = "performance_heatmap.png") -> str:
-        """Nodes x runs of this Debugger (the runs in history with per-node
-        figures: from STANDARD up), or nodes x time slices of the last run
-        when there is one such run; metric execution_time or memory_usage."""
-        return atomic_write(output_file, self._heatmap(metric, self._fmt(output_file)))
+            output_file: str | os.PathLike[str] = "performance_heatmap.png",
+            log_file: str | os.PathLike[str] | None = None) -> str:
+        """Nodes x runs: the last 20 runs of the continuous-profiling log
+        (log_file, or this Debugger's when enabled), else this Debugger's
+        runs in history with per-node figures (from STANDARD up), else nodes
+        x time slices of the last run; metric execution_time or memory_usage."""
+        return atomic_write(output_file, self._heatmap(metric, self._fmt(output_file), log_file))
 
     def export_trace(self, output_file: str | os.PathLike[str] = "trace.json",
                      max_events: int = 500_000) -> str:

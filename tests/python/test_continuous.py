@@ -488,6 +488,13 @@ def test_debugger_logs_every_run_and_shows_trends(tmp_path: Any) -> None:
     f = _io.StringIO()
     d.show_profiling_trends(file=f)
     assert str(log) in f.getvalue() and "a" in f.getvalue()
+    # The heat map of nodes x runs reads the log (any process's runs).
+    from kfm_debugging.analysis import visual
+
+    hm = visual.heatmap_runs(continuous.log_runs(read_log(log)), "execution_time")
+    assert len(hm.columns) == 3 and {r for r in hm.rows} >= {"a", "b"}
+    png = pathlib.Path(d.visualize_performance_heatmap(output_file=tmp_path / "h.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d.disable_continuous_profiling()
     d.run({"input": "x"})
     assert len(log.read_text().splitlines()) == 3

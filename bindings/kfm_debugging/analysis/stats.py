@@ -13,6 +13,7 @@ reproducible); this module only decides and says why.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,7 +124,9 @@ def _test(xa: list[float], xb: list[float]) -> tuple[float, str]:
     logs = all(v > 0 for v in xa + xb)
     ya = [math.log(v) for v in xa] if logs else xa
     yb = [math.log(v) for v in xb] if logs else xb
-    p = float(stats.ttest_ind(ya, yb, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # a side without spread: NaN, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(ya, yb, equal_var=False).pvalue)
     return (p if math.isfinite(p) else 1.0,
             "Welch's t-test on " + ("log values" if logs else "values") + f" (fewer than "
             f"{RANK_MIN} runs a side)")

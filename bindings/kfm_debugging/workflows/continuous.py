@@ -525,3 +525,13 @@ def trends(data: LogData, metrics: Iterable[str] | str | None = None,
 
 __all__ = ["ContinuousLog", "METRICS", "after_run", "check_metrics", "node_trend", "read_log",
            "sparkline", "trends"]
+
+
+def log_runs(data: LogData, last: int = 20) -> list[tuple[str, dict[str, Any]]]:
+    """The last runs of a log as (label, {node: {metric: value}}) for the
+    heat map of nodes x runs: labelled by their time (UTC) and process."""
+    out = []
+    for r in data.records[-last:]:
+        ts = str(r.get("ts") or "")
+        out.append((f"{ts[5:10]} {ts[11:19]} pid {r.get('pid')}", dict(r.get("nodes") or {})))
+    return out
