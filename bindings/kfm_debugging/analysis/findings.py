@@ -182,7 +182,18 @@ def gpu_figures(rd: RunData, name: str) -> dict[str, Any]:
 
 def _findings(ev: Evidence, name: str) -> tuple[list[Finding], str | None, dict[str, str]]:
     """A node's classes with their evidence, why it is slow by nature (or
-    None), and the figures that could not be used."""
+    None), and the figures that could not be used; computed once per node
+    (bottlenecks, suggestions and the node's analysis all ask), a copy each
+    time since callers add to the unavailable figures."""
+    key = ("findings", name)
+    got = ev.rd.memo.get(key)
+    if got is None:
+        got = ev.rd.memo[key] = _classify(ev, name)
+    found, nature, unavailable = got
+    return list(found), nature, dict(unavailable)
+
+
+def _classify(ev: Evidence, name: str) -> tuple[list[Finding], str | None, dict[str, str]]:
     t = ev.timing[name]
     rd = ev.rd
     out: list[Finding] = []

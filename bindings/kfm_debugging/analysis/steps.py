@@ -115,6 +115,15 @@ class _Run:
         self.end = self.t0 + rd.wall_ns
 
 
+def _run_of(rd: RunData) -> _Run:
+    """The run's trace as _Run, built once per run (the critical path and
+    every what-if read it)."""
+    run = rd.memo.get("steps")
+    if run is None:
+        run = rd.memo["steps"] = _Run(rd)
+    return run
+
+
 def _steps(run: _Run) -> tuple[list[Superstep], list[list[list[Any]]]]:
     """The supersteps with user tasks, and each one's raw tasks."""
     out: list[Superstep] = []
@@ -173,7 +182,7 @@ def critical_path(rd: RunData, node_totals: dict[str, float]) -> CriticalPath:
             f"Debugger(..., engine_config='trace_ring=N,trace_events=M'): trace_ring is each "
             f"thread's buffer (at BASIC, without a sampler to drain it, it holds the whole "
             f"run), trace_events the session's"), total_ms=total)
-    run = _Run(rd)
+    run = _run_of(rd)
     if not run.applies:
         return CriticalPath(available=False, reason="the run applied no writes: no superstep "
                             "was measured", total_ms=total)
@@ -219,7 +228,7 @@ def what_if(rd: RunData, node: str, factor: float) -> WhatIf:
             or not factor > 0):
         raise ValueError(f"factor must be > 0 (how many times faster), not {factor!r}")
     total = total_ns(rd) / 1e6
-    run = _Run(rd)
+    run = _run_of(rd)
     steps, raw = _steps(run)
     keep = 0.0 if math.isinf(factor) else 1.0 / factor
     saved = 0.0

@@ -21,7 +21,7 @@ class RunData:
 
     __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
                  "_metric_names", "_events", "_samples", "_acts", "requested", "_busy",
-                 "env_note", "t0_perf", "_structure", "tokens")
+                 "env_note", "t0_perf", "_structure", "tokens", "memo")
 
     def __init__(self, level: ProfilingLevel, session: Any, rec: Any, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -51,6 +51,10 @@ class RunData:
         self._structure: Any = None
         # LLM token usage of the run (collect/tokens.py TokenUsage) or None.
         self.tokens: Any = None
+        # What analysis/ derives from this run, computed once: a finished
+        # run's data no longer changes (its session restarts only for the
+        # next run, which gets a RunData of its own).
+        self.memo: dict[Any, Any] = {}
 
     # -- what the engine measured (read on first use) ----------------------
     @property
@@ -77,10 +81,15 @@ class RunData:
 
     def backend_details(self, name: str) -> dict[str, Any]:
         """A backend's own description (topology, GPU tables), or {"unavailable": why}."""
-        try:
-            return json.loads(self.session.backend_json(name))
-        except (RuntimeError, ValueError) as e:
-            return {"unavailable": str(e)}
+        key = ("backend", name)
+        d = self.memo.get(key)
+        if d is None:
+            try:
+                d = json.loads(self.session.backend_json(name))
+            except (RuntimeError, ValueError) as e:
+                d = {"unavailable": str(e)}
+            self.memo[key] = d
+        return d
 
     @staticmethod
     def probe_backends() -> list[dict[str, Any]]:
