@@ -471,8 +471,7 @@ class Debugger:
         their evidence and suggestions."""
         def get() -> tuple[Any, ...]:
             ev = self._evidence()
-            b = (analysis.bottlenecks(ev, 10.0) if bottlenecks is None
-                 else analysis.as_bottlenecks(ev, bottlenecks))
+            b = analysis.as_bottlenecks(ev, bottlenecks)
             return ev.cp, b, analysis.suggestions_for(ev, list(b))
 
         self._show(file, get, lambda r: render_findings.bottlenecks(*r))
@@ -481,9 +480,7 @@ class Debugger:
         """{node: {"issue", "suggestion", "expected_gain_ms", "suggestions": [...]}}
         for the bottlenecks given (identify_bottlenecks() when None)."""
         ev = self._evidence()
-        b = (analysis.bottlenecks(ev, 10.0) if bottlenecks is None
-             else analysis.as_bottlenecks(ev, bottlenecks))
-        return analysis.suggestions_for(ev, list(b))
+        return analysis.suggestions_for(ev, list(analysis.as_bottlenecks(ev, bottlenecks)))
 
     def identify_slow_nodes(self, threshold_percent: float = 10.0) -> list[str]:
         """Names of the nodes taking at least threshold_percent of the run on
@@ -500,8 +497,6 @@ class Debugger:
 
     def analyze_node_performance(self, node: str, file: IO[str] | None = None) -> None:
         """Print get_node_performance(node) and the node's suggestions."""
-        if self._collect.last is not None:
-            analysis.node_analysis(self._evidence(), node)  # an unknown node raises here
         self._show(file, lambda: (self.get_node_performance(node),
                                   analysis.node_suggestions(self._evidence(), node)),
                    lambda r: render_findings.node_analysis(*r))

@@ -340,7 +340,10 @@ def bottlenecks(ev: Evidence, threshold_percent: float) -> dict[str, Bottleneck]
 
 
 def as_bottlenecks(ev: Evidence, b: Any) -> dict[str, Bottleneck]:
-    """bottlenecks()' result as given, or node names (a name or an iterable)."""
+    """bottlenecks()' result as given, node names (a name or an iterable),
+    or None: the bottlenecks at the default threshold (10%)."""
+    if b is None:
+        return bottlenecks(ev, 10.0)
     if isinstance(b, dict) and all(isinstance(x, Bottleneck) for x in b.values()):
         return dict(b)
     if isinstance(b, str):
