@@ -103,12 +103,24 @@ def node_memory(rd: RunData, ts: list[float], rss: list[float]) -> dict[str, Nod
             impact += rd.metric(name + "/compute", "proc.rss") or 0.0
         peak_rise: float | None = None
         peak_abs: float | None = None
-        for _n, _th, t0, t1, r0, r1, _p in by_node.get(name, []):
+        acts = by_node.get(name, [])
+        # A call's writes are applied in its state_update span after the task
+        # span ends: the rise is measured over both, from the task's start
+        # (where RSS values are the sampler's, growth seen late would
+        # otherwise fall between the two and be lost to both).
+        updates = sorted((a[2], a[3], a[5]) for a in acts if a[0].endswith("/state_update"))
+        starts = [u[0] for u in updates]
+        for n_, _th, t0, t1, r0, r1, _p in acts:
             if r0 is None:
                 continue
+            end, r_end = t1, r1
+            if n_ == name:
+                k = bisect.bisect_left(starts, t1)
+                if k < len(updates) and updates[k][2] is not None:
+                    end, r_end = updates[k][1], updates[k][2]
             lo = bisect.bisect_left(ts, t0)
-            hi = bisect.bisect_right(ts, t1)
-            top = max([r0, r1, *rss[lo:hi]])
+            hi = bisect.bisect_right(ts, end)
+            top = max([r0, r1, r_end, *rss[lo:hi]])
             rise = top - r0
             peak_rise = rise if peak_rise is None else max(peak_rise, rise)
             peak_abs = top if peak_abs is None else max(peak_abs, top)
