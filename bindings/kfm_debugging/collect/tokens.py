@@ -344,6 +344,17 @@ class TokenUsage:
             row[_ERRORS] += 1
 
 
+def _quietly(fn: Any, *args: Any) -> None:
+    """fn(*args) from a LangChain callback: its failure is never raised into
+    the graph (nor into LangChain, which would log it), except
+    KeyboardInterrupt and SystemExit."""
+    try:
+        fn(*args)
+    except BaseException as e:  # noqa: BLE001 - never raised into the graph
+        if isinstance(e, _PASS):
+            raise
+
+
 def _make_handler_class(base: type) -> type:
     """The callback handler, a subclass of langchain_core's
     BaseCallbackHandler (built once langchain_core is imported)."""
@@ -371,33 +382,17 @@ def _make_handler_class(base: type) -> type:
 
         def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any,
                                 metadata: Any = None, **kwargs: Any) -> None:
-            try:
-                self.usage._start(run_id, metadata)
-            except BaseException as e:  # noqa: BLE001 - never raised into the graph
-                if isinstance(e, _PASS):
-                    raise
+            _quietly(self.usage._start, run_id, metadata)
 
         def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: Any,
                          metadata: Any = None, **kwargs: Any) -> None:
-            try:
-                self.usage._start(run_id, metadata)
-            except BaseException as e:  # noqa: BLE001 - never raised into the graph
-                if isinstance(e, _PASS):
-                    raise
+            _quietly(self.usage._start, run_id, metadata)
 
         def on_llm_end(self, response: Any, *, run_id: Any, **kwargs: Any) -> None:
-            try:
-                self.usage._end(run_id, response)
-            except BaseException as e:  # noqa: BLE001 - never raised into the graph
-                if isinstance(e, _PASS):
-                    raise
+            _quietly(self.usage._end, run_id, response)
 
         def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
-            try:
-                self.usage._error(run_id)
-            except BaseException as e:  # noqa: BLE001 - never raised into the graph
-                if isinstance(e, _PASS):
-                    raise
+            _quietly(self.usage._error, run_id)
 
     return _TokenHandler
 
