@@ -234,6 +234,8 @@ static void tr_point(struct tr *t, double at, size_t m, double value) {
   }
 }
 
+#define TR_TICK_NS 10e6 /* the kernel's CPU accounting tick at its coarsest */
+
 /* A counter read in steps, as a rate between the samples at which it
  * changed: each step is then spread over the time it took instead of
  * showing as a spike.  Nothing is shown before the first change, whose
@@ -251,7 +253,9 @@ static void tr_step_rate(struct tr *t, size_t m) {
       first = i;
     } else if (at == TR_NONE && x != v[first * ns + m]) {
       at = i;
-    } else if (at != TR_NONE && x != v[at * ns + m]) {
+    } else if (at != TR_NONE && x != v[at * ns + m] && r->st[i] - r->st[at] >= TR_TICK_NS) {
+      /* At least a tick apart: two threads' ticks accounted a few ms apart
+       * would otherwise read as several cores. */
       double dv = x - v[at * ns + m], dt = r->st[i] - r->st[at];
       tr_point(t, r->st[at], m, dv >= 0 && dt > 0 ? t->tracks[m].scale * dv / dt : NAN);
       at = i;
