@@ -501,7 +501,9 @@ def test_a_node_that_is_one_long_model_call_is_slow_by_nature() -> None:
         "input_tokens": 100, "output_tokens": 20, "total_tokens": 120})]))
 
     def ask(s: S) -> dict[str, Any]:
-        return {"query": model.invoke("q").content}
+        # Reads what prep writes: the two cannot run side by side, so however long prep takes
+        # (over 1 ms under TSan), no parallelization can be suggested for ask.
+        return {"query": model.invoke(f"q{s['x']}").content}
 
     d = Debugger(_linear(S, ("prep", prep), ("ask", ask)), profiling_level=ProfilingLevel.DETAILED)
     d.run({"x": 0})
