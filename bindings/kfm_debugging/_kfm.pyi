@@ -60,7 +60,8 @@ class Session:
         offsets: memoryview[I] (n+1), threads/nodes: memoryview[I], names: {id: name}}"""
     def events(self) -> dict[str, Any]:
         """{metrics, t_ns: memoryview[d], thread/node: memoryview[I], kind: memoryview[B]
-        (0 enter, 1 exit), values: memoryview[d] (n, len(metrics)) (empty 1-D when either is 0), names: {id: name}}"""
+        (0 enter, 1 exit), values: memoryview[d] (n, len(metrics)) (empty 1-D when either is 0), names: {id: name},
+        tids: [OS thread id of engine thread index i]}"""
     def export(self, path: str, /) -> None: ...
     def backend_json(self, name: str, /) -> str: ...
 

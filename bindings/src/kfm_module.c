@@ -725,6 +725,23 @@ done:
   return res;
 }
 
+/* [OS thread id of engine thread index i]: how the trace names a lane after
+ * the Python thread that ran on it. */
+static PyObject *thread_tids(const kfm_report_t *r) {
+  PyObject *l = PyList_New(0);
+  int32_t tid;
+  for (uint32_t i = 0; l != NULL && kfm_report_thread_tid(r, i, &tid) == 0; i++) {
+    PyObject *v = PyLong_FromLong(tid);
+    if (v == NULL || PyList_Append(l, v) < 0) {
+      Py_XDECREF(v);
+      Py_CLEAR(l);
+      break;
+    }
+    Py_DECREF(v);
+  }
+  return l;
+}
+
 static PyObject *Session_events(SessionObject *self, PyObject *Py_UNUSED(ignored)) {
   kfm_report_t *r;
   if (session_report(self, &r, "events")) {
@@ -762,7 +779,8 @@ static PyObject *Session_events(SessionObject *self, PyObject *Py_UNUSED(ignored
       set_steal(out, "node", series_view(hn, "I", n, 1, 0)) ||
       set_steal(out, "kind", series_view(hk, "B", n, 1, 0)) ||
       set_steal(out, "values", series_view(hv, "d", n, nm, 1)) ||
-      set_steal(out, "names", names) || add_names(names, self->s, nd, n)) {
+      set_steal(out, "names", names) || add_names(names, self->s, nd, n) ||
+      set_steal(out, "tids", thread_tids(r))) {
     goto done;
   }
   res = out;

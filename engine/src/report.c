@@ -396,6 +396,17 @@ int kfm_session_report(kfm_session_t *s, kfm_report_t **out) {
     }
   }
   free(tabs);
+  if (rc == 0) {
+    r->tids = malloc((nslots ? nslots : 1) * sizeof *r->tids);
+    if (r->tids == NULL) {
+      rc = KFM_ENOMEM;
+    } else {
+      for (uint32_t j = 0; j < nslots; j++) {
+        r->tids[j] = (int32_t)s->slots[j]->tid;
+      }
+      r->ntids = nslots;
+    }
+  }
   report_summary(s, r, npt);
   pthread_mutex_unlock(&s->lock);
   if (rc == 0) {
@@ -434,6 +445,7 @@ void kfm_report_free(kfm_report_t *r) {
   free(r->svals_node);
   free(r->events);
   free(r->evals);
+  free(r->tids);
   free(r);
 }
 
@@ -627,6 +639,17 @@ int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out) {
 
 size_t kfm_report_event_count(const kfm_report_t *r) {
   return r ? r->nevents : 0;
+}
+
+int kfm_report_thread_tid(const kfm_report_t *r, uint32_t thread, int32_t *tid) {
+  if (r == NULL || tid == NULL) {
+    return KFM_EINVAL;
+  }
+  if (thread >= r->ntids) {
+    return KFM_ERANGE;
+  }
+  *tid = r->tids[thread];
+  return 0;
 }
 
 int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out) {

@@ -29,6 +29,8 @@ struct kfm_report {
   size_t nevents;
   kfm_event_t *events;
   double *evals;
+  uint32_t ntids;
+  int32_t *tids; /* [ntids] OS thread id of each engine thread slot */
 };
 
 #endif /* KFM_REPORT_H */

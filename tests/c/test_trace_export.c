@@ -616,6 +616,22 @@ static void test_two_threads(void) {
   }
   CU_ASSERT_STRING_NOT_EQUAL(tname[0], tname[1]);
 
+  /* The report names the same OS thread for each engine thread index as
+   * the trace: every event of "outer" is on a thread whose id is a worker's. */
+  size_t on_worker = 0;
+  for (size_t i = 0; i < kfm_report_event_count(r); i++) {
+    kfm_event_t e;
+    KT_OK(s, kfm_report_event(r, i, &e));
+    int32_t tid = -1;
+    KT_OK(s, kfm_report_thread_tid(r, e.thread, &tid));
+    on_worker += tid == (int32_t)w[0].tid || tid == (int32_t)w[1].tid;
+  }
+  CU_ASSERT_EQUAL(on_worker, kfm_report_event_count(r));
+  int32_t tid;
+  CU_ASSERT_EQUAL(kfm_report_thread_tid(r, sum.threads + 100, &tid), KFM_ERANGE);
+  CU_ASSERT_EQUAL(kfm_report_thread_tid(r, 0, NULL), KFM_EINVAL);
+  CU_ASSERT_EQUAL(kfm_report_thread_tid(NULL, 0, &tid), KFM_EINVAL);
+
   /* RSS as a counter track, in MB, sampled at least twice. */
   size_t nrss = 0;
   double last = NAN;

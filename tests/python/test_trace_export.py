@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from collections import defaultdict
 from typing import Any, TypedDict
@@ -284,3 +285,34 @@ def test_strict_json_without_nan() -> None:
     doc = _strict(chrome_trace(td))
     x = [e for e in doc["traceEvents"] if e["ph"] == "X"][0]
     assert x["args"] == {"v": None, "w": [None, 1.0]}
+
+
+def test_lanes_are_named_after_the_python_threads() -> None:
+    ran: dict[str, tuple[int, str]] = {}
+
+    def branch(key: str) -> Any:
+        def node(s: S) -> dict[str, Any]:
+            ran[key] = (threading.get_native_id(), threading.current_thread().name)
+            time.sleep(0.01)
+            return {key: 1}
+        return node
+
+    g = StateGraph(S)
+    g.add_node("start", lambda s: {"x": 1})
+    g.add_node("a", branch("w1"))
+    g.add_node("b", branch("w2"))
+    g.add_edge(START, "start")
+    for n in ("a", "b"):
+        g.add_edge("start", n)
+        g.add_edge(n, END)
+    # reuse_threads: the pool's threads outlive the run, so their names are known at its end.
+    d = Debugger(g.compile(), profiling_level=ProfilingLevel.DETAILED, reuse_threads=True)
+    d.run({"x": 0})
+    _td, doc = _trace(d)
+    names = _lane_names(doc)
+    task = {e["args"]["node"]: e for e in _spans(doc, "task")}
+    for node, key in (("a", "w1"), ("b", "w2")):
+        tid, pyname = ran[key]
+        assert names[task[node]["tid"]] == f"{pyname} (tid {tid})"
+    lanes = {t.name: t for t in _td.threads}
+    assert lanes[f"{ran['w1'][1]} (tid {ran['w1'][0]})"].os_tid == ran["w1"][0]

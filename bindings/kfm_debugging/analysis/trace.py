@@ -16,7 +16,8 @@ Where each part comes from:
   that ran LangGraph's loop.  A span's args carry the deltas of the
   metrics the trace records at every transition (RSS from STANDARD up;
   CPU, faults, switches, I/O from DETAILED up).  The engine numbers its
-  threads and keeps no Python thread names: the others are "thread N".
+  threads; a lane is named after the Python thread with that OS thread id
+  if it was alive when the run ended ("thread N" otherwise), with the id.
 * Async lanes: an async node's task and Computation are timed by the
   recorder (Recorder.async_spans, perf_counter_ns, moved to engine time by
   _async_offset); the engine only sees the slices in which its coroutine
@@ -115,6 +116,11 @@ def trace_data(rd: RunData, max_events: int = MAX_EVENTS,
         td.notes.append("the trace has no start of the run: times are from its first span")
 
     lanes = _Lanes()
+    try:
+        lanes.os_tids = list(rd.events().get("tids", ()))
+    except (RuntimeError, ValueError):
+        pass
+    lanes.py_names = rd.thread_names
     spans = _thread_spans(rd, acts, origin, lanes, td.notes)
     spans += _async_spans(rd, acts, origin, start, lanes)
     step_of = _steps(rd, origin, spans, lanes, td.notes)
@@ -254,6 +260,8 @@ class _Lanes:
         self._async: dict[int, list[int]] = {}  # loop thread -> its lanes' tids
         self._virtual = 0
         self.steps_tid: int | None = None
+        self.os_tids: list[int] = []  # engine index -> OS thread id
+        self.py_names: dict[int, str] = {}  # OS thread id -> Python thread name
 
     def thread(self, th: int) -> int:
         self._threads.add(th)
@@ -276,7 +284,13 @@ class _Lanes:
         return lanes[k]
 
     def name(self, th: int) -> str:
-        return "main" if th == self.main else f"thread {th}"
+        if th == self.main:
+            return "main"
+        tid = self.os_tids[th] if th < len(self.os_tids) else None
+        if tid is None:
+            return f"thread {th}"
+        # The OS id lets a reader match the lane with py-spy, perf or top.
+        return f"{self.py_names.get(tid, f'thread {th}')} (tid {tid})"
 
     def threads(self) -> list[TraceThread]:
         out: list[TraceThread] = []
@@ -285,7 +299,8 @@ class _Lanes:
         order = sorted(self._threads | set(self._async), key=lambda th: (th != self.main, th))
         for th in order:
             out.append(TraceThread(tid=th + 1, name=self.name(th), kind=LANE_THREAD,
-                                   engine_thread=th))
+                                   engine_thread=th,
+                                   os_tid=self.os_tids[th] if th < len(self.os_tids) else None))
             for k, tid in enumerate(self._async.get(th, [])):
                 suffix = f" #{k + 1}" if k else ""
                 out.append(TraceThread(tid=tid, name=f"asyncio tasks ({self.name(th)}){suffix}",

@@ -21,7 +21,7 @@ class RunData:
 
     __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
                  "_metric_names", "_events", "_samples", "_acts", "requested", "_busy",
-                 "env_note", "t0_perf", "_structure", "tokens", "memo")
+                 "env_note", "t0_perf", "_structure", "tokens", "memo", "thread_names")
 
     def __init__(self, level: ProfilingLevel, session: Any, rec: Any, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -55,6 +55,10 @@ class RunData:
         # run's data no longer changes (its session restarts only for the
         # next run, which gets a RunData of its own).
         self.memo: dict[Any, Any] = {}
+        # OS thread id -> Python name of the threads still alive when the
+        # run ended (a trace names its lanes with them; LangGraph's own
+        # pool threads have ended by then and keep the engine's number).
+        self.thread_names: dict[int, str] = {}
 
     # -- what the engine measured (read on first use) ----------------------
     @property

@@ -244,6 +244,8 @@ class Collector:
         rd.t0_perf = t0
         rd.tokens = rec.tokens
         rd._structure = self.structure
+        rd.thread_names = {t.native_id: t.name for t in threading.enumerate()
+                           if t.native_id is not None}
         if old is not None and old.session is not s and not self._is_cached(old.session):
             old.session.close()
         total_ms = (wall - rec.state_ns) / 1e6

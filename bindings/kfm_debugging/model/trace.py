@@ -40,13 +40,14 @@ class TraceThread(Record):
     """A lane of the trace.  tid is the lane's id in the trace, not an OS
     thread id; engine_thread is the engine's index of the thread a lane
     shows (an async lane: its event loop's thread), None for the
-    supersteps lane."""
+    supersteps lane; os_tid is the OS id of an engine thread's lane."""
 
     tid: int
     name: str
     kind: str = LANE_THREAD
     sort_index: int = 0
     engine_thread: int | None = None
+    os_tid: int | None = None
 
 
 # A trace keeps up to max_events spans: slots make each a third smaller.

@@ -415,6 +415,13 @@ KFM_EXPORT size_t kfm_report_sample_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_sample(const kfm_report_t *r, size_t i, kfm_sample_t *out);
 KFM_EXPORT size_t kfm_report_event_count(const kfm_report_t *r);
 KFM_EXPORT int kfm_report_event(const kfm_report_t *r, size_t i, kfm_event_t *out);
+/**
+ * OS thread id (gettid) of engine thread index `thread` (kfm_event_t.thread,
+ * kfm_sample_t.threads), so that a viewer can name a thread as the program
+ * does.  A slot reused after its thread ended keeps the id of its last
+ * thread.  KFM_ERANGE when no such slot existed at the report.
+ */
+KFM_EXPORT int kfm_report_thread_tid(const kfm_report_t *r, uint32_t thread, int32_t *tid);
 
 /**
  * What a backend found beyond its metrics (topology, chosen counter events,
