@@ -231,6 +231,29 @@ static int config_add_backends(kfm_config_t *cfg, const char *v, char *err, size
  * backend that owns the option, which knows what the machine offers; an
  * empty name between separators is an error here.  key is the key as the
  * user wrote it, for the message. */
+/* output= patterns (kfm_output_expand): an unknown one is refused at parse
+ * time, naming it, rather than written literally into a file name. */
+static int config_output_check(const char *v, char *err, size_t len) {
+  for (const char *p = v; *p; p++) {
+    if (*p != '%') {
+      continue;
+    }
+    p++;
+    if (*p == '\0') {
+      snprintf(err, len, "output: '%s' ends with a lone '%%' (write %%%% for a '%%')", v);
+      return KFM_EBADVALUE;
+    }
+    if (strchr("rphj%", *p) == NULL) {
+      snprintf(err, len,
+               "output: unknown pattern '%%%c' in '%s' (accepted: %%r rank, %%p pid, %%h host, "
+               "%%j job id, %%%% a '%%')",
+               *p, v);
+      return KFM_EBADVALUE;
+    }
+  }
+  return 0;
+}
+
 static int config_add_list(kfm_config_t *cfg, const struct kfm__backend_option *o, const char *key,
                            const char *v, char *err, size_t len) {
   char *dst = (char *)cfg + o->offset;
@@ -302,6 +325,9 @@ static int config_set(kfm_config_t *cfg, const char *key, const char *v, char *e
     return config_add_backends(cfg, v, err, len);
   }
   if (strcmp(key, "output") == 0) {
+    if (config_output_check(v, err, len) != 0) {
+      return KFM_EBADVALUE;
+    }
     if (config_str(cfg->output, sizeof cfg->output, v) == 0) {
       return 0;
     }

@@ -460,3 +460,84 @@ int kfm__outfile_close(kfm_session_t *s, struct kfm__outfile *o, int commit) {
   errno = e;
   return rc;
 }
+
+/* ---- output= patterns ----------------------------------------------------
+ * So that the ranks of a batch job never overwrite each other's profile,
+ * output= may name the process.  The first variable set wins, in the order
+ * launchers are most specific about it: Open MPI's own, then the PMI/PMIx
+ * names every other MPI uses, then Slurm's task id (set for srun without
+ * MPI too).  An unset variable expands to a fixed word ("norank", "nojob")
+ * rather than to nothing, so "p.%r.json" never silently becomes "p..json"
+ * and a listing shows at once that the launcher gave no rank. */
+
+static const char *const pat_rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
+                                            "SLURM_PROCID", NULL};
+static const char *const pat_job_vars[] = {"SLURM_JOB_ID", "PBS_JOBID", NULL};
+
+static const char *pat_env(const char *const *vars) {
+  for (size_t i = 0; vars[i]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) {
+      return v;
+    }
+  }
+  return NULL;
+}
+
+int kfm_output_expand(const char *pattern, char *buf, size_t len) {
+  if (pattern == NULL || buf == NULL || len == 0) {
+    return KFM_EINVAL;
+  }
+  size_t n = 0;
+  for (const char *p = pattern; *p; p++) {
+    char tmp[256];
+    const char *piece;
+    size_t plen;
+    if (*p != '%') {
+      piece = p;
+      plen = 1;
+    } else {
+      p++;
+      piece = tmp;
+      const char *v;
+      switch (*p) {
+      case 'r':
+        v = pat_env(pat_rank_vars);
+        snprintf(tmp, sizeof tmp, "%s", v ? v : "norank");
+        break;
+      case 'j':
+        v = pat_env(pat_job_vars);
+        snprintf(tmp, sizeof tmp, "%s", v ? v : "nojob");
+        break;
+      case 'p':
+        snprintf(tmp, sizeof tmp, "%ld", (long)getpid());
+        break;
+      case 'h':
+        if (gethostname(tmp, sizeof tmp) != 0 || tmp[0] == '\0') {
+          snprintf(tmp, sizeof tmp, "nohost");
+        }
+        tmp[sizeof tmp - 1] = '\0';
+        break;
+      case '%':
+        snprintf(tmp, sizeof tmp, "%%");
+        break;
+      default: /* config.c's check names the bad pattern for output= */
+        return KFM_EBADVALUE;
+      }
+      if (*p != '%') {
+        /* A job id such as "12.pbs/a" must not add a folder level. */
+        for (char *c = tmp; *c; c++) {
+          *c = *c == '/' ? '_' : *c;
+        }
+      }
+      plen = strlen(tmp);
+    }
+    if (n + plen >= len) {
+      return KFM_ERANGE;
+    }
+    memcpy(buf + n, piece, plen);
+    n += plen;
+  }
+  buf[n] = '\0';
+  return 0;
+}

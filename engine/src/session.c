@@ -342,6 +342,28 @@ int kfm_session_create(kfm_session_t **out, const kfm_config_t *cfg) {
     }
   }
   kfm_config_t *c = &s->cfg;
+  if (c->output[0]) {
+    /* Patterns (%r %p %h %j) are filled in once, here: the name is the
+     * creating process's, so a rank's file never depends on when it stops. */
+    char expanded[sizeof c->output];
+    rc = kfm_output_expand(c->output, expanded, sizeof expanded);
+    if (rc) {
+      char bad[sizeof c->output];
+      memcpy(bad, c->output, sizeof bad);
+      session_free(s);
+      if (rc == KFM_ERANGE) {
+        return kfm__create_err(KFM_EBADVALUE,
+                               "output: '%s' is longer than %zu bytes once its patterns are "
+                               "filled in",
+                               bad, sizeof bad - 1);
+      }
+      return kfm__create_err(KFM_EBADVALUE,
+                             "output: '%s' has an unknown pattern (accepted: %%r rank, %%p pid, "
+                             "%%h host, %%j job id, %%%% a '%%')",
+                             bad);
+    }
+    memcpy(c->output, expanded, sizeof expanded);
+  }
   if (!c->max_nodes) {
     /* Every array indexed by node id is calloc'd, and past 128 kB calloc
      * maps fresh zero pages: only ids in use commit memory, so a large

@@ -115,7 +115,8 @@ typedef struct kfm_config {
   kfm_level_t level;   /**< default KFM_LEVEL_BASIC */
   double rate_hz;      /**< sampler rate, 1 to 100000 Hz; 0 level default; -1 no sampler */
   char backends[256];  /**< comma list; empty = every backend the level uses */
-  char output[1024];   /**< export written at stop (see output_format); empty = none */
+  char output[1024];   /**< export written at stop (see output_format); empty = none; patterns
+                          %r %p %h %j filled in at session creation (kfm_output_expand) */
   char proc_root[512]; /**< prefix for /proc reads (tests); empty = "" */
   int trace;           /**< -1 level default, 0 off, 1 on */
   uint32_t max_nodes;  /**< node registry capacity (default 4096) */
@@ -146,7 +147,8 @@ KFM_EXPORT int kfm_config_init(kfm_config_t *cfg);
  * no sampler), backends (names separated by ',' or '+'; a bare word after
  * backends= that is a backend name continues the list; empty = what the level
  * uses), events (counter names separated by ',' or '+'; bare words after
- * events= continue it; empty = the level's default set), output, proc_root,
+ * events= continue it; empty = the level's default set), output (with the
+ * patterns of kfm_output_expand; an unknown one is KFM_EBADVALUE), proc_root,
  * trace (on|off|auto), max_nodes (1..1048576), max_threads (1..65535),
  * samples (1..67108864), trace_ring (16..16777216), trace_events
  * (1..268435456), sampler_cpu (0..4095|auto|none), proc_reads
@@ -250,6 +252,19 @@ KFM_EXPORT int kfm_exit_name(kfm_session_t *s, const char *name);
 KFM_EXPORT int kfm_current_node(kfm_session_t *s, kfm_node_id_t *id);
 /** Depth of the calling thread's node stack (0 when outside every node). */
 KFM_EXPORT int kfm_depth(kfm_session_t *s);
+
+/**
+ * Fill in the patterns of an output= path, as kfm_session_create does for
+ * the configured output: %r the MPI rank (the first set of
+ * OMPI_COMM_WORLD_RANK, PMI_RANK, PMIX_RANK, SLURM_PROCID; "norank" when
+ * none is), %p the process id, %h the host name ("nohost" if it cannot be
+ * read), %j the batch job id (SLURM_JOB_ID, else PBS_JOBID; "nojob"), %% a
+ * '%'.  A '/' in an environment value becomes '_', so a value never adds a
+ * folder.  0; KFM_EINVAL (NULL argument or len 0), KFM_EBADVALUE (an
+ * unknown pattern or a lone '%' at the end), KFM_ERANGE (the result and its
+ * NUL do not fit in len bytes).
+ */
+KFM_EXPORT int kfm_output_expand(const char *pattern, char *buf, size_t len);
 
 /** Write the JSON export (schema kfm.profile, KFM_SCHEMA_VERSION) to path. */
 KFM_EXPORT int kfm_session_export(kfm_session_t *s, const char *path);
