@@ -87,6 +87,7 @@ from .render import trends as render_trends
 from .workflows import baseline as _baseline
 from .workflows import benchmark as bench
 from .workflows import continuous
+from .workflows import otlp as _otlp
 
 log = logging.getLogger("kfm_debugging")
 
@@ -164,6 +165,7 @@ class Debugger:
         self._ev: analysis.Evidence | None = None
         self._benchmark: BenchmarkResults | None = None  # the last run_benchmark's
         self._continuous: continuous.ContinuousLog | None = None
+        self._otlp: _otlp.OtlpExporter | None = None  # continuous profiling's OTLP sink
         self._baseline_marks: dict[str, dict[str, Any]] = {}  # baseline path -> last run
         # Debuggers of rebuilt variants of the graph (measure(graph=...)).
         self._siblings: dict[int, tuple[Any, Debugger]] = {}
@@ -692,16 +694,25 @@ class Debugger:
     def enable_continuous_profiling(
             self, log_file: str | os.PathLike[str] = "continuous_profile.log",
             metrics: Any = continuous.DEFAULT_METRICS, max_bytes: int = continuous.MAX_BYTES,
-            backups: int = continuous.BACKUPS) -> continuous.ContinuousLog:
+            backups: int = continuous.BACKUPS, otlp: str | bool | None = None,
+            otlp_headers: dict[str, str] | None = None) -> continuous.ContinuousLog:
         """After every profiled run append its figures to log_file as one
         JSON line, safely from any number of processes, rotated at max_bytes
         keeping `backups` older files.  OSError naming log_file now if it
         cannot be written; later failures are counted and logged once, never
         raised into a run.  Profiling off is turned on (STANDARD when
-        memory_usage is logged, else BASIC)."""
+        memory_usage is logged, else BASIC).  otlp: also send each run to an
+        OpenTelemetry collector over OTLP/HTTP (its base URL, or True for
+        the OTEL_EXPORTER_OTLP_* variables): spans per node, metrics for
+        trends (workflows/otlp.py)."""
         new = continuous.ContinuousLog(log_file, metrics, max_bytes, backups)
+        try:
+            sink = _otlp.OtlpExporter(otlp, otlp_headers) if otlp else None
+        except BaseException:
+            new.close()
+            raise
         self.disable_continuous_profiling()
-        self._continuous = new
+        self._continuous, self._otlp = new, sink
         self._collect.on_finish = self._log_run
         if self._level is None:
             self.enable_profiling(ProfilingLevel.STANDARD if "memory_usage" in new.metrics
@@ -711,14 +722,18 @@ class Debugger:
     def _log_run(self, rd: RunData) -> None:
         log = self._continuous
         if log is not None:
+            sink = None if self._otlp is None else partial(self._otlp.export_run, rd)
             continuous.after_run(log, lambda: analysis.run_figures(rd),
-                                 getattr(self.graph, "name", None), rd.level)
+                                 getattr(self.graph, "name", None), rd.level, sink)
 
     def disable_continuous_profiling(self) -> None:
-        """Stop logging runs (the log stays)."""
+        """Stop logging runs (the log stays); queued OTLP exports are sent."""
         if self._continuous is not None:
             self._continuous.close()
             self._continuous = None
+        if self._otlp is not None:
+            self._otlp.shutdown()
+            self._otlp = None
         self._collect.on_finish = None
 
     def get_profiling_trends(self, log_file: str | os.PathLike[str] | None = None,

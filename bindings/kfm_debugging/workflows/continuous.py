@@ -261,13 +261,16 @@ class ContinuousLog:
 
 
 def after_run(log: ContinuousLog, rd_figures: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-              graph_name: str | None, level: Any) -> bool:
+              graph_name: str | None, level: Any,
+              sink: Callable[[Mapping[str, Any]], Any] | None = None) -> bool:
     """What the Debugger does after each profiled run: append the run's
     figures (analysis.run_figures, or a function returning them, so that an
     error computing them is counted like a failed write) with the graph's
     name.  The figures' own level (what the run was measured at, KFM_CONFIG
-    included) wins over level, which fills in when they have none.  Never
-    raises; True when the line was written."""
+    included) wins over level, which fills in when they have none.  sink,
+    when given, gets the same record after the append (an OTLP exporter's
+    export_run; it must not raise).  Never raises; True when the line was
+    written."""
     try:
         figs = rd_figures() if callable(rd_figures) else rd_figures
         rec = dict(figs)
@@ -277,7 +280,10 @@ def after_run(log: ContinuousLog, rd_figures: Mapping[str, Any] | Callable[[], M
     except Exception as e:  # noqa: BLE001 - as in append: never the run's failure
         log.failed(e)
         return False
-    return log.append(rec)
+    ok = log.append(rec)
+    if sink is not None:
+        sink(rec)
+    return ok
 
 
 # -- reading ---------------------------------------------------------------------
