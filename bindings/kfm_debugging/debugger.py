@@ -40,6 +40,7 @@ from typing import IO, Any
 from . import analysis
 from ._files import atomic_write
 from .collect import Collector, RunData, Settings
+from .collect import allocations
 from .collect import state_size as _state_size
 from .model import (
     Bottleneck,
@@ -137,8 +138,10 @@ class Debugger:
         engine_config: str = "",
         reuse_threads: bool | None = None,
         history_size: int = 100,
+        trace_allocations: bool = False,
     ) -> None:
         self._collect = Collector(graph)
+        self._collect.trace_allocations(trace_allocations)
         self.graph = self._collect.graph
         self._st: Settings | None = None  # the runs' Settings, made when first needed
         self._level: ProfilingLevel | None = None
@@ -805,8 +808,11 @@ class Debugger:
         """{node: {"accumulated", "per_run", "confidence", ...}} of the nodes
         whose retained memory grows run after run over this Debugger's
         history (from STANDARD up, at least 5 runs: ``.reason`` says why
-        nothing was tested); a node that allocates and frees is not one."""
-        return analysis.detect_leaks(list(self.history))
+        nothing was tested); a node that allocates and frees is not one.
+        With trace_allocations, each leaking node's top allocation sites
+        and every node's retained Python allocations (``.allocations``)."""
+        return analysis.detect_leaks(list(self.history),
+                                     alloc=allocations.evidence(self._collect.allocations))
 
     # -- misc --------------------------------------------------------------
     def get_errors(self) -> list[dict[str, Any]]:

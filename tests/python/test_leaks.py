@@ -112,3 +112,69 @@ def test_memory_growth_is_the_runs_retained_memory() -> None:
         _KEPT.clear()
 
 
+
+
+_KEPT_PY: list[bytearray] = []
+
+
+def py_keeper(s: dict) -> dict:
+    _KEPT_PY.append(bytearray(512 * 1024))  # the line the leak report must name
+    return {"n": 4}
+
+
+def _line_of(fn: Any, text: str) -> str:
+    import inspect
+
+    lines, first = inspect.getsourcelines(fn)
+    k = next(i for i, ln in enumerate(lines) if text in ln)
+    return f"{inspect.getsourcefile(fn)}:{first + k}"
+
+
+def test_allocation_sites_name_the_line_that_keeps_memory() -> None:
+    import tracemalloc
+
+    assert not tracemalloc.is_tracing()
+    _KEPT_PY.clear()
+    give_memory_back()
+    d = Debugger(chain(("py_keeper", py_keeper), ("churn", churn), ("idle", idle)),
+                 profiling_level=ProfilingLevel.STANDARD, trace_allocations=True)
+    try:
+        for _ in range(6):
+            d.run({"input": "x"})
+        assert tracemalloc.is_tracing()
+        leaks = d.detect_memory_leaks()
+    finally:
+        _KEPT_PY.clear()
+    assert not leaks.allocations_reason
+    al = leaks.allocations
+    assert al is not None and set(al) == {"py_keeper"}, al
+    k = al["py_keeper"]
+    # Five runs after the first: 5 bytearrays of 512 KiB (plus the list's growth).
+    assert k.runs == 5
+    assert k.per_run_mb == pytest.approx(0.5, abs=0.01)
+    site = k.sites[0]
+    want = _line_of(py_keeper, "_KEPT_PY.append")
+    assert site.site == want and site.via == want
+    # Each bytearray is two blocks (object, buffer); the list may have grown once.
+    assert site.mb == pytest.approx(2.5, abs=0.05) and 10 <= site.blocks <= 11
+    back = MemoryLeaks.from_dict(json.loads(json.dumps(leaks.to_dict())))
+    assert back.allocations is not None and back.allocations["py_keeper"].sites[0].site == want
+    del d, leaks
+    import gc
+
+    gc.collect()
+    assert not tracemalloc.is_tracing()  # stopped with the Debugger that started it
+
+
+def test_allocation_sites_say_why_they_are_missing() -> None:
+    d = _runs(("idle", idle), n=2)
+    leaks = d.detect_memory_leaks()
+    assert leaks.allocations is None
+    assert "trace_allocations=True" in leaks.allocations_reason
+    with pytest.raises(TypeError, match="'yes'"):
+        Debugger(chain(("idle", idle)), trace_allocations="yes")  # type: ignore[arg-type]
+    t = Debugger(chain(("idle", idle)), profiling_level=ProfilingLevel.STANDARD,
+                 trace_allocations=True)
+    t.run({"input": "x"})
+    why = t.detect_memory_leaks().allocations_reason
+    assert "1 traced run(s)" in why and "at least 2" in why

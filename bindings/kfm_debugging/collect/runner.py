@@ -113,6 +113,21 @@ class Collector:
         # Called with each finished run's RunData (the Debugger's continuous
         # profiling log); it never raises.
         self.on_finish: Any = None
+        # Python allocations traced across runs (collect/allocations.py), set
+        # by Debugger(trace_allocations=True).
+        self.allocations: Any = None
+
+    def trace_allocations(self, on: bool) -> None:
+        """Follow Python allocations across runs (collect/allocations.py):
+        detect_memory_leaks then names the lines that keep memory."""
+        if not isinstance(on, bool):
+            raise TypeError(f"trace_allocations must be True or False, not {on!r}")
+        if on and self.allocations is None:
+            from .allocations import AllocationTracer
+
+            self.allocations = AllocationTracer(self.graph)
+            # tracemalloc, if this started it, stops with the Debugger.
+            weakref.finalize(self, self.allocations.stop)
 
     def structure(self) -> Any:
         """The graph's GraphStructure (collect/structure.py): read once, on
@@ -181,6 +196,8 @@ class Collector:
 
     def _begin(self, st: Settings) -> tuple[Session, Recorder, Any, int]:
         hooks.install()
+        if self.allocations is not None:
+            self.allocations.before_run()
         # The pid: in a forked child the engine's copy of the session is
         # inert (it measures nothing), so the child makes its own.
         key = (st.level, st.engine_config, os.getpid())
@@ -260,6 +277,11 @@ class Collector:
             except Exception as e:  # noqa: BLE001 - a summary never fails the run
                 entry["nodes_error"] = f"{type(e).__name__}: {e}"
         self.history.append(entry)
+        if self.allocations is not None:
+            try:
+                self.allocations.after_run()
+            except Exception as e:  # noqa: BLE001 - never the run's failure
+                self.allocations.error = f"snapshot failed: {type(e).__name__}: {e}"
         if self.on_finish is not None:
             self.on_finish(rd)
         if log.isEnabledFor(logging.INFO):
