@@ -178,3 +178,9 @@ def test_allocation_sites_say_why_they_are_missing() -> None:
     t.run({"input": "x"})
     why = t.detect_memory_leaks().allocations_reason
     assert "1 traced run(s)" in why and "at least 2" in why
+    del t
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    assert not tracemalloc.is_tracing()
