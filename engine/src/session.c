@@ -653,10 +653,24 @@ int kfm_session_stop(kfm_session_t *s) {
   return 0;
 }
 
+/* The process's default session (kfm_session_default): one per process by
+ * definition, as the preload library that sets it is. */
+static _Atomic(kfm_session_t *) session_default;
+
+kfm_session_t *kfm_session_default(void) {
+  return atomic_load(&session_default);
+}
+
+void kfm_session_set_default(kfm_session_t *s) {
+  atomic_store(&session_default, s);
+}
+
 void kfm_session_destroy(kfm_session_t *s) {
   if (s == NULL) {
     return;
   }
+  kfm_session_t *expect = s;
+  atomic_compare_exchange_strong(&session_default, &expect, NULL);
   if (atomic_load(&s->state) == KFM__RUNNING) {
     /* The output of a run whose nodes are still open is marked as such (a
      * Python program's sessions end this way at interpreter exit). */

@@ -222,6 +222,17 @@ KFM_EXPORT kfm_level_t kfm_session_level(const kfm_session_t *s);
  */
 
 /**
+ * The process's default session: the one `kfm run` starts (through its
+ * preload library) for an unmodified program, so that a program or library
+ * that also uses this API (kfm_enter_name(kfm_session_default(), ...)) and
+ * the MPI wrappers (libkfm_mpi) add their nodes to the same session.  NULL
+ * when none was set.  kfm_session_set_default(s) makes s the default (NULL
+ * clears it); destroying the default session clears it too.
+ */
+KFM_EXPORT kfm_session_t *kfm_session_default(void);
+KFM_EXPORT void kfm_session_set_default(kfm_session_t *s);
+
+/**
  * Intern a node name (thread-safe).  The same name always gets the same id;
  * names are compared whole, as bytes.  KFM_EINVAL if s or id is NULL;
  * KFM_ENAME if name is NULL, empty or longer than KFM_NAME_MAX bytes.

@@ -1,0 +1,4 @@
+/* static_hello.c - a statically linked program: "kfm run" must refuse it. */
+int main(void) {
+  return 0;
+}
