@@ -12,6 +12,12 @@ program test_fortran
   integer :: rc, i, failures
   character(len=64) :: path
   logical :: exists
+  interface
+    integer(c_int) function c_unlink(p) bind(c, name="unlink")
+      import :: c_int, c_char
+      character(kind=c_char), dimension(*), intent(in) :: p
+    end function
+  end interface
 
   failures = 0
   rc = kfm_create(bad, "level=bogus")
@@ -47,10 +53,7 @@ program test_fortran
   inquire (file=trim(path), exist=exists)
   call check(exists, "export written")
   call kfm_destroy(s)
-  if (exists) then
-    open (unit=10, file=trim(path))
-    close (10, status="delete")
-  end if
+  if (exists) rc = c_unlink(trim(path)//c_null_char)
   if (failures > 0) then
     print '(i0,a)', failures, " check(s) failed"
     stop 1
