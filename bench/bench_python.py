@@ -32,7 +32,9 @@ and bookkeeping), "python.debugger_per_node_in_run.<graph>.<level>" (the
 per-node cost without that fixed part: the graph's time inside the profiled
 run against the unprofiled run, paired the same way) and
 "python.debugger_per_node.<graph>.comprehensive_no_state" (COMPREHENSIVE
-with state_tracking=False, same Debugger).
+with state_tracking=False, same Debugger), and "python.state_tracking_*"
+(state tracking per superstep with a 1,000,000-item list no node changes
+against a small state: state_size_case).
 
 Environment: BENCH_PY_REPS (default 400).
 """
@@ -231,9 +233,46 @@ def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
         emit(f"python.debugger_run_fixed.{label}.{n}", statistics.median(fixed[n]) / 1e3, "us")
 
 
+def state_size_case() -> None:
+    """State tracking's cost per superstep with a 1,000,000-item list in the
+    state that no node changes, against a 3-item one: the same chain of 20
+    no-op nodes at STANDARD.  Each superstep's sizing is timed by the
+    recorder (Recorder.state_spans); the list's one walk when it arrives
+    (the input's superstep) is reported on its own line."""
+    class S(TypedDict, total=False):
+        x: int
+        big: list
+
+    b = StateGraph(S)
+    prev = START
+    for i in range(20):
+        b.add_node(f"n{i}", lambda s: {"x": s.get("x", 0) + 1})
+        b.add_edge(prev, f"n{i}")
+        prev = f"n{i}"
+    b.add_edge(prev, END)
+    graph = b.compile()
+    per_step: dict[str, float] = {}
+    for label, big in (("small", [1, 2, 3]), ("list_1m", list(range(1_000_000)))):
+        d = Debugger(graph, profiling_level=ProfilingLevel.STANDARD, state_tracking=True)
+        first: list[float] = []
+        later: list[float] = []
+        for _ in range(max(REPS // 40, 5)):
+            d.run({"x": 0, "big": big})
+            sp = d._last.rec.state_spans
+            durs = [(sp[i + 1] - sp[i]) / 1e3 for i in range(0, len(sp), 2)]
+            first.append(max(durs[:2]))  # the input's arrival
+            later.extend(durs[2:])
+        per_step[label] = statistics.median(later)
+        emit(f"python.state_tracking_per_step.{label}", per_step[label], "us")
+        emit(f"python.state_tracking_input.{label}", statistics.median(first), "us")
+    emit("python.state_tracking_per_step.list_1m_vs_small",
+         per_step["list_1m"] / per_step["small"], "ratio")
+
+
 def main() -> int:
     measure("chain20", chain20)
     measure("realistic", realistic)
+    state_size_case()
     return 0
 
 

@@ -526,3 +526,90 @@ def test_kfm_config_typo_warns_once_and_runs(monkeypatch: pytest.MonkeyPatch) ->
     assert r["level"] == "DETAILED" and r["level_override"]["ignored"]
     assert "KFM_CONFIG ignored: " in _shown(d.show_profile_report)
     assert os.environ["KFM_CONFIG"] == "levle=basic"  # the environment is left as it was
+
+
+class Big(TypedDict, total=False):
+    x: int
+    big: list[int]
+    other: list[int]
+
+
+def test_a_large_untouched_value_is_not_walked_again_each_superstep(monkeypatch: Any) -> None:
+    """State tracking's cost per superstep must not grow with state no node
+    touches: a 1,000,000-item list is walked when it arrives and when it
+    changes, not after every superstep; its size stays exact."""
+    from kfm_debugging.collect import hooks, statesize
+
+    walked: list[int] = []
+    real = statesize.measure
+
+    def counting(v: Any) -> Any:
+        if isinstance(v, list) and len(v) >= 1000:
+            walked.append(len(v))
+        return real(v)
+
+    monkeypatch.setattr(hooks._statesize, "measure", counting)
+    big = list(range(1_000_000))
+
+    def step(s: Big) -> dict[str, Any]:
+        return {"x": s.get("x", 0) + 1}
+
+    def grow(s: Big) -> dict[str, Any]:
+        s["big"].append(-1)  # in place, without a write: the top level's length changed
+        return {"x": s["x"] + 1}
+
+    def replace(s: Big) -> dict[str, Any]:
+        return {"other": list(range(2000))}  # a new value, written
+
+    g = StateGraph(Big)
+    names = [f"s{i}" for i in range(10)] + ["grow", "s10", "replace", "s11"]
+    for n in names:
+        g.add_node(n, grow if n == "grow" else replace if n == "replace" else step)
+    for a, b in zip([START, *names], [*names, END]):
+        g.add_edge(a, b)
+    d = Debugger(g.compile(), profiling_level=ProfilingLevel.STANDARD, state_tracking=True)
+    d.run({"x": 0, "big": big})
+    # The large list: once when it arrives, once after grow changed its
+    # length.  "other" (72 KB, under the 1 MiB bound) is walked at every
+    # superstep from its write on, as every small mutable value is.
+    assert walked == [1_000_000, 1_000_001, 2000, 2000]
+    pts = d.get_state_size_timeline().points
+    at = {tuple(p["nodes"]): p["size_bytes"] for p in pts}
+    assert at[("s9",)] == at[("s0",)]
+    assert at[("grow",)] - at[("s9",)] == (statesize.deep_sizeof(big)
+                                           - statesize.deep_sizeof(big[:-1]))
+    assert at[("replace",)] - at[("s10",)] == statesize.deep_sizeof(list(range(2000)))
+
+
+def _by_id_reference(v: Any) -> int:
+    """Each object once by identity, the slow obvious way."""
+    import sys
+
+    seen: set[int] = set()
+    total, stack = 0, [v]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        total += sys.getsizeof(x)
+        if isinstance(x, (list, tuple, set)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+    return total
+
+
+def test_large_lists_with_shared_items_are_sized_exactly() -> None:
+    # Shared items (cached small ints, one string many times, interned
+    # strings) in lists long enough to be summed in chunks.
+    from kfm_debugging.collect import statesize
+
+    word = "shared-" * 3
+    values = [list(range(1_000_000)), [i % 300 for i in range(100_000)],
+              [f"a{i}" for i in range(50_000)] + [word] * 20_000,
+              [1.5] * 10_000 + [float(i) for i in range(20_000)],
+              [list(range(9000)), list(range(9000))]]
+    for v in values:
+        assert statesize.deep_sizeof(v) == _by_id_reference(v)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -79,6 +80,20 @@ _thread_ns = time.thread_time_ns
 # Never caught by the profiler: they end the run as they would without it.
 _PASS = (KeyboardInterrupt, SystemExit)
 _EMPTY = _statesize.Measure(0, 0, [], True)
+# From this many bytes a channel's value not written since it was measured
+# is measured again only when its top level's shape changed (_snapshot).
+_LARGE_BYTES = 1 << 20
+
+
+def _shape(v: Any) -> tuple[type, int, int]:
+    """A value's top level as it stands: type, length (-1 unsized),
+    allocated size.  An append, a pop, a new key change it; replacing an
+    item in place does not."""
+    try:
+        n = len(v)
+    except Exception:  # noqa: BLE001 - not sized
+        n = -1
+    return type(v), n, sys.getsizeof(v, -1)
 
 __all__ = ["GRAPH", "LOOP", "PARALLEL", "SUFFIXES", "WARMUP", "Recorder", "ThreadPools",
            "install", "ns_path", "uninstall"]
@@ -156,7 +171,9 @@ class Recorder:
         # state channel (version, id of the value, immutable, bytes, items,
         # unsizable) as of the last superstep.
         self._st_channels: Any = None
-        self._st: dict[str, tuple[Any, int, bool, int, int, list[tuple[str, str]]]] = {}
+        # channel -> (version, id of its value, immutable, bytes, items,
+        # unsizable, shape of a large value or None): see _snapshot.
+        self._st: dict[str, tuple[Any, int, bool, int, int, list[tuple[str, str]], Any]] = {}
         self._st_bytes = 0
         self._st_items = 0
         self.instrument_failures = 0
@@ -314,7 +331,14 @@ class Recorder:
         immutable (only tuples, frozensets, numbers, strings, bytes, ranges
         were reached).  Every other channel is measured again (a mutable value
         costs one walk per superstep; the walk sums containers of unshared
-        atomic items at C speed, see _statesize).  Without channel versions
+        atomic items at C speed, see _statesize), except a large one (from
+        _LARGE_BYTES up: a 1,000,000-item list takes ~50-200 ms to walk, and
+        state tracking must not cost in proportion to state no node
+        touches): that is measured again only when its top level's shape
+        (type, length, allocated size) changed.  So an in-place change that
+        keeps a large value's top level as it was (an item replaced, a
+        nested container grown) is seen at the channel's next write, not
+        before.  Without channel versions
         every channel is measured.  A new channels mapping (the first
         superstep, or another loop) is measured in full.  In a superstep of
         several nodes each write is measured too (to share the growth among
@@ -362,9 +386,11 @@ class Recorder:
             ver = versions.get(key) if versions else None
             ch = channels.get(key)
             old = st.get(key)
-            if old is not None and ver is not None and old[0] == ver and old[2]:
+            if old is not None and ver is not None and old[0] == ver and (
+                    old[2] or old[3] >= _LARGE_BYTES):
                 try:
-                    same = ch is not None and ch.is_available() and id(ch.get()) == old[1]
+                    v = ch.get() if ch is not None and ch.is_available() else _EMPTY
+                    same = id(v) == old[1] and (old[2] or _shape(v) == old[6])
                 except BaseException as e:  # noqa: BLE001 - measured again below
                     if isinstance(e, _PASS):
                         raise
@@ -372,10 +398,11 @@ class Recorder:
                 if same:
                     continue
             ident, m = self._measure(ch, cache) if ch is not None else (0, _EMPTY)
-            st[key] = (ver, ident, m.immutable, m.bytes, m.items, m.unsizable)
+            shape = _shape(ch.get()) if ident and m.bytes >= _LARGE_BYTES else None
+            st[key] = (ver, ident, m.immutable, m.bytes, m.items, m.unsizable, shape)
         size = items = 0
         bad: dict[tuple[str, str], int] = {}
-        for _v, _i, _imm, b, i, u in st.values():
+        for _v, _i, _imm, b, i, u, _shape_ in st.values():
             size += b
             items += i
             for k in u:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Mapping
+from itertools import islice
 from types import MemberDescriptorType
 from typing import Any, NamedTuple
 
@@ -66,6 +67,9 @@ SIZE_MAX = 1 << 47
 # Containers shorter than this are walked item by item (the C-speed checks
 # of the bulk path cost more than they save).
 _BULK_MIN = 32
+# A large container of atomic items with some shared is summed in chunks of
+# this many (statesize._walk's chunked).
+_CHUNK = 4096
 _PASS = (KeyboardInterrupt, SystemExit)
 
 
@@ -142,6 +146,31 @@ def _walk(root: Any, bad: list[tuple[str, str]]) -> tuple[int, bool]:
     stack: list[Any] = [iter((root,))]
     flat: list[Any] = [None]  # per iterator: the set of its item types when all atomic
 
+    def chunked(items: Any, ts: Any) -> None:
+        """A large container of atomic items of which some are shared (a
+        list of ints holds the interpreter's cached small ints, a list of
+        strings interned ones): summed _CHUNK items at a time at C speed,
+        walking item by item only the chunks that hold a shared one.  A
+        chunk is a tuple: it holds each item once more."""
+        nonlocal total, atoms
+        it = iter(items)
+        while True:
+            chunk = tuple(islice(it, _CHUNK))
+            if not chunk:
+                return
+            if atoms >= ATOM_IDS_MAX or (
+                    sum(map(getrefcount, chunk)) == len(chunk) * (one_map + 1)):
+                total += _sum_atomic(chunk, ts, len(chunk))
+                continue
+            for x in chunk:
+                if getrefcount(x) > one + 1 and atoms < ATOM_IDS_MAX:
+                    i = id(x)
+                    if i in seen:
+                        continue
+                    seen[i] = x
+                    atoms += 1
+                total += getsizeof(x)
+
     def push(items: Any, n: int) -> None:
         """Walk an iterable of n children (a container's items): summed at C
         speed when they are all atomic and unshared, else stacked."""
@@ -155,6 +184,9 @@ def _walk(root: Any, bad: list[tuple[str, str]]) -> tuple[int, bool]:
                 # exactly when none has more (none is shared).
                 if atoms >= ATOM_IDS_MAX or sum(map(getrefcount, items)) == n * one_map:
                     total += _sum_atomic(items, ts, n)
+                    return
+                if n >= 2 * _CHUNK:
+                    chunked(items, ts)
                     return
                 stack.append(iter(items))
                 flat.append(ts)
