@@ -11,8 +11,13 @@
  * session.
  *
  * Attribution (the technique of LLNL Caliper's cuptitrace service).  The
- * enter hook pushes an external correlation id (kind CUSTOM0, node id + 1)
- * on the calling thread's CUPTI stack and the exit hook pops it.  CUPTI then
+ * enter hook pushes an external correlation id (kind CUSTOM2, tagged with
+ * "kf" and the run's generation around node id + 1: KFM__CUPTI_ID) on the
+ * calling thread's CUPTI stack and the exit hook pops it.  Only ids of that
+ * form, of the current generation and of a node this session pushed, map
+ * records to nodes: PyTorch's profiler pushes its own op ids (CUSTOM0/1) on
+ * the same stacks, and a thread left inside a node at stop still has its id
+ * pushed after a restart (its next hook pops such leftovers).  CUPTI then
  * precedes every runtime/driver API record made inside a node by an
  * EXTERNAL_CORRELATION record mapping the API's correlationId to the
  * innermost node; kernel, memcpy, memset and synchronisation records carry
@@ -21,6 +26,16 @@
  * ring and is retried after every buffer; what is never mapped (GPU work
  * issued outside every node, or mappings lost to the bounds) is counted as
  * "unattributed", never given to some other node.
+ *
+ * Collection spans start to stop: the start hook enables the activity
+ * kinds (and, where CUPTI allows it, only the API calls that attribution
+ * needs: launches, copies, sets, syncs), the flush hook at stop flushes
+ * complete buffers, disables what start enabled and force-flushes the rest.
+ * Every record lost on the way is counted: declined buffers, CUPTI's own
+ * drops, incomplete records in force-flushed buffers and the bytes after
+ * an unreadable one.  open claims CUPTI's single subscriber slot, so a
+ * second CUPTI client (PyTorch's profiler, Nsight) is detected and named
+ * instead of having its buffer callbacks silently replaced.
  *
  * Threads and locks.  The hooks run on the hot path: one CUPTI call each,
  * no allocation, no lock.  Buffers are handed to CUPTI from a process-wide
@@ -60,8 +75,10 @@
 /* ---------------------------------------------------------------------- */
 /* Sizes.  Everything a callback touches is allocated before it runs.      */
 
-#define CUPTI_BUF_SIZE (256u * 1024u) /* bytes per activity buffer */
-#define CUPTI_POOL_N 16u              /* buffers CUPTI may hold at once */
+#define CUPTI_BUF_SIZE (512u * 1024u) /* bytes per activity buffer */
+#define CUPTI_POOL_MB_DEFAULT 32u     /* pool size without KFM_CUPTI_BUFFER_MB */
+#define CUPTI_POOL_MB_MAX 4096u
+#define CUPTI_FLUSH_PERIOD_MS 100u /* partly filled buffers come back this often */
 #define CUPTI_MAP_CAP (1u << 16)      /* correlationId -> node slots */
 #define CUPTI_MAP_WINDOW 16u          /* probe length; the oldest id in it is evicted */
 #define CUPTI_PEND_CAP (1u << 13)     /* records waiting for their mapping */
@@ -71,6 +88,7 @@
 #define CUPTI_NAME_MAX 1023u          /* longer names are cut (and marked "...") */
 #define CUPTI_TL_CAP (1u << 16)       /* timeline events */
 #define CUPTI_NODE_MAX (1u << 24)     /* highest node id the per-node table grows to */
+#define CUPTI_GEN_MASK 0xFFFFu        /* generation bits of an id */
 
 #define CUPTI_NONE UINT32_MAX            /* the unattributed bucket / no node */
 #define CUPTI_NAME_NONE UINT32_MAX       /* record had no name */
@@ -108,11 +126,25 @@ static const struct {
     {CUPTI_ACTIVITY_KIND_DRIVER, "driver", "DRIVER", 0},
 };
 #define CUPTI_NKINDS (sizeof cupti_kinds / sizeof cupti_kinds[0])
+#define CUPTI_KIND_RUNTIME_IX 5u /* cupti_kinds index of RUNTIME; DRIVER follows */
+
+/* The API calls whose records attribution needs (their EXTERNAL_CORRELATION
+ * record maps the correlationId of the GPU work they issue), by name prefix
+ * so every version suffix (_v2, _ptsz, _ptds, Ex) is included. */
+static const char *const cupti_runtime_api[] = {
+    "cudaLaunch", "cudaGraphLaunch", "cudaMemcpy", "cudaMemset", "cudaStreamSynchronize",
+    "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaStreamWaitEvent", NULL};
+static const char *const cupti_driver_api[] = {
+    "cuLaunch", "cuGraphLaunch", "cuMemcpy", "cuMemset", "cuStreamSynchronize", "cuCtxSynchronize",
+    "cuEventSynchronize", "cuStreamWaitEvent", NULL};
+#define CUPTI_RT_CBIDS ((unsigned)CUPTI_RUNTIME_TRACE_CBID_SIZE)
+#define CUPTI_DRV_CBIDS ((unsigned)CUPTI_DRIVER_TRACE_CBID_SIZE)
 
 /* One kernel/memcpy/memset/sync record reduced to what is aggregated. */
 struct cupti_item {
   uint64_t start, end, bytes;
   uint32_t corr;
+  uint32_t device; /* CUDA device id (kernels, copies, sets); UINT32_MAX unknown */
   uint32_t name; /* arena offset, CUPTI_NAME_NONE or CUPTI_NAME_FULL */
   int32_t grid[3], block[3];
   uint8_t cls; /* CUPTI_R_KERNEL .. CUPTI_R_SYNC */
@@ -130,7 +162,7 @@ struct cupti_node {
 };
 
 struct cupti_kent {
-  uint32_t node, name;
+  uint32_t node, name, device;
   int32_t grid[3], block[3];
   uint64_t count, total_ns, untimed;
   int used;
@@ -138,7 +170,7 @@ struct cupti_kent {
 
 struct cupti_event {
   uint64_t start, end, bytes;
-  uint32_t node, name;
+  uint32_t node, name, device;
   uint8_t cls, copy_kind;
 };
 
@@ -150,6 +182,13 @@ struct cupti_state {
   int lock_init;
   unsigned enabled;                  /* bit i: cupti_kinds[i] enabled */
   char kind_error[CUPTI_NKINDS][64]; /* why an optional kind is off */
+  int collecting;                    /* between start and stop: kinds enabled */
+  /* API calls traced one by one (instead of whole RUNTIME/DRIVER kinds). */
+  uint64_t rt_on[(CUPTI_RT_CBIDS + 63) / 64], drv_on[(CUPTI_DRV_CBIDS + 63) / 64];
+  unsigned n_api;                  /* how many, for the export; 0: whole kinds */
+  CUpti_SubscriberHandle sub;      /* our claim on CUPTI's subscriber slot, or NULL */
+  _Atomic uint32_t gen;            /* this run's generation (ids carry it) */
+  _Atomic uint32_t node_hi;        /* 1 + highest node id pushed: ids past it are refused */
 
   /* Time base: (gpu, monotonic, realtime) at open and at flush. */
   uint64_t gpu0, mono0, real0;
@@ -179,12 +218,14 @@ struct cupti_state {
 
   struct kfm__cupti_counts counts;
   uint64_t nomem; /* records unattributed for want of memory or a node id >= CUPTI_NODE_MAX */
-  _Atomic uint64_t push_failed; /* hot path: relaxed increment on failure only */
+  _Atomic uint64_t push_failed;  /* hot path: relaxed increment on failure only */
+  _Atomic uint64_t stale_popped; /* hot path, once per thread and run at most */
 };
 
 /* Per thread: which of the enclosing enters really pushed an id, so an
  * exit pops only what its enter pushed. */
 struct cupti_tstate {
+  uint32_t gen; /* generation of the pushes below; another: leftovers to pop */
   uint32_t depth;
   uint64_t pushed[(KFM_STACK_MAX + 63) / 64];
 };
@@ -206,9 +247,14 @@ static int cupti_registered;            /* callbacks ever registered (no dlclose
 
 static pthread_mutex_t cupti_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *cupti_pool_mem;
-static uint8_t *cupti_pool_free[CUPTI_POOL_N];
-static unsigned cupti_pool_nfree;
+static uint8_t **cupti_pool_free; /* cupti_pool_n entries */
+static unsigned cupti_pool_n, cupti_pool_nfree;
 static _Atomic uint64_t cupti_pool_declined; /* requests answered with no buffer */
+
+/* Run generations, process-wide because CUPTI's per-thread correlation
+ * stacks outlive sessions: an id left pushed by one session must not read as
+ * a node of the next. */
+static _Atomic uint32_t cupti_gen_next;
 
 static void cupti_real_init(void) {
   kfm__cupti_api_init(&cupti_real);
@@ -296,6 +342,12 @@ static int cupti_fill(struct kfm__cupti_api *api, char *reason, size_t len) {
   CUPTI_SYM(api, ActivityPushExternalCorrelationId, "cuptiActivityPushExternalCorrelationId", 1);
   CUPTI_SYM(api, ActivityPopExternalCorrelationId, "cuptiActivityPopExternalCorrelationId", 1);
   CUPTI_SYM(api, ActivityGetNumDroppedRecords, "cuptiActivityGetNumDroppedRecords", 0);
+  CUPTI_SYM(api, Subscribe, "cuptiSubscribe", 0);
+  CUPTI_SYM(api, Unsubscribe, "cuptiUnsubscribe", 0);
+  CUPTI_SYM(api, GetCallbackName, "cuptiGetCallbackName", 0);
+  CUPTI_SYM(api, ActivityEnableRuntimeApi, "cuptiActivityEnableRuntimeApi", 0);
+  CUPTI_SYM(api, ActivityEnableDriverApi, "cuptiActivityEnableDriverApi", 0);
+  CUPTI_SYM(api, ActivityFlushPeriod, "cuptiActivityFlushPeriod", 0);
   return 0;
 }
 
@@ -395,19 +447,60 @@ int kfm__cupti_probe_api(struct kfm__cupti_api *api, char *reason, size_t len) {
 /* ---------------------------------------------------------------------- */
 /* Buffer pool.                                                            */
 
-static int cupti_pool_ensure(void) {
+/* KFM_CUPTI_BUFFER_MB, or the default; a bad value is named in *bad. */
+static unsigned cupti_pool_mb(const char **bad) {
+  const char *e = getenv("KFM_CUPTI_BUFFER_MB");
+  *bad = NULL;
+  if (e == NULL || *e == '\0') {
+    return CUPTI_POOL_MB_DEFAULT;
+  }
+  char *end = NULL;
+  unsigned long v = strtoul(e, &end, 10);
+  if (*end != '\0' || v < 1 || v > CUPTI_POOL_MB_MAX || e[0] == '-') {
+    *bad = e;
+    return 0;
+  }
+  return (unsigned)v;
+}
+
+size_t kfm__cupti_pool_bytes(void) {
+  pthread_mutex_lock(&cupti_pool_lock);
+  size_t n = (size_t)cupti_pool_n * CUPTI_BUF_SIZE;
+  pthread_mutex_unlock(&cupti_pool_lock);
+  return n;
+}
+
+/* The pool is sized once per process: CUPTI may hold its buffers across
+ * sessions, so it is never freed nor moved. */
+static int cupti_pool_ensure(char *why, size_t len) {
   int rc = 0;
   pthread_mutex_lock(&cupti_pool_lock);
   if (cupti_pool_mem == NULL) {
-    /* Records are 8-byte aligned in their buffer (ACTIVITY_RECORD_ALIGNMENT). */
-    cupti_pool_mem = aligned_alloc(64, (size_t)CUPTI_POOL_N * CUPTI_BUF_SIZE);
-    if (cupti_pool_mem == NULL) {
-      rc = KFM_ENOMEM;
+    const char *bad;
+    unsigned mb = cupti_pool_mb(&bad);
+    unsigned n = mb * (1024u * 1024u / CUPTI_BUF_SIZE);
+    if (bad) {
+      snprintf(why, len, "KFM_CUPTI_BUFFER_MB='%s' is not a whole number of MiB in 1..%u", bad,
+               CUPTI_POOL_MB_MAX);
+      rc = KFM_EINVAL;
     } else {
-      for (unsigned i = 0; i < CUPTI_POOL_N; i++) {
-        cupti_pool_free[i] = cupti_pool_mem + (size_t)i * CUPTI_BUF_SIZE;
+      /* Records are 8-byte aligned in their buffer (ACTIVITY_RECORD_ALIGNMENT). */
+      cupti_pool_mem = aligned_alloc(64, (size_t)n * CUPTI_BUF_SIZE);
+      cupti_pool_free = malloc((size_t)n * sizeof *cupti_pool_free);
+      if (cupti_pool_mem == NULL || cupti_pool_free == NULL) {
+        free(cupti_pool_mem);
+        free(cupti_pool_free);
+        cupti_pool_mem = NULL;
+        cupti_pool_free = NULL;
+        snprintf(why, len, "out of memory for the %u MiB activity buffer pool (KFM_CUPTI_BUFFER_MB)",
+                 mb);
+        rc = KFM_ENOMEM;
+      } else {
+        for (unsigned i = 0; i < n; i++) {
+          cupti_pool_free[i] = cupti_pool_mem + (size_t)i * CUPTI_BUF_SIZE;
+        }
+        cupti_pool_n = cupti_pool_nfree = n;
       }
-      cupti_pool_nfree = CUPTI_POOL_N;
     }
   }
   pthread_mutex_unlock(&cupti_pool_lock);
@@ -431,12 +524,10 @@ static void CUPTIAPI cupti_buf_requested(uint8_t **buffer, size_t *size, size_t 
 }
 
 static void cupti_pool_put(uint8_t *b) {
-  if (b == NULL || cupti_pool_mem == NULL || b < cupti_pool_mem ||
-      b >= cupti_pool_mem + (size_t)CUPTI_POOL_N * CUPTI_BUF_SIZE) {
-    return; /* not ours */
-  }
   pthread_mutex_lock(&cupti_pool_lock);
-  if (cupti_pool_nfree < CUPTI_POOL_N) {
+  if (b != NULL && cupti_pool_mem != NULL && b >= cupti_pool_mem &&
+      b < cupti_pool_mem + (size_t)cupti_pool_n * CUPTI_BUF_SIZE &&
+      cupti_pool_nfree < cupti_pool_n) {
     cupti_pool_free[cupti_pool_nfree++] = b;
   }
   pthread_mutex_unlock(&cupti_pool_lock);
@@ -578,7 +669,7 @@ static int cupti_timed(const struct cupti_item *it) {
 static void cupti_ktab_add(struct cupti_state *st, uint32_t node, const struct cupti_item *it) {
   uint32_t h = cupti_fnv((const char *)it->grid, sizeof it->grid) ^
                cupti_fnv((const char *)it->block, sizeof it->block) ^ (node * 0x9E3779B1u) ^
-               (it->name * 0x85EBCA6Bu);
+               (it->name * 0x85EBCA6Bu) ^ (it->device * 0xC2B2AE35u);
   for (uint32_t i = 0; i < CUPTI_KTAB_CAP; i++) {
     struct cupti_kent *e = &st->ktab[(h + i) & (CUPTI_KTAB_CAP - 1)];
     if (!e->used) {
@@ -588,10 +679,11 @@ static void cupti_ktab_add(struct cupti_state *st, uint32_t node, const struct c
       e->used = 1;
       e->node = node;
       e->name = it->name;
+      e->device = it->device;
       memcpy(e->grid, it->grid, sizeof e->grid);
       memcpy(e->block, it->block, sizeof e->block);
       st->nkern++;
-    } else if (e->node != node || e->name != it->name ||
+    } else if (e->node != node || e->name != it->name || e->device != it->device ||
                memcmp(e->grid, it->grid, sizeof e->grid) != 0 ||
                memcmp(e->block, it->block, sizeof e->block) != 0) {
       continue;
@@ -667,6 +759,7 @@ static void cupti_apply(struct cupti_state *st, const struct cupti_item *it, uin
       e->bytes = it->bytes;
       e->node = node;
       e->name = it->name;
+      e->device = it->device;
       e->cls = it->cls;
       e->copy_kind = it->copy_kind;
     } else {
@@ -709,18 +802,43 @@ static void cupti_resolve(struct cupti_state *st, int final) {
   st->npend = kept;
 }
 
+/* The node an external correlation id names, or CUPTI_NONE with the
+ * refusal counted: only ids this session's current run pushed are nodes. */
+static uint32_t cupti_ext_node(struct cupti_state *st, CUpti_ExternalCorrelationKind kind,
+                               uint64_t id) {
+  if (kind != KFM__CUPTI_EXT_KIND) {
+    st->counts.ext_other_kind++;
+    return CUPTI_NONE;
+  }
+  if ((id >> 48) != KFM__CUPTI_TAG) {
+    st->counts.ext_foreign++;
+    return CUPTI_NONE;
+  }
+  uint32_t gen = atomic_load_explicit(&st->gen, memory_order_relaxed);
+  if (((id >> 32) & CUPTI_GEN_MASK) != gen || gen == 0) {
+    st->counts.ext_stale++;
+    return CUPTI_NONE;
+  }
+  uint32_t node1 = (uint32_t)id;
+  if (node1 == 0 || node1 > atomic_load_explicit(&st->node_hi, memory_order_relaxed)) {
+    st->counts.ext_range++;
+    return CUPTI_NONE;
+  }
+  return node1 - 1;
+}
+
 static void cupti_take(struct cupti_state *st, const CUpti_Activity *r) {
   struct cupti_item it;
   memset(&it, 0, sizeof it);
   it.name = CUPTI_NAME_NONE;
+  it.device = UINT32_MAX;
   switch (r->kind) {
   case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION: {
     const CUpti_ActivityExternalCorrelation *e = (const CUpti_ActivityExternalCorrelation *)r;
     st->counts.records[CUPTI_R_EXTCORR]++;
-    /* Only our kind; id 0 or beyond a node id is not one we pushed. */
-    if (e->externalKind == CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0 && e->externalId >= 1 &&
-        e->externalId <= (uint64_t)UINT32_MAX) {
-      cupti_map_put(st, e->correlationId, (uint32_t)(e->externalId - 1));
+    uint32_t node = cupti_ext_node(st, e->externalKind, e->externalId);
+    if (node != CUPTI_NONE) {
+      cupti_map_put(st, e->correlationId, node);
     }
     return;
   }
@@ -739,6 +857,7 @@ static void cupti_take(struct cupti_state *st, const CUpti_Activity *r) {
     it.block[1] = k->blockY;
     it.block[2] = k->blockZ;
     it.name = cupti_intern(st, k->name);
+    it.device = k->deviceId;
     break;
   }
   case CUPTI_ACTIVITY_KIND_MEMCPY: {
@@ -750,6 +869,7 @@ static void cupti_take(struct cupti_state *st, const CUpti_Activity *r) {
     it.bytes = m->bytes;
     it.corr = m->correlationId;
     it.copy_kind = m->copyKind;
+    it.device = m->deviceId;
     break;
   }
   case CUPTI_ACTIVITY_KIND_MEMSET: {
@@ -760,6 +880,7 @@ static void cupti_take(struct cupti_state *st, const CUpti_Activity *r) {
     it.end = m->end;
     it.bytes = m->bytes;
     it.corr = m->correlationId;
+    it.device = m->deviceId;
     break;
   }
   case CUPTI_ACTIVITY_KIND_SYNCHRONIZATION: {
@@ -784,6 +905,36 @@ static void cupti_take(struct cupti_state *st, const CUpti_Activity *r) {
   cupti_route(st, &it);
 }
 
+/* Size of a record of kind k as these headers declare it, 0 for a kind the
+ * backend does not know (the library has the headers' major version). */
+size_t kfm__cupti_record_size(CUpti_ActivityKind k) {
+  switch (k) {
+  case CUPTI_ACTIVITY_KIND_KERNEL:
+  case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:
+    return sizeof(CUpti_ActivityKernel10);
+  case CUPTI_ACTIVITY_KIND_MEMCPY:
+    return sizeof(CUpti_ActivityMemcpy6);
+  case CUPTI_ACTIVITY_KIND_MEMSET:
+    return sizeof(CUpti_ActivityMemset4);
+  case CUPTI_ACTIVITY_KIND_SYNCHRONIZATION:
+    return sizeof(CUpti_ActivitySynchronization2);
+  case CUPTI_ACTIVITY_KIND_RUNTIME:
+  case CUPTI_ACTIVITY_KIND_DRIVER:
+    return sizeof(CUpti_ActivityAPI);
+  case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION:
+    return sizeof(CUpti_ActivityExternalCorrelation);
+  default:
+    return 0;
+  }
+}
+
+/* Offset just past record r in buf (records are 8-byte aligned); r's kind
+ * has a known size (it was returned or stepped over). */
+static size_t cupti_record_end(const CUpti_Activity *r, const uint8_t *buf) {
+  size_t off = (size_t)((const uint8_t *)r - buf) + kfm__cupti_record_size(r->kind);
+  return (off + 7) & ~(size_t)7;
+}
+
 void kfm__cupti_process_buffer(void *state, uint8_t *buf, size_t valid) {
   struct cupti_state *st = state;
   if (!st->active || buf == NULL) {
@@ -791,10 +942,29 @@ void kfm__cupti_process_buffer(void *state, uint8_t *buf, size_t valid) {
   }
   pthread_mutex_lock(&st->lock);
   CUpti_Activity *r = NULL;
-  if (valid > 0) {
-    while (st->api->ActivityGetNextRecord(buf, valid, &r) == CUPTI_SUCCESS) {
+  while (valid > 0) {
+    CUptiResult res = st->api->ActivityGetNextRecord(buf, valid, &r);
+    if (res == CUPTI_SUCCESS) {
       cupti_take(st, r);
+      continue;
     }
+    if (res == CUPTI_ERROR_MAX_LIMIT_REACHED) {
+      break;
+    }
+    /* A force-flushed buffer holds incomplete records, and
+     * cuptiActivityGetNextRecord neither returns nor steps over one.  One of
+     * a kind whose size is known is stepped over here (and counted); after
+     * one of unknown size nothing can be found, and the bytes are counted. */
+    size_t at = r == NULL ? 0 : cupti_record_end(r, buf);
+    CUpti_Activity *next = (CUpti_Activity *)(buf + at);
+    st->counts.incomplete++;
+    if (at + sizeof(CUpti_Activity) <= valid && kfm__cupti_record_size(next->kind) != 0 &&
+        at + kfm__cupti_record_size(next->kind) <= valid) {
+      r = next;
+      continue;
+    }
+    st->counts.unparsed_bytes += at < valid ? valid - at : 0;
+    break;
   }
   cupti_resolve(st, 0);
   st->counts.buffers++;
@@ -858,33 +1028,168 @@ static int cupti_time_pair(const struct kfm__cupti_api *api, uint64_t *gpu, uint
 }
 
 /* GPU ns -> CLOCK_MONOTONIC ns, interpolating the offset between the pairs
- * taken at open and at flush (the two clocks drift under NTP slewing). */
-static int64_t cupti_to_mono(const struct cupti_state *st, uint64_t g) {
-  double off0 = (double)(int64_t)(st->gpu0 - st->mono0);
-  double off = off0;
-  if (st->have1 && st->gpu1 > st->gpu0) {
-    double off1 = (double)(int64_t)(st->gpu1 - st->mono1);
-    double f = ((double)(int64_t)(g - st->gpu0)) / (double)(st->gpu1 - st->gpu0);
-    off = off0 + (off1 - off0) * f;
+ * taken at open and at flush (the two clocks drift under NTP slewing).
+ * Offsets are differences of ~1.8e18 ns values: int64 holds them exactly,
+ * and the interpolation's product needs 128 bits. */
+__extension__ typedef __int128 cupti_i128;
+
+int64_t kfm__cupti_to_mono(uint64_t gpu0, uint64_t mono0, uint64_t gpu1, uint64_t mono1,
+                           int have1, uint64_t g) {
+  int64_t off0 = (int64_t)(gpu0 - mono0);
+  int64_t off = off0;
+  if (have1 && gpu1 > gpu0) {
+    int64_t off1 = (int64_t)(gpu1 - mono1);
+    cupti_i128 num = (cupti_i128)(off1 - off0) * (cupti_i128)(int64_t)(g - gpu0);
+    cupti_i128 den = (cupti_i128)(gpu1 - gpu0);
+    /* Rounded to the nearest ns, halves away from zero. */
+    cupti_i128 q = (num >= 0 ? num + den / 2 : num - den / 2) / den;
+    off = off0 + (int64_t)q;
   }
-  return (int64_t)g - (int64_t)off;
+  return (int64_t)(g - (uint64_t)off);
 }
 
+static int64_t cupti_to_mono(const struct cupti_state *st, uint64_t g) {
+  return kfm__cupti_to_mono(st->gpu0, st->mono0, st->gpu1, st->mono1, st->have1, g);
+}
+
+/* Trace only the API calls named by prefixes: bit cbid of on[] set for
+ * each enabled.  Returns how many. */
+static unsigned cupti_api_select(const struct kfm__cupti_api *api, CUpti_CallbackDomain dom,
+                                 unsigned ncbid, const char *const *prefixes,
+                                 CUptiResult (*enable)(CUpti_CallbackId, uint8_t), uint64_t *on) {
+  unsigned n = 0;
+  for (unsigned cb = 1; cb < ncbid; cb++) {
+    const char *name = NULL;
+    if (api->GetCallbackName(dom, cb, &name) != CUPTI_SUCCESS || name == NULL) {
+      continue;
+    }
+    for (const char *const *p = prefixes; *p; p++) {
+      if (strncmp(name, *p, strlen(*p)) == 0) {
+        if (enable(cb, 1) == CUPTI_SUCCESS) {
+          on[cb / 64] |= 1ull << (cb % 64);
+          n++;
+        }
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+static void cupti_api_unselect(CUptiResult (*enable)(CUpti_CallbackId, uint8_t), unsigned ncbid,
+                               uint64_t *on) {
+  for (unsigned cb = 1; cb < ncbid; cb++) {
+    if (on[cb / 64] & (1ull << (cb % 64))) {
+      enable(cb, 0);
+    }
+  }
+  memset(on, 0, ((ncbid + 63) / 64) * sizeof *on);
+}
+
+/* Enables the activity kinds (start of collection).  Failures of optional
+ * kinds are kept for the export; a failure of the required kernel kind
+ * leaves collection off, and the export says why. */
+static void cupti_enable(struct cupti_state *st) {
+  const struct kfm__cupti_api *api = st->api;
+  memset(st->kind_error, 0, sizeof st->kind_error);
+  st->n_api = 0;
+  int per_api = api->GetCallbackName && api->ActivityEnableRuntimeApi &&
+                api->ActivityEnableDriverApi;
+  for (size_t i = 0; i < CUPTI_NKINDS; i++) {
+    CUptiResult r;
+    if (per_api && i >= CUPTI_KIND_RUNTIME_IX) {
+      /* Enabling the whole RUNTIME/DRIVER kind would trace every API call
+       * (cudaStreamQuery polling, cudaGetDevice...) into the same buffers. */
+      unsigned n = i == CUPTI_KIND_RUNTIME_IX
+                       ? cupti_api_select(api, CUPTI_CB_DOMAIN_RUNTIME_API, CUPTI_RT_CBIDS,
+                                          cupti_runtime_api, api->ActivityEnableRuntimeApi,
+                                          st->rt_on)
+                       : cupti_api_select(api, CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRV_CBIDS,
+                                          cupti_driver_api, api->ActivityEnableDriverApi,
+                                          st->drv_on);
+      st->n_api += n;
+      if (n > 0) {
+        continue;
+      }
+    }
+    r = api->ActivityEnable(cupti_kinds[i].kind);
+    if (r == CUPTI_SUCCESS) {
+      st->enabled |= 1u << i;
+      continue;
+    }
+    snprintf(st->kind_error[i], sizeof st->kind_error[i], "%d %s", (int)r,
+             cupti_result_name(api, r));
+    if (cupti_kinds[i].required) {
+      snprintf(st->reason, sizeof st->reason, "cuptiActivityEnable(%s) failed at start: %d %s",
+               cupti_kinds[i].macro, (int)r, cupti_result_name(api, r));
+    }
+  }
+  if (api->ActivityFlushPeriod) {
+    api->ActivityFlushPeriod(CUPTI_FLUSH_PERIOD_MS);
+  }
+  st->collecting = 1;
+}
+
+/* Disables exactly what cupti_enable enabled. */
+static void cupti_disable_all(struct cupti_state *st) {
+  for (size_t i = 0; i < CUPTI_NKINDS; i++) {
+    if (st->enabled & (1u << i)) {
+      st->api->ActivityDisable(cupti_kinds[i].kind);
+    }
+  }
+  st->enabled = 0;
+  if (st->api->ActivityEnableRuntimeApi) {
+    cupti_api_unselect(st->api->ActivityEnableRuntimeApi, CUPTI_RT_CBIDS, st->rt_on);
+  }
+  if (st->api->ActivityEnableDriverApi) {
+    cupti_api_unselect(st->api->ActivityEnableDriverApi, CUPTI_DRV_CBIDS, st->drv_on);
+  }
+}
+
+/* End of collection: complete buffers first (a forced flush alone hands
+ * back buffers whose records are still being written), then nothing new,
+ * then everything CUPTI still holds.  Not under st->lock: the completed
+ * callback, which takes it, runs on this thread inside the flush. */
+static void cupti_stop_collecting(struct cupti_state *st) {
+  if (!st->collecting) {
+    return;
+  }
+  st->api->ActivityFlushAll(0);
+  cupti_disable_all(st);
+  st->api->ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  st->collecting = 0;
+}
+
+uint32_t kfm__cupti_generation(void *state) {
+  struct cupti_state *st = state;
+  return atomic_load_explicit(&st->gen, memory_order_relaxed);
+}
+
+/* Session start (and each restart's): a new generation, so ids pushed
+ * before it are refused, then collection on. */
 void kfm__cupti_set_start(void *state, uint64_t mono_ns) {
   struct cupti_state *st = state;
   if (!st->active) {
     return;
   }
+  uint32_t gen;
+  do {
+    gen = (atomic_fetch_add(&cupti_gen_next, 1) + 1) & CUPTI_GEN_MASK;
+  } while (gen == 0);
   pthread_mutex_lock(&st->lock);
   st->epoch_mono = mono_ns;
   st->epoch_is_start = 1;
+  atomic_store_explicit(&st->gen, gen, memory_order_relaxed);
+  if (!st->collecting) {
+    cupti_enable(st);
+  }
   pthread_mutex_unlock(&st->lock);
 }
 
 /* A restarted session's next run: activity already delivered belongs to
- * the previous run and is forgotten with it.  Records still pending keep
- * waiting (their launches may map into this run); interned kernel names and
- * the correlation map stay, they are lookup structures, not results. */
+ * the previous run and is forgotten with it (the stop before the restart
+ * flushed and resolved everything).  Interned kernel names and the
+ * correlation map stay, they are lookup structures, not results. */
 void kfm__cupti_restart(void *state) {
   struct cupti_state *st = state;
   if (!st->active) {
@@ -903,6 +1208,7 @@ void kfm__cupti_restart(void *state) {
   memset(&st->counts, 0, sizeof st->counts);
   st->nomem = 0;
   atomic_store_explicit(&st->push_failed, 0, memory_order_relaxed);
+  atomic_store_explicit(&st->stale_popped, 0, memory_order_relaxed);
   pthread_mutex_unlock(&st->lock);
 }
 
@@ -935,20 +1241,20 @@ static void cupti_free(struct cupti_state *st) {
   }
 }
 
-static void cupti_disable_all(struct cupti_state *st) {
-  for (size_t i = 0; i < CUPTI_NKINDS; i++) {
-    if (st->enabled & (1u << i)) {
-      st->api->ActivityDisable(cupti_kinds[i].kind);
-    }
-  }
-  st->enabled = 0;
-}
-
 static int cupti_fail(struct cupti_state *st, struct kfm__backend_ctx *ctx, int rc) {
   snprintf(ctx->errbuf, ctx->errlen, "%s", st->reason);
   cupti_free(st);
   st->active = 0;
   return rc;
+}
+
+/* A callback for the subscriber slot: no callback is ever enabled on it. */
+static void CUPTIAPI cupti_no_callback(void *user, CUpti_CallbackDomain dom, CUpti_CallbackId cb,
+                                       const void *data) {
+  (void)user;
+  (void)dom;
+  (void)cb;
+  (void)data;
 }
 
 static int cupti_open(void *state, struct kfm__backend_ctx *ctx) {
@@ -971,17 +1277,21 @@ static int cupti_open(void *state, struct kfm__backend_ctx *ctx) {
     return cupti_fail(st, ctx, KFM_ENOMEM);
   }
   st->lock_init = 1;
+  int prc = cupti_pool_ensure(st->reason, sizeof st->reason);
+  if (prc != 0) {
+    return cupti_fail(st, ctx, prc);
+  }
   st->map = calloc(CUPTI_MAP_CAP, sizeof *st->map);
   st->pend = calloc(CUPTI_PEND_CAP, sizeof *st->pend);
   st->ktab = calloc(CUPTI_KTAB_CAP, sizeof *st->ktab);
   st->arena = malloc(CUPTI_ARENA);
   st->names = calloc(CUPTI_NAME_CAP, sizeof *st->names);
   st->tl = calloc(CUPTI_TL_CAP, sizeof *st->tl);
-  if (!st->map || !st->pend || !st->ktab || !st->arena || !st->names || !st->tl ||
-      cupti_pool_ensure() != 0) {
+  if (!st->map || !st->pend || !st->ktab || !st->arena || !st->names || !st->tl) {
     snprintf(st->reason, sizeof st->reason, "out of memory for the activity tables (%u MiB)",
-             (unsigned)((CUPTI_POOL_N * CUPTI_BUF_SIZE + CUPTI_TL_CAP * sizeof(struct cupti_event) +
-                         CUPTI_PEND_CAP * sizeof(struct cupti_item)) >>
+             (unsigned)((CUPTI_TL_CAP * sizeof(struct cupti_event) +
+                         CUPTI_PEND_CAP * sizeof(struct cupti_item) +
+                         CUPTI_MAP_CAP * sizeof(struct cupti_slot)) >>
                         20));
     return cupti_fail(st, ctx, KFM_ENOMEM);
   }
@@ -1001,50 +1311,51 @@ static int cupti_open(void *state, struct kfm__backend_ctx *ctx) {
   }
   st->active = 1;
   cupti_owner = st;
-  cupti_registered = 1;
   pthread_mutex_unlock(&cupti_owner_lock);
 
+  /* Registering buffer callbacks would replace those of another CUPTI
+   * client, which then loses its records without a word: CUPTI's own
+   * subscriber slot says whether there is one. */
+  char subnote[128] = "";
+  if (api->Subscribe) {
+    CUptiResult r = api->Subscribe(&st->sub, cupti_no_callback, NULL);
+    if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
+      st->sub = NULL;
+      snprintf(st->reason, sizeof st->reason,
+               "another CUPTI client is active in this process (cuptiSubscribe: %d %s): "
+               "PyTorch's profiler, Nsight Systems/Compute, cuda-gdb or compute-sanitizer; "
+               "kfm leaves CUPTI to it",
+               (int)r, cupti_result_name(api, r));
+      goto release;
+    }
+    if (r != CUPTI_SUCCESS) {
+      st->sub = NULL;
+      snprintf(subnote, sizeof subnote, "; cuptiSubscribe failed (%d %s): a second client goes "
+               "undetected", (int)r, cupti_result_name(api, r));
+    }
+  }
+  pthread_mutex_lock(&cupti_owner_lock);
+  cupti_registered = 1;
+  pthread_mutex_unlock(&cupti_owner_lock);
   CUptiResult r = api->ActivityRegisterCallbacks(cupti_buf_requested, cupti_buf_completed);
   if (r != CUPTI_SUCCESS) {
     snprintf(st->reason, sizeof st->reason, "cuptiActivityRegisterCallbacks failed: %d %s", (int)r,
              cupti_result_name(api, r));
     goto release;
   }
-  char off[200] = "";
-  size_t used = 0;
-  for (size_t i = 0; i < CUPTI_NKINDS; i++) {
-    r = api->ActivityEnable(cupti_kinds[i].kind);
-    if (r == CUPTI_SUCCESS) {
-      st->enabled |= 1u << i;
-      continue;
-    }
-    if (cupti_kinds[i].required) {
-      snprintf(st->reason, sizeof st->reason, "cuptiActivityEnable(%s) failed: %d %s",
-               cupti_kinds[i].macro, (int)r, cupti_result_name(api, r));
-      cupti_disable_all(st);
-      goto release;
-    }
-    snprintf(st->kind_error[i], sizeof st->kind_error[i], "%d %s", (int)r,
-             cupti_result_name(api, r));
-    if (used < sizeof off) {
-      int n = snprintf(off + used, sizeof off - used, "%s%s (%s)", used ? ", " : "",
-                       cupti_kinds[i].name, st->kind_error[i]);
-      used += n > 0 ? (size_t)n : 0;
-    }
-  }
   if (ctx->note && ctx->notelen) {
-    if (off[0]) {
-      snprintf(ctx->note, ctx->notelen, "%s, CUPTI %u; not enabled: %s", api->lib, api->version,
-               off);
-    } else {
-      snprintf(ctx->note, ctx->notelen, "%s, CUPTI %u; kernels, copies, sets, syncs, API calls",
-               api->lib, api->version);
-    }
+    snprintf(ctx->note, ctx->notelen,
+             "%s, CUPTI %u; kernels, copies, sets, syncs from start to stop; %zu MiB of buffers%s",
+             api->lib, api->version, kfm__cupti_pool_bytes() >> 20, subnote);
   }
   st->reason[0] = '\0';
   return 0;
 
 release:
+  if (st->sub && api->Unsubscribe) {
+    api->Unsubscribe(st->sub);
+    st->sub = NULL;
+  }
   pthread_mutex_lock(&cupti_owner_lock);
   cupti_owner = NULL;
   st->active = 0;
@@ -1058,30 +1369,65 @@ static void cupti_close(void *state) {
     cupti_free(st);
     return;
   }
-  cupti_disable_all(st);
-  /* Hand back every buffer CUPTI holds while this session still owns the
-   * callbacks, so none is parsed into freed memory. */
-  st->api->ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  /* A session destroyed without a stop: hand back every buffer CUPTI holds
+   * while this session still owns the callbacks, so none is parsed into
+   * freed memory. */
+  cupti_stop_collecting(st);
   pthread_mutex_lock(&cupti_owner_lock);
   if (cupti_owner == st) {
     cupti_owner = NULL;
   }
   pthread_mutex_unlock(&cupti_owner_lock);
+  if (st->sub && st->api->Unsubscribe) {
+    st->api->Unsubscribe(st->sub);
+    st->sub = NULL;
+  }
   st->active = 0;
   cupti_free(st);
+}
+
+/* The thread's pushes belong to an earlier run (a restart, or the first
+ * hook of this session): pop what it pushed, start over at depth 0.  Runs
+ * once per thread per run, on the profiled thread (CUPTI's stacks are per
+ * thread). */
+static void cupti_thread_resync(struct cupti_state *st, struct cupti_tstate *ts, uint32_t gen) {
+  uint32_t d = ts->depth < KFM_STACK_MAX ? ts->depth : KFM_STACK_MAX;
+  for (uint32_t i = d; i-- > 0;) {
+    if (ts->pushed[i / 64] & (1ull << (i % 64))) {
+      uint64_t last = 0;
+      st->api->ActivityPopExternalCorrelationId(KFM__CUPTI_EXT_KIND, &last);
+      atomic_fetch_add_explicit(&st->stale_popped, 1, memory_order_relaxed);
+    }
+  }
+  memset(ts, 0, sizeof *ts);
+  ts->gen = gen;
 }
 
 /* Hot path: one CUPTI call, no allocation, no lock. */
 static void cupti_enter(void *state, void *tstate, uint32_t node) {
   struct cupti_state *st = state;
   struct cupti_tstate *ts = tstate;
+  uint32_t gen = atomic_load_explicit(&st->gen, memory_order_relaxed);
+  if (ts->gen != gen) {
+    cupti_thread_resync(st, ts, gen);
+  }
   uint32_t d = ts->depth++;
-  if (d >= KFM_STACK_MAX) {
+  if (d >= KFM_STACK_MAX || node >= CUPTI_NODE_MAX) {
+    if (d < KFM_STACK_MAX) {
+      ts->pushed[d / 64] &= ~(1ull << (d % 64));
+    }
     return;
   }
+  /* The refusal bound for ids: raised once per new node, so the CAS is off
+   * the common path. */
+  uint32_t hi = atomic_load_explicit(&st->node_hi, memory_order_relaxed);
+  while (node + 1 > hi && !atomic_compare_exchange_weak_explicit(
+                              &st->node_hi, &hi, node + 1, memory_order_relaxed,
+                              memory_order_relaxed)) {
+  }
   uint64_t bit = 1ull << (d % 64);
-  if (st->api->ActivityPushExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0,
-                                                 (uint64_t)node + 1) == CUPTI_SUCCESS) {
+  if (st->api->ActivityPushExternalCorrelationId(KFM__CUPTI_EXT_KIND,
+                                                 KFM__CUPTI_ID(gen, node)) == CUPTI_SUCCESS) {
     ts->pushed[d / 64] |= bit;
   } else {
     ts->pushed[d / 64] &= ~bit;
@@ -1093,13 +1439,18 @@ static void cupti_exit(void *state, void *tstate, uint32_t node) {
   struct cupti_state *st = state;
   struct cupti_tstate *ts = tstate;
   (void)node;
+  uint32_t gen = atomic_load_explicit(&st->gen, memory_order_relaxed);
+  if (ts->gen != gen) {
+    cupti_thread_resync(st, ts, gen); /* an exit of a node entered in an earlier run */
+    return;
+  }
   if (ts->depth == 0) {
     return;
   }
   uint32_t d = --ts->depth;
   if (d < KFM_STACK_MAX && (ts->pushed[d / 64] & (1ull << (d % 64)))) {
     uint64_t last = 0;
-    st->api->ActivityPopExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, &last);
+    st->api->ActivityPopExternalCorrelationId(KFM__CUPTI_EXT_KIND, &last);
   }
 }
 
@@ -1113,14 +1464,14 @@ void kfm__cupti_finish(void *state) {
   pthread_mutex_unlock(&st->lock);
 }
 
+/* At stop: everything until now delivered, collection off until the next
+ * start, then the pending records resolved once and for all. */
 static void cupti_flush(void *state) {
   struct cupti_state *st = state;
   if (!st->active) {
     return;
   }
-  /* Not under st->lock: the completed callback, which takes it, may run
-   * on this thread inside the flush. */
-  st->api->ActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  cupti_stop_collecting(st);
   uint64_t g = 0, m = 0;
   int ok = cupti_time_pair(st->api, &g, &m, NULL);
   pthread_mutex_lock(&st->lock);
@@ -1163,6 +1514,7 @@ void kfm__cupti_counts(void *state, struct kfm__cupti_counts *out) {
   pthread_mutex_lock(&st->lock);
   *out = st->counts;
   out->pending = st->npend;
+  out->stale_popped = atomic_load_explicit(&st->stale_popped, memory_order_relaxed);
   pthread_mutex_unlock(&st->lock);
 }
 
@@ -1192,6 +1544,13 @@ static int cupti_kcmp(const void *a, const void *b) {
   return x->count > y->count ? -1 : x->count < y->count;
 }
 
+/* ,"device":N (the CUDA device id of the record), or nothing when unknown. */
+static void cupti_json_device(FILE *f, uint32_t device) {
+  if (device != UINT32_MAX) {
+    fprintf(f, ",\"device\":%u", device);
+  }
+}
+
 /* Emits node's kernels from the sorted list, advancing *pos past them. */
 static void cupti_json_kernels(FILE *f, const struct cupti_state *st,
                                const struct cupti_kent *const *k, uint32_t n, uint32_t *pos,
@@ -1207,9 +1566,11 @@ static void cupti_json_kernels(FILE *f, const struct cupti_state *st,
     kfm__json_str(f, cupti_name_at(st, e->name));
     fprintf(f,
             ",\"grid\":[%d,%d,%d],\"block\":[%d,%d,%d],\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64
-            ",\"untimed\":%" PRIu64 "}",
+            ",\"untimed\":%" PRIu64,
             e->grid[0], e->grid[1], e->grid[2], e->block[0], e->block[1], e->block[2], e->count,
             e->total_ns, e->untimed);
+    cupti_json_device(f, e->device);
+    fputc('}', f);
     first = 0;
   }
   fputc(']', f);
@@ -1278,15 +1639,29 @@ static void cupti_export_json(void *state, void *file) {
     fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", cupti_record_names[i], st->counts.records[i]);
   }
   fprintf(f,
-          "},\"buffers\":%" PRIu64 ",\"pending\":%u,\"dropped\":{\"cupti_records\":%" PRIu64
-          ",\"buffers_declined\":%" PRIu64 ",\"pending_evicted\":%" PRIu64
+          "},\"buffers\":%" PRIu64 ",\"buffer_pool_bytes\":%zu,\"api_calls_traced\":%u"
+          ",\"collecting\":%s,\"pending\":%u,\"dropped\":{\"cupti_records\":%" PRIu64
+          ",\"buffers_declined\":%" PRIu64 ",\"incomplete_records\":%" PRIu64
+          ",\"unparsed_bytes\":%" PRIu64 ",\"pending_evicted\":%" PRIu64
           ",\"map_evicted\":%" PRIu64 ",\"timeline\":%" PRIu64 ",\"kernel_table\":%" PRIu64
           ",\"node_table\":%" PRIu64 ",\"push_failed\":%" PRIu64 "}",
-          st->counts.buffers, st->npend, st->counts.cupti_dropped,
+          st->counts.buffers, kfm__cupti_pool_bytes(), st->n_api,
+          st->collecting ? "true" : "false", st->npend, st->counts.cupti_dropped,
           (uint64_t)atomic_load_explicit(&cupti_pool_declined, memory_order_relaxed),
-          st->counts.pending_evicted, st->counts.map_evicted, st->counts.timeline_dropped,
-          st->counts.kernel_table_dropped, st->nomem,
-          (uint64_t)atomic_load_explicit(&st->push_failed, memory_order_relaxed));
+          st->counts.incomplete, st->counts.unparsed_bytes, st->counts.pending_evicted,
+          st->counts.map_evicted, st->counts.timeline_dropped, st->counts.kernel_table_dropped,
+          st->nomem, (uint64_t)atomic_load_explicit(&st->push_failed, memory_order_relaxed));
+  fprintf(f,
+          ",\"external_ids_refused\":{\"other_tool_kind\":%" PRIu64 ",\"foreign\":%" PRIu64
+          ",\"stale_generation\":%" PRIu64 ",\"past_pushed_nodes\":%" PRIu64
+          "},\"stale_ids_popped\":%" PRIu64,
+          st->counts.ext_other_kind, st->counts.ext_foreign, st->counts.ext_stale,
+          st->counts.ext_range,
+          (uint64_t)atomic_load_explicit(&st->stale_popped, memory_order_relaxed));
+  if (st->reason[0]) {
+    fputs(",\"start_error\":", f);
+    kfm__json_str(f, st->reason);
+  }
 
   /* Kernel table sorted by node, then by time: one pass emits each node's
    * list.  Without memory for the index the lists are left empty and the
@@ -1337,6 +1712,7 @@ static void cupti_export_json(void *state, void *file) {
     } else if (e->cls != CUPTI_R_SYNC) {
       fprintf(f, ",\"bytes\":%" PRIu64, e->bytes);
     }
+    cupti_json_device(f, e->device);
     fputc('}', f);
   }
   fputs("]}", f);

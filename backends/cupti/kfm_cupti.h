@@ -64,7 +64,53 @@ struct kfm__cupti_api {
                                                   uint64_t *last);
   /** Optional (may stay NULL): records CUPTI dropped for want of a buffer. */
   CUptiResult (*ActivityGetNumDroppedRecords)(CUcontext ctx, uint32_t stream, size_t *dropped);
+  /** Optional: claim / release CUPTI's single subscriber slot, which tells
+   * whether another CUPTI client (PyTorch's profiler, Nsight) is present. */
+  CUptiResult (*Subscribe)(CUpti_SubscriberHandle *sub, CUpti_CallbackFunc cb, void *user);
+  CUptiResult (*Unsubscribe)(CUpti_SubscriberHandle sub);
+  /** Optional: trace only the API calls attribution needs.  Without all
+   * three, the whole RUNTIME and DRIVER kinds are enabled instead. */
+  CUptiResult (*GetCallbackName)(CUpti_CallbackDomain domain, uint32_t cbid, const char **name);
+  CUptiResult (*ActivityEnableRuntimeApi)(CUpti_CallbackId cbid, uint8_t enable);
+  CUptiResult (*ActivityEnableDriverApi)(CUpti_CallbackId cbid, uint8_t enable);
+  /** Optional: CUPTI hands back partly filled buffers every period (ms). */
+  CUptiResult (*ActivityFlushPeriod)(uint32_t ms);
 };
+
+/**
+ * External correlation ids the backend pushes (kind
+ * CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM2: PyTorch's Kineto uses CUSTOM0 and
+ * CUSTOM1).  An id is KFM__CUPTI_TAG in bits 63..48, the session generation
+ * (16 bits, never 0) in 47..32 and node id + 1 in 31..0, so an id of another
+ * tool, of an earlier session or run, or past the nodes pushed is recognised
+ * and refused instead of being read as a node.
+ */
+#define KFM__CUPTI_EXT_KIND CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM2
+#define KFM__CUPTI_TAG 0x6B66u /* "kf" */
+#define KFM__CUPTI_ID(gen, node)                                                                   \
+  (((uint64_t)KFM__CUPTI_TAG << 48) | ((uint64_t)((gen) & 0xFFFFu) << 32) |                       \
+   (uint64_t)((uint32_t)(node) + 1u))
+
+/** Size of a record of kind k in the headers' layout (the latest version
+ * of each kind the backend reads), 0 for a kind it does not know. */
+size_t kfm__cupti_record_size(CUpti_ActivityKind k);
+
+/** The generation of the state's current run (0 before the first start). */
+uint32_t kfm__cupti_generation(void *state);
+
+/**
+ * GPU timestamp g (CUPTI's CLOCK_REALTIME-based ns) on CLOCK_MONOTONIC, from
+ * the pair (gpu0, mono0) and, when have1, the later pair (gpu1, mono1) whose
+ * offset is interpolated linearly (clocks slewed by NTP drift apart).  Pure
+ * integer arithmetic: the offsets are ~1.8e18 ns, which a double holds only
+ * to 256 ns.
+ */
+int64_t kfm__cupti_to_mono(uint64_t gpu0, uint64_t mono0, uint64_t gpu1, uint64_t mono1,
+                           int have1, uint64_t g);
+
+/** The activity buffer pool's size in bytes, fixed at the first open from
+ * KFM_CUPTI_BUFFER_MB (1..4096, default 32). */
+size_t kfm__cupti_pool_bytes(void);
 
 /** The libcupti file name matching the headers, e.g. "libcupti.so.13". */
 const char *kfm__cupti_soname(void);
@@ -152,6 +198,15 @@ struct kfm__cupti_counts {
   uint64_t kernel_table_dropped;
   uint64_t buffers;       /**< completed buffers processed */
   uint64_t cupti_dropped; /**< records CUPTI dropped (cuptiActivityGetNumDroppedRecords) */
+  /* External correlation records refused (their activity stays unattributed). */
+  uint64_t ext_other_kind; /**< another tool's kind (e.g. Kineto's CUSTOM0): ignored */
+  uint64_t ext_foreign;    /**< our kind, but not an id kfm made */
+  uint64_t ext_stale;      /**< an id of another session or run (generation) */
+  uint64_t ext_range;      /**< node past those this session pushed */
+  /* Loss inside delivered buffers. */
+  uint64_t incomplete;     /**< records cuptiActivityGetNextRecord refused (incomplete) */
+  uint64_t unparsed_bytes; /**< bytes after an unreadable record, lost with it */
+  uint64_t stale_popped;   /**< ids left pushed by an earlier run, popped at a thread's next hook */
 };
 void kfm__cupti_counts(void *state, struct kfm__cupti_counts *out);
 /* The backend's restart hook, exposed for the tests. */

@@ -39,7 +39,11 @@
 #include "kfm_test.h"
 
 #define B kfm__backend_cupti
-#define CK CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0
+#define CK KFM__CUPTI_EXT_KIND
+/* The id the backend pushes for node in state st's current run. */
+#define ID(st, node) KFM__CUPTI_ID(kfm__cupti_generation(st), node)
+/* A record the fake iterator treats as incomplete (as in a forced flush). */
+#define INCOMPLETE_CORR 0xFFFFFFF0u
 
 /* ---------------------------------------------------------------------- */
 /* The fake CUPTI.  Single-threaded test: plain globals are enough.        */
@@ -50,6 +54,11 @@ static CUpti_ActivityKind f_fail_kind = CUPTI_ACTIVITY_KIND_INVALID; /* enable f
 static CUptiResult f_fail_code = CUPTI_ERROR_UNKNOWN;
 static uint64_t f_enabled; /* bit per kind */
 static int f_flushes;
+static uint32_t f_flush_flags[8]; /* flags of the first flushes */
+static CUptiResult f_subscribe_rc = CUPTI_SUCCESS;
+static int f_subscribed;
+static uint64_t f_rt_on[(CUPTI_RUNTIME_TRACE_CBID_SIZE + 63) / 64];
+static uint64_t f_drv_on[(CUPTI_DRIVER_TRACE_CBID_SIZE + 63) / 64];
 static uint64_t f_push_fail_id; /* push of this id fails (0: none) */
 static uint64_t f_stack[256];
 static int f_depth, f_pushes, f_pops;
@@ -109,42 +118,25 @@ static CUptiResult f_register(CUpti_BuffersCallbackRequestFunc rq,
   return CUPTI_SUCCESS;
 }
 
-/* Size of each record kind the tests write (the CUDA headers' current versions). */
-static size_t rec_size(CUpti_ActivityKind k) {
-  switch (k) {
-  case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:
-  case CUPTI_ACTIVITY_KIND_KERNEL:
-    return sizeof(CUpti_ActivityKernel10);
-  case CUPTI_ACTIVITY_KIND_MEMCPY:
-    return sizeof(CUpti_ActivityMemcpy6);
-  case CUPTI_ACTIVITY_KIND_MEMSET:
-    return sizeof(CUpti_ActivityMemset4);
-  case CUPTI_ACTIVITY_KIND_SYNCHRONIZATION:
-    return sizeof(CUpti_ActivitySynchronization2);
-  case CUPTI_ACTIVITY_KIND_RUNTIME:
-  case CUPTI_ACTIVITY_KIND_DRIVER:
-    return sizeof(CUpti_ActivityAPI);
-  case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION:
-    return sizeof(CUpti_ActivityExternalCorrelation);
-  default:
-    return 0;
-  }
-}
-
 /* The walker used when libcupti cannot be loaded: same contract as
  * cuptiActivityGetNextRecord. */
 static CUptiResult f_next_sizes(uint8_t *buf, size_t valid, CUpti_Activity **rec) {
   size_t off = 0;
   if (*rec != NULL) {
-    off = (size_t)((uint8_t *)*rec - buf) + rec_size((*rec)->kind);
+    off = (size_t)((uint8_t *)*rec - buf) + kfm__cupti_record_size((*rec)->kind);
     off = (off + 7) & ~(size_t)7;
   }
   if (off + sizeof(CUpti_Activity) > valid) {
     return CUPTI_ERROR_MAX_LIMIT_REACHED;
   }
   CUpti_Activity *r = (CUpti_Activity *)(buf + off);
-  size_t n = rec_size(r->kind);
+  size_t n = kfm__cupti_record_size(r->kind);
   if (n == 0 || off + n > valid) {
+    return CUPTI_ERROR_INVALID_KIND;
+  }
+  /* Like libcupti: an incomplete record is neither returned nor stepped over. */
+  if ((r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL &&
+       ((CUpti_ActivityKernel10 *)r)->correlationId == INCOMPLETE_CORR)) {
     return CUPTI_ERROR_INVALID_KIND;
   }
   *rec = r;
@@ -152,7 +144,9 @@ static CUptiResult f_next_sizes(uint8_t *buf, size_t valid, CUpti_Activity **rec
 }
 
 static CUptiResult f_flush_all(uint32_t flag) {
-  (void)flag;
+  if (f_flushes < 8) {
+    f_flush_flags[f_flushes] = flag;
+  }
   f_flushes++;
   int n = f_nheld;
   f_nheld = 0;
@@ -193,6 +187,60 @@ static CUptiResult f_dropped(CUcontext c, uint32_t s, size_t *d) {
   return CUPTI_SUCCESS;
 }
 
+static CUptiResult f_subscribe(CUpti_SubscriberHandle *sub, CUpti_CallbackFunc cb, void *u) {
+  (void)cb;
+  (void)u;
+  if (f_subscribe_rc != CUPTI_SUCCESS) {
+    return f_subscribe_rc;
+  }
+  f_subscribed++;
+  *sub = (CUpti_SubscriberHandle)&f_subscribed;
+  return CUPTI_SUCCESS;
+}
+static CUptiResult f_unsubscribe(CUpti_SubscriberHandle sub) {
+  CU_ASSERT_PTR_EQUAL(sub, (CUpti_SubscriberHandle)&f_subscribed);
+  f_subscribed--;
+  return CUPTI_SUCCESS;
+}
+/* A few API names of each domain, as cuptiGetCallbackName gives them. */
+static CUptiResult f_cb_name(CUpti_CallbackDomain dom, uint32_t cbid, const char **name) {
+  *name = NULL;
+  if (dom == CUPTI_CB_DOMAIN_RUNTIME_API) {
+    *name = cbid == 211 ? "cudaLaunchKernel_v7000"
+            : cbid == 31 ? "cudaMemcpy_v3020"
+            : cbid == 311 ? "cudaGraphLaunch_v10000"
+            : cbid == 5 ? "cudaGetDevice_v3020"
+            : cbid == 1 ? "cudaDriverGetVersion_v3020"
+                        : NULL;
+  } else if (dom == CUPTI_CB_DOMAIN_DRIVER_API) {
+    *name = cbid == 307 ? "cuLaunchKernel" : cbid == 10 ? "cuCtxGetDevice" : NULL;
+  }
+  return *name ? CUPTI_SUCCESS : CUPTI_ERROR_INVALID_PARAMETER;
+}
+static CUptiResult f_rt_api(CUpti_CallbackId cb, uint8_t on) {
+  if (on) {
+    f_rt_on[cb / 64] |= 1ull << (cb % 64);
+  } else {
+    f_rt_on[cb / 64] &= ~(1ull << (cb % 64));
+  }
+  return CUPTI_SUCCESS;
+}
+static CUptiResult f_drv_api(CUpti_CallbackId cb, uint8_t on) {
+  if (on) {
+    f_drv_on[cb / 64] |= 1ull << (cb % 64);
+  } else {
+    f_drv_on[cb / 64] &= ~(1ull << (cb % 64));
+  }
+  return CUPTI_SUCCESS;
+}
+static int bits_set(const uint64_t *w, size_t n) {
+  int c = 0;
+  for (size_t i = 0; i < n; i++) {
+    c += __builtin_popcountll(w[i]);
+  }
+  return c;
+}
+
 static struct kfm__cupti_api fake;
 
 static void fake_reset(int use_real_iterator) {
@@ -208,6 +256,13 @@ static void fake_reset(int use_real_iterator) {
   fake.ActivityPushExternalCorrelationId = f_push;
   fake.ActivityPopExternalCorrelationId = f_pop;
   fake.ActivityGetNumDroppedRecords = f_dropped;
+  fake.Subscribe = f_subscribe;
+  fake.Unsubscribe = f_unsubscribe;
+  f_subscribe_rc = CUPTI_SUCCESS;
+  f_subscribed = 0;
+  memset(f_rt_on, 0, sizeof f_rt_on);
+  memset(f_drv_on, 0, sizeof f_drv_on);
+  memset(f_flush_flags, 0xff, sizeof f_flush_flags);
   f_fail_kind = CUPTI_ACTIVITY_KIND_INVALID;
   f_fail_code = CUPTI_ERROR_UNKNOWN;
   f_enabled = 0;
@@ -253,6 +308,24 @@ static void be_close(struct be *b) {
   B.close(b->st);
   free(b->st);
   free(b->ts);
+}
+
+/* Session start, and one enter/exit of each node up to max_node so that
+ * ids of those nodes are ones the backend pushed. */
+static void be_start(struct be *b, uint32_t max_node) {
+  kfm__cupti_set_start(b->st, mono_ns());
+  for (uint32_t n = 0; n <= max_node; n++) {
+    B.enter(b->st, b->ts, n);
+    B.exit(b->st, b->ts, n);
+  }
+}
+
+/* Opened and started, node 1 entered once: ids of node 1 are valid. */
+static void be_ready(struct be *b, int use_real_iterator) {
+  fake_reset(use_real_iterator);
+  be_open(b);
+  CU_ASSERT_EQUAL_FATAL(b->rc, 0);
+  be_start(b, 1);
 }
 
 /* Export into a string (caller frees).  Not inlined: gcc then mistakes
@@ -379,7 +452,11 @@ static void check_attribution(int use_real_iterator) {
   CU_ASSERT_EQUAL_FATAL(b.rc, 0);
   CU_ASSERT_PTR_NOT_NULL_FATAL(f_requested);
   CU_ASSERT_PTR_NOT_NULL_FATAL(f_completed);
-  /* Every kind the brief names is enabled. */
+  CU_ASSERT_EQUAL(f_enabled, 0); /* nothing is traced before the session starts */
+  CU_ASSERT_EQUAL(f_subscribed, 1);
+  uint64_t S = mono_ns();
+  kfm__cupti_set_start(b.st, S);
+  /* Every kind the brief names is enabled (this CUPTI cannot select API calls). */
   CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL)) != 0);
   CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_MEMCPY)) != 0);
   CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_MEMSET)) != 0);
@@ -388,22 +465,22 @@ static void check_attribution(int use_real_iterator) {
   CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_DRIVER)) != 0);
   CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION)) != 0);
 
-  uint64_t S = mono_ns();
-  kfm__cupti_set_start(b.st, S);
   uint64_t g = S + f_gpu_offset; /* GPU time of the session start */
 
   /* Hooks: enter A, enter B (nested), exit B, exit A: ids are node + 1. */
   B.enter(b.st, b.ts, NODE_A);
   B.enter(b.st, b.ts, NODE_B);
   CU_ASSERT_EQUAL(f_depth, 2);
-  CU_ASSERT_EQUAL(f_stack[0], NODE_A + 1);
-  CU_ASSERT_EQUAL(f_stack[1], NODE_B + 1);
+  CU_ASSERT_EQUAL(f_stack[0], ID(b.st, NODE_A));
+  CU_ASSERT_EQUAL(f_stack[1], ID(b.st, NODE_B));
+  CU_ASSERT_EQUAL(f_stack[1] >> 48, 0x6B66);
+  CU_ASSERT_EQUAL(f_stack[1] & 0xFFFFFFFFu, NODE_B + 1);
   B.exit(b.st, b.ts, NODE_B);
   B.exit(b.st, b.ts, NODE_A);
   CU_ASSERT_EQUAL(f_depth, 0);
   CU_ASSERT_EQUAL(f_pops, 2);
-  CU_ASSERT_EQUAL(f_popped[0], NODE_B + 1);
-  CU_ASSERT_EQUAL(f_popped[1], NODE_A + 1);
+  CU_ASSERT_EQUAL(f_popped[0], ID(b.st, NODE_B));
+  CU_ASSERT_EQUAL(f_popped[1], ID(b.st, NODE_A));
 
   /* Buffer 1: records before their mappings, mappings after records. */
   size_t size;
@@ -414,17 +491,17 @@ static void check_attribution(int use_real_iterator) {
   o = put_memcpy(b1, o, 101, CUPTI_ACTIVITY_MEMCPY_KIND_HTOD, 1 << 20, g + 2000000,
                  g + 2050000); /* B, mapped below */
   o = put_api(b1, o, CUPTI_ACTIVITY_KIND_RUNTIME, 101);
-  o = put_ext(b1, o, CK, 101, NODE_B + 1);
-  o = put_ext(b1, o, CK, 102, NODE_A + 1); /* for buffer 2's records */
-  o = put_ext(b1, o, CK, 103, NODE_B + 1);
+  o = put_ext(b1, o, CK, 101, ID(b.st, NODE_B));
+  o = put_ext(b1, o, CK, 102, ID(b.st, NODE_A)); /* for buffer 2's records */
+  o = put_ext(b1, o, CK, 103, ID(b.st, NODE_B));
   o = put_api(b1, o, CUPTI_ACTIVITY_KIND_DRIVER, 103);
   o = put_kernel(b1, o, 103, g + 3000000, g + 3000000 + 11000, "k_spin", 1, 32); /* B */
   o = put_kernel(b1, o, 999, g + 4000000, g + 4000000 + 5000, "k_add", 4, 256);  /* never mapped */
   o = put_memcpy(b1, o, 104, CUPTI_ACTIVITY_MEMCPY_KIND_DTOH, 4096, g + 4100000,
                  g + 4110000);                                                  /* never mapped */
-  o = put_ext(b1, o, CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM1, 105, NODE_A + 1); /* not our kind */
+  o = put_ext(b1, o, CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, 105, ID(b.st, NODE_A)); /* Kineto's kind */
   o = put_kernel(b1, o, 105, g + 4200000, g + 4200000 + 3000, "k_other", 2, 64);
-  o = put_ext(b1, o, CK, 106, 0); /* id 0: not one we push */
+  o = put_ext(b1, o, CK, 106, NODE_A + 1); /* our kind, not our id: another tool's */
   o = put_kernel(b1, o, 106, g + 4300000, g + 4300000 + 2000, "k_other", 2, 64);
   f_completed(NULL, 0, b1, size, o);
 
@@ -450,17 +527,25 @@ static void check_attribution(int use_real_iterator) {
   o = put_sync(b2, o, 103, g + 6100000, g + 6400000);         /* B */
   o = put_memcpy(b2, o, 103, CUPTI_ACTIVITY_MEMCPY_KIND_DTOD, 512, g + 6500000,
                  g + 6501000);             /* B, other */
-  o = put_ext(b2, o, CK, 100, NODE_A + 1); /* late mapping for buffer 1's first kernel */
+  o = put_ext(b2, o, CK, 100, ID(b.st, NODE_A)); /* late mapping for buffer 1's first kernel */
   f_held[0] = b2;
   f_held_valid[0] = o;
   f_nheld = 1;
   B.flush(b.st);
-  CU_ASSERT_EQUAL(f_flushes, 1);
+  /* Complete buffers, then (kinds off) the forced flush. */
+  CU_ASSERT_EQUAL(f_flushes, 2);
+  CU_ASSERT_EQUAL(f_flush_flags[0], 0);
+  CU_ASSERT_EQUAL(f_flush_flags[1], CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  CU_ASSERT_EQUAL(f_enabled, 0); /* stop disabled every kind it enabled */
 
   kfm__cupti_counts(b.st, &c);
   CU_ASSERT_EQUAL(c.buffers, 2);
   CU_ASSERT_EQUAL(c.pending, 0);
   CU_ASSERT_EQUAL(c.unattributed, 4); /* 999, 104, 105, 106 */
+  CU_ASSERT_EQUAL(c.ext_other_kind, 1);
+  CU_ASSERT_EQUAL(c.ext_foreign, 1);
+  CU_ASSERT_EQUAL(c.ext_stale, 0);
+  CU_ASSERT_EQUAL(c.ext_range, 0);
 
   struct kfm__cupti_totals t;
   CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, NODE_A, &t));
@@ -511,14 +596,14 @@ static void check_attribution(int use_real_iterator) {
                  "\"memcpy_ns\":60000,\"memcpy_count\":1,\"bytes_h2d\":0,\"bytes_d2h\":3145728,"));
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"kernels\":[{\"name\":\"k_add\",\"grid\":[4,1,1],"
                                     "\"block\":[256,1,1],\"count\":3,\"total_ns\":20000,"
-                                    "\"untimed\":1}]"));
+                                    "\"untimed\":1,\"device\":0}]"));
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"kernels\":[{\"name\":\"k_spin\",\"grid\":[1,1,1],"
                                     "\"block\":[32,1,1],\"count\":1,\"total_ns\":11000,"
-                                    "\"untimed\":0}]"));
+                                    "\"untimed\":0,\"device\":0}]"));
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"unattributed\":{\"records\":4,\"kernel_ns\":10000,"
                                     "\"launches\":3,"));
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "{\"name\":\"k_other\",\"grid\":[2,1,1],\"block\":[64,1,1],"
-                                    "\"count\":2,\"total_ns\":5000,\"untimed\":0}"));
+                                    "\"count\":2,\"total_ns\":5000,\"untimed\":0,\"device\":0}"));
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"origin\":\"session_start\""));
   /* First timeline event: buffer 1's k_spin (the first record attributed on
    * arrival), 3 ms after the start on the GPU clock.  The clock pair is
@@ -535,7 +620,8 @@ static void check_attribution(int use_real_iterator) {
   free(js);
 
   be_close(&b);
-  CU_ASSERT_EQUAL(f_enabled, 0); /* close disabled every kind */
+  CU_ASSERT_EQUAL(f_enabled, 0);
+  CU_ASSERT_EQUAL(f_subscribed, 0); /* the subscriber slot is given back */
 }
 
 static void test_attribution_walker(void) {
@@ -549,13 +635,11 @@ static void test_attribution_real_iterator(void) {
 /* One correlation id serves every kernel of a graph launch: the mapping
  * must not be consumed by the first record. */
 static void test_graph_launch_shares_correlation(void) {
-  fake_reset(1);
   struct be b;
-  be_open(&b);
-  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  be_ready(&b, 1);
   size_t size;
   uint8_t *buf = get_buffer(&size);
-  size_t o = put_ext(buf, 0, CK, 7, 1 + 1);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
   for (int i = 0; i < 10; i++) {
     o = put_kernel(buf, o, 7, 1000 + (uint64_t)i * 100, 1050 + (uint64_t)i * 100, "g", 1, 1);
   }
@@ -570,32 +654,38 @@ static void test_graph_launch_shares_correlation(void) {
 /* A restarted session's run starts from nothing: the previous run's
  * kernels are not carried into it, and a later run's records count alone. */
 static void test_restart_forgets_previous_run(void) {
-  fake_reset(1);
   struct be b;
-  be_open(&b);
-  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  be_ready(&b, 1);
   size_t size;
   uint8_t *buf = get_buffer(&size);
-  size_t o = put_ext(buf, 0, CK, 7, 1 + 1);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
   o = put_kernel(buf, o, 7, 1000, 1400, "k", 1, 1);
   f_completed(NULL, 0, buf, size, o);
   struct kfm__cupti_totals t;
   CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
   CU_ASSERT_EQUAL(t.kernel_ns, 400);
+  B.flush(b.st);
+  uint64_t old_id = ID(b.st, 1);
   kfm__cupti_restart(b.st);
+  kfm__cupti_set_start(b.st, mono_ns());
+  CU_ASSERT_NOT_EQUAL(ID(b.st, 1), old_id);
   CU_ASSERT_FALSE(kfm__cupti_node_totals(b.st, 1, &t));
   struct kfm__cupti_counts c;
   kfm__cupti_counts(b.st, &c);
   CU_ASSERT_EQUAL(c.records[0], 0);
   CU_ASSERT_EQUAL(c.buffers, 0);
   buf = get_buffer(&size);
-  o = put_ext(buf, 0, CK, 8, 1 + 1);
+  o = put_ext(buf, 0, CK, 8, ID(b.st, 1));
   o = put_kernel(buf, o, 8, 2000, 2100, "k", 1, 1);
   o = put_kernel(buf, o, 8, 2200, 2300, "k", 1, 1);
+  o = put_ext(buf, o, CK, 9, old_id); /* the previous run's id: refused */
+  o = put_kernel(buf, o, 9, 2400, 2500, "k", 1, 1);
   f_completed(NULL, 0, buf, size, o);
   CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
   CU_ASSERT_EQUAL(t.launches, 2);
   CU_ASSERT_EQUAL(t.kernel_ns, 200);
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.ext_stale, 1);
   be_close(&b);
 }
 
@@ -603,6 +693,8 @@ static void test_restart_forgets_previous_run(void) {
  * transitions and another reads the export: run under TSan, this checks
  * that the parse path and the hooks share nothing unguarded. */
 #define CONC_BUFFERS 200
+
+static uint32_t conc_gen; /* written before the thread starts */
 
 static void *conc_cupti_thread(void *arg) {
   (void)arg;
@@ -615,17 +707,17 @@ static void *conc_cupti_thread(void *arg) {
       continue;
     }
     size_t o = put_kernel(buf, 0, 1000 + i, 5000 + i * 1000ull, 5100 + i * 1000ull, "c", 1, 1);
-    o = put_ext(buf, o, CK, 1000 + i, 1 + 1);
+    o = put_ext(buf, o, CK, 1000 + i, KFM__CUPTI_ID(conc_gen, 1));
     f_completed(NULL, 0, buf, size, o);
   }
   return NULL;
 }
 
 static void test_concurrent_delivery(void) {
-  fake_reset(0);
   struct be b;
-  be_open(&b);
-  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  be_ready(&b, 0);
+  conc_gen = kfm__cupti_generation(b.st);
+  f_pushes = f_pops = 0;
   pthread_t th;
   CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, conc_cupti_thread, NULL), 0);
   for (int i = 0; i < 2000; i++) {
@@ -651,7 +743,8 @@ static void test_hooks_pair_push_pop(void) {
   struct be b;
   be_open(&b);
   CU_ASSERT_EQUAL_FATAL(b.rc, 0);
-  f_push_fail_id = 7 + 1;
+  kfm__cupti_set_start(b.st, mono_ns());
+  f_push_fail_id = ID(b.st, 7);
   B.enter(b.st, b.ts, 1);
   B.enter(b.st, b.ts, 7); /* fails */
   B.enter(b.st, b.ts, 2);
@@ -660,8 +753,8 @@ static void test_hooks_pair_push_pop(void) {
   B.exit(b.st, b.ts, 7);
   B.exit(b.st, b.ts, 1);
   CU_ASSERT_EQUAL(f_pops, 2);
-  CU_ASSERT_EQUAL(f_popped[0], 3);
-  CU_ASSERT_EQUAL(f_popped[1], 2);
+  CU_ASSERT_EQUAL(f_popped[0], ID(b.st, 2));
+  CU_ASSERT_EQUAL(f_popped[1], ID(b.st, 1));
   CU_ASSERT_EQUAL(f_depth, 0);
   B.exit(b.st, b.ts, 1); /* unbalanced: nothing to pop */
   CU_ASSERT_EQUAL(f_pops, 2);
@@ -669,6 +762,318 @@ static void test_hooks_pair_push_pop(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"push_failed\":1"));
   free(js);
   be_close(&b);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Ids: only this session's, this run's, of nodes it pushed.               */
+
+/* The buffer pool is sized once, at the first open, from KFM_CUPTI_BUFFER_MB;
+ * a bad value fails the open naming it.  Runs first: the pool is per process. */
+static void test_pool_size_from_env(void) {
+  fake_reset(0);
+  struct be b;
+  setenv("KFM_CUPTI_BUFFER_MB", "0", 1);
+  be_open(&b);
+  CU_ASSERT_EQUAL(b.rc, KFM_EINVAL);
+  CU_ASSERT_STRING_EQUAL(b.err, "KFM_CUPTI_BUFFER_MB='0' is not a whole number of MiB in 1..4096");
+  be_close(&b);
+  setenv("KFM_CUPTI_BUFFER_MB", "12x", 1);
+  be_open(&b);
+  CU_ASSERT_EQUAL(b.rc, KFM_EINVAL);
+  be_close(&b);
+  setenv("KFM_CUPTI_BUFFER_MB", "8", 1);
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  CU_ASSERT_EQUAL(kfm__cupti_pool_bytes(), 8u << 20);
+  CU_ASSERT_PTR_NOT_NULL(strstr(b.note, "8 MiB of buffers"));
+  /* Every buffer of the pool can be handed out, then CUPTI is declined. */
+  uint8_t *got[16];
+  for (int i = 0; i < 16; i++) {
+    size_t size = 0, max = 0;
+    f_requested(&got[i], &size, &max);
+    CU_ASSERT_PTR_NOT_NULL(got[i]);
+  }
+  uint8_t *none = (uint8_t *)&none;
+  size_t size = 1, max = 0;
+  f_requested(&none, &size, &max);
+  CU_ASSERT_PTR_NULL(none);
+  CU_ASSERT_EQUAL(size, 0);
+  for (int i = 0; i < 16; i++) {
+    f_completed(NULL, 0, got[i], 0, 0);
+  }
+  be_close(&b);
+  unsetenv("KFM_CUPTI_BUFFER_MB");
+}
+
+/* External correlation records that are not this run's ids of pushed nodes
+ * are refused and counted, their activity stays unattributed, and the node
+ * table does not grow for them. */
+static void test_foreign_ids_refused(void) {
+  fake_reset(1);
+  struct be b;
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  be_start(&b, 5); /* nodes 0..5 pushed */
+  uint32_t gen = kfm__cupti_generation(b.st);
+  CU_ASSERT_NOT_EQUAL(gen, 0);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = 0;
+  /* Kineto's op id on its own kind, even one that looks like ours. */
+  o = put_ext(buf, o, CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0, 10, 4);
+  o = put_kernel(buf, o, 10, 100, 200, "k", 1, 1);
+  o = put_ext(buf, o, CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM1, 11, ID(b.st, 2));
+  o = put_kernel(buf, o, 11, 100, 200, "k", 1, 1);
+  /* Our kind, foreign ids: small integers (another tool on CUSTOM2), a
+   * 2^24-range id that would once have grown the node table. */
+  o = put_ext(buf, o, CK, 12, 3);
+  o = put_kernel(buf, o, 12, 100, 200, "k", 1, 1);
+  o = put_ext(buf, o, CK, 13, (1u << 24) - 1);
+  o = put_kernel(buf, o, 13, 100, 200, "k", 1, 1);
+  /* Another generation (an earlier session or run). */
+  o = put_ext(buf, o, CK, 14, KFM__CUPTI_ID(gen + 1, 2));
+  o = put_kernel(buf, o, 14, 100, 200, "k", 1, 1);
+  o = put_ext(buf, o, CK, 15, KFM__CUPTI_ID(gen - 1, 2));
+  o = put_kernel(buf, o, 15, 100, 200, "k", 1, 1);
+  /* Past the nodes pushed, and the "node + 1 == 0" form. */
+  o = put_ext(buf, o, CK, 16, ID(b.st, 6));
+  o = put_kernel(buf, o, 16, 100, 200, "k", 1, 1);
+  o = put_ext(buf, o, CK, 17, ID(b.st, 1000000));
+  o = put_kernel(buf, o, 17, 100, 200, "k", 1, 1);
+  o = put_ext(buf, o, CK, 18, ID(b.st, 5) & ~(uint64_t)0xFFFFFFFFu);
+  o = put_kernel(buf, o, 18, 100, 200, "k", 1, 1);
+  /* And one that is ours, to show the same buffer does attribute. */
+  o = put_ext(buf, o, CK, 19, ID(b.st, 5));
+  o = put_kernel(buf, o, 19, 100, 350, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  B.flush(b.st);
+  struct kfm__cupti_counts c;
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.records[6], 10);
+  CU_ASSERT_EQUAL(c.ext_other_kind, 2);
+  CU_ASSERT_EQUAL(c.ext_foreign, 2);
+  CU_ASSERT_EQUAL(c.ext_stale, 2);
+  CU_ASSERT_EQUAL(c.ext_range, 3);
+  CU_ASSERT_EQUAL(c.unattributed, 9);
+  CU_ASSERT_EQUAL(c.pending, 0);
+  struct kfm__cupti_totals t;
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 5, &t));
+  CU_ASSERT_EQUAL(t.launches, 1);
+  CU_ASSERT_EQUAL(t.kernel_ns, 250);
+  for (uint32_t n = 0; n < 5; n++) {
+    CU_ASSERT_FALSE(kfm__cupti_node_totals(b.st, n, &t));
+  }
+  CU_ASSERT_FALSE(kfm__cupti_node_totals(b.st, (1u << 24) - 2, &t));
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, UINT32_MAX, &t));
+  CU_ASSERT_EQUAL(t.launches, 9);
+  char *js = be_json(b.st);
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"external_ids_refused\":{\"other_tool_kind\":2,"
+                                    "\"foreign\":2,\"stale_generation\":2,\"past_pushed_nodes\":3}"));
+  free(js);
+  be_close(&b);
+}
+
+/* A thread still inside a node when the run ends keeps its id pushed; at
+ * its first hook of the next run the leftover is popped, so its launches
+ * are not credited to the old node, and the old node's exit pops nothing. */
+static void test_restart_pops_leftover_ids(void) {
+  fake_reset(0);
+  struct be b;
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  kfm__cupti_set_start(b.st, mono_ns());
+  B.enter(b.st, b.ts, 2); /* still inside at stop */
+  uint64_t old = ID(b.st, 2);
+  CU_ASSERT_EQUAL(f_depth, 1);
+  B.flush(b.st);
+  kfm__cupti_restart(b.st);
+  kfm__cupti_set_start(b.st, mono_ns());
+  B.enter(b.st, b.ts, 3);
+  CU_ASSERT_EQUAL(f_pops, 1);
+  CU_ASSERT_EQUAL(f_popped[0], old);
+  CU_ASSERT_EQUAL(f_depth, 1);
+  CU_ASSERT_EQUAL(f_stack[0], ID(b.st, 3));
+  B.exit(b.st, b.ts, 3);
+  CU_ASSERT_EQUAL(f_pops, 2);
+  CU_ASSERT_EQUAL(f_popped[1], ID(b.st, 3));
+  B.exit(b.st, b.ts, 2); /* the old node's exit: nothing of it is left */
+  CU_ASSERT_EQUAL(f_pops, 2);
+  CU_ASSERT_EQUAL(f_depth, 0);
+  struct kfm__cupti_counts c;
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.stale_popped, 1);
+  be_close(&b);
+}
+
+/* A force-flushed buffer: an incomplete record between complete ones.
+ * Every complete record is parsed and the incomplete one is counted; after
+ * a record of unknown size, the bytes that could not be read are counted. */
+static void test_incomplete_records_counted(void) {
+  struct be b;
+  be_ready(&b, 0);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
+  o = put_kernel(buf, o, 7, 1000, 1100, "k", 1, 1);
+  o = put_kernel(buf, o, INCOMPLETE_CORR, 0, 0, "k", 1, 1);
+  o = put_kernel(buf, o, 7, 2000, 2200, "k", 1, 1);
+  o = put_kernel(buf, o, INCOMPLETE_CORR, 0, 0, "k", 1, 1);
+  o = put_kernel(buf, o, INCOMPLETE_CORR, 0, 0, "k", 1, 1);
+  o = put_kernel(buf, o, 7, 3000, 3400, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  struct kfm__cupti_counts c;
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.incomplete, 3);
+  CU_ASSERT_EQUAL(c.unparsed_bytes, 0);
+  struct kfm__cupti_totals t;
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
+  CU_ASSERT_EQUAL(t.launches, 3);
+  CU_ASSERT_EQUAL(t.kernel_ns, 700);
+
+  /* A record of a kind of unknown size: the rest cannot be found. */
+  buf = get_buffer(&size);
+  o = put_kernel(buf, 0, 7, 5000, 5100, "k", 1, 1);
+  size_t bad = o;
+  CUpti_ActivityKernel10 junk;
+  memset(&junk, 0, sizeof junk);
+  junk.kind = (CUpti_ActivityKind)0x7ffe;
+  o = put(buf, o, &junk, sizeof junk);
+  o = put_kernel(buf, o, 7, 6000, 6100, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.incomplete, 4);
+  CU_ASSERT_EQUAL(c.unparsed_bytes, o - bad);
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
+  CU_ASSERT_EQUAL(t.launches, 4);
+  char *js = be_json(b.st);
+  char want[96];
+  snprintf(want, sizeof want, "\"incomplete_records\":4,\"unparsed_bytes\":%zu", o - bad);
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, want));
+  free(js);
+  be_close(&b);
+}
+
+/* The same unreadable record walked by libcupti's own iterator, which
+ * neither returns nor steps over it. */
+static void test_unknown_record_real_iterator(void) {
+  if (real_next == NULL) {
+    printf("\n  (libcupti not loadable: real cuptiActivityGetNextRecord not exercised)\n");
+    return;
+  }
+  struct be b;
+  be_ready(&b, 1);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
+  o = put_kernel(buf, o, 7, 1000, 1100, "k", 1, 1);
+  size_t bad = o;
+  CUpti_ActivityKernel10 junk;
+  memset(&junk, 0, sizeof junk);
+  junk.kind = (CUpti_ActivityKind)0x7ffe;
+  o = put(buf, o, &junk, sizeof junk);
+  o = put_kernel(buf, o, 7, 2000, 2100, "k", 1, 1);
+  f_completed(NULL, 0, buf, size, o);
+  struct kfm__cupti_counts c;
+  kfm__cupti_counts(b.st, &c);
+  CU_ASSERT_EQUAL(c.incomplete, 1);
+  CU_ASSERT_EQUAL(c.unparsed_bytes, o - bad);
+  struct kfm__cupti_totals t;
+  CU_ASSERT_TRUE(kfm__cupti_node_totals(b.st, 1, &t));
+  CU_ASSERT_EQUAL(t.launches, 1);
+  be_close(&b);
+}
+
+/* Collection spans start to stop, and only the API calls attribution needs
+ * are traced when CUPTI can select them; stop undoes exactly that. */
+static void test_collection_start_to_stop(void) {
+  fake_reset(0);
+  fake.GetCallbackName = f_cb_name;
+  fake.ActivityEnableRuntimeApi = f_rt_api;
+  fake.ActivityEnableDriverApi = f_drv_api;
+  struct be b;
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  CU_ASSERT_EQUAL(f_enabled, 0);
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 0);
+  kfm__cupti_set_start(b.st, mono_ns());
+  CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL)) != 0);
+  CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION)) != 0);
+  CU_ASSERT_FALSE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_RUNTIME)) != 0);
+  CU_ASSERT_FALSE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_DRIVER)) != 0);
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 3); /* launch, memcpy, graph launch */
+  CU_ASSERT_TRUE((f_rt_on[211 / 64] >> (211 % 64)) & 1);
+  CU_ASSERT_TRUE((f_rt_on[31 / 64] >> (31 % 64)) & 1);
+  CU_ASSERT_TRUE((f_rt_on[311 / 64] >> (311 % 64)) & 1);
+  CU_ASSERT_EQUAL(bits_set(f_drv_on, sizeof f_drv_on / 8), 1); /* cuLaunchKernel */
+  CU_ASSERT_TRUE((f_drv_on[307 / 64] >> (307 % 64)) & 1);
+  char *js = be_json(b.st);
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"api_calls_traced\":4,\"collecting\":true"));
+  free(js);
+  B.flush(b.st);
+  CU_ASSERT_EQUAL(f_enabled, 0);
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 0);
+  CU_ASSERT_EQUAL(bits_set(f_drv_on, sizeof f_drv_on / 8), 0);
+  /* A buffer CUPTI hands back after stop is still taken (nothing is lost),
+   * but nothing new is traced until the next start. */
+  js = be_json(b.st);
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"collecting\":false"));
+  free(js);
+  kfm__cupti_set_start(b.st, mono_ns());
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 3);
+  be_close(&b); /* destroyed without a stop: close stops collecting */
+  CU_ASSERT_EQUAL(f_enabled, 0);
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 0);
+}
+
+/* Another CUPTI client holds the subscriber slot: the backend does not
+ * take CUPTI's buffer callbacks from it, and says so. */
+static void test_second_subscriber(void) {
+  fake_reset(0);
+  f_subscribe_rc = CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED;
+  struct be b;
+  be_open(&b);
+  CU_ASSERT_EQUAL(b.rc, KFM_EBACKEND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(b.err, "another CUPTI client is active in this process "
+                                       "(cuptiSubscribe: 39 "));
+  CU_ASSERT_PTR_NULL(f_completed); /* callbacks never registered */
+  be_close(&b);
+  /* The slot is free again for the next session. */
+  fake_reset(0);
+  be_open(&b);
+  CU_ASSERT_EQUAL(b.rc, 0);
+  be_close(&b);
+}
+
+/* GPU -> monotonic with a realistic CLOCK_REALTIME offset: exact integers.
+ * A double holds 1.8e18 only to 256 ns. */
+static void test_time_exact_integer(void) {
+  const uint64_t mono0 = 123456789012345ull;            /* 1.4 days of uptime */
+  const uint64_t gpu0 = 1796001234567890123ull;         /* 2026, ns since 1970 */
+  const uint64_t off0 = gpu0 - mono0;
+  /* No second pair: a plain offset, exact to the ns. */
+  for (uint64_t d = 0; d < 1000; d += 37) {
+    CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, 0, 0, 0, gpu0 + d), (int64_t)(mono0 + d));
+  }
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, 0, 0, 0, gpu0 + 1), (int64_t)mono0 + 1);
+  /* Second pair 100 s later with the offset grown by 1000 ns (10 ppm slew):
+   * half way the offset has grown by 500, a quarter by 250, exactly. */
+  const uint64_t mono1 = mono0 + 100000000000ull;
+  const uint64_t gpu1 = mono1 + off0 + 1000;
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, gpu0), (int64_t)mono0);
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, gpu1), (int64_t)mono1);
+  uint64_t half = gpu0 + (gpu1 - gpu0) / 2;
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, half),
+                  (int64_t)(half - off0 - 500));
+  uint64_t q = gpu0 + (gpu1 - gpu0) / 4;
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, q), (int64_t)(q - off0 - 250));
+  /* A kernel 7 ns long keeps its 7 ns at any point of the run. */
+  uint64_t k0 = gpu0 + 33333333333ull;
+  CU_ASSERT_EQUAL(kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, k0 + 7) -
+                      kfm__cupti_to_mono(gpu0, mono0, gpu1, mono1, 1, k0),
+                  7);
+  /* And the double arithmetic this replaced is not exact here. */
+  double dd = (double)(int64_t)off0;
+  CU_ASSERT_NOT_EQUAL((int64_t)(gpu0 + 1) - (int64_t)dd, (int64_t)mono0 + 1);
 }
 
 /* Open fails with the precise reason; the state exports available:false. */
@@ -693,7 +1098,7 @@ static void test_open_failures(void) {
   f_fail_kind = CUPTI_ACTIVITY_KIND_DRIVER;
   be_open(&b);
   CU_ASSERT_EQUAL_FATAL(b.rc, 0);
-  CU_ASSERT_PTR_NOT_NULL(strstr(b.note, "not enabled: driver (999 CUPTI_ERROR_UNKNOWN)"));
+  kfm__cupti_set_start(b.st, mono_ns());
   js = be_json(b.st);
   CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"not_enabled\":{\"driver\":\"999 CUPTI_ERROR_UNKNOWN\"}"));
   free(js);
@@ -910,7 +1315,15 @@ int main(void) {
            dlerror());
   }
   static const struct kt_case cases[] = {
+      {"buffer pool sized by KFM_CUPTI_BUFFER_MB", test_pool_size_from_env},
       {"records attributed, out of order, across buffers (size walker)", test_attribution_walker},
+      {"ids of other tools, runs and past pushed nodes refused", test_foreign_ids_refused},
+      {"a restart pops ids left pushed by the previous run", test_restart_pops_leftover_ids},
+      {"incomplete records skipped and counted", test_incomplete_records_counted},
+      {"unreadable record under libcupti's iterator counted", test_unknown_record_real_iterator},
+      {"collection from start to stop, selected API calls", test_collection_start_to_stop},
+      {"a second CUPTI client is detected", test_second_subscriber},
+      {"GPU time to monotonic: exact integers at a realistic offset", test_time_exact_integer},
       {"records attributed, walked by libcupti's own iterator", test_attribution_real_iterator},
       {"graph launch: one correlation, many kernels", test_graph_launch_shares_correlation},
       {"restart forgets the previous run's activity", test_restart_forgets_previous_run},
