@@ -116,6 +116,17 @@ set(_KFM_PKG_CUPTI "the CUDA toolkit with CUPTI (Debian nvidia-cuda-toolkit, or 
 if(NOT _KFM_MODE_NVML STREQUAL "OFF")
   set(KFM_HAVE_NVML ON)
   set(KFM_NVML_DETAIL "no build dependency; libnvidia-ml.so.1 dlopen'ed at run time")
+  # nvml.h is optional: where found, backends/nvml/nvml_abi.c checks the
+  # backend's hand-written NVML declarations against it.  The CUDA toolkit
+  # ships it (cuda-nvml-dev); so does PyPI's nvidia-nvml-dev
+  # (site-packages/nvidia/cu13/include): set KFM_NVML_INCLUDE_DIR to it.
+  find_path(KFM_NVML_INCLUDE_DIR NAMES nvml.h
+            HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NVML_INCLUDE_DIR /usr/local/cuda/include)
+  mark_as_advanced(KFM_NVML_INCLUDE_DIR)
+  if(KFM_NVML_INCLUDE_DIR)
+    set(KFM_NVML_INCLUDES ${KFM_NVML_INCLUDE_DIR})
+    string(APPEND KFM_NVML_DETAIL "; declarations checked against ${KFM_NVML_INCLUDE_DIR}/nvml.h")
+  endif()
 endif()
 set(_KFM_PKG_NVML "nothing")
 

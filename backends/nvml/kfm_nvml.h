@@ -62,6 +62,31 @@ enum { KFM__NVML_PCIE_UTIL_TX_BYTES = 0, KFM__NVML_PCIE_UTIL_RX_BYTES = 1 };
 /** NVML_DEVICE_NAME_V2_BUFFER_SIZE (NVML 11): large enough for every name. */
 #define KFM__NVML_NAME_SIZE 96
 #define KFM__NVML_BUS_ID_SIZE 32 /* NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE */
+#define KFM__NVML_UUID_SIZE 96   /* NVML_DEVICE_UUID_V2_BUFFER_SIZE */
+#define KFM__NVML_MIG_ENABLE 1   /* NVML_DEVICE_MIG_ENABLE */
+/* Field ids (NVML 11.450+): instantaneous board power, mW, all architectures;
+ * nvmlDeviceGetPowerUsage is a 1 s average on Ampere (but GA100) and newer. */
+#define KFM__NVML_FI_DEV_POWER_INSTANT 186 /* NVML_FI_DEV_POWER_INSTANT */
+#define KFM__NVML_VALUE_TYPE_UNSIGNED_INT 1 /* NVML_VALUE_TYPE_UNSIGNED_INT */
+
+/** nvmlFieldValue_t (NVML 10+), filled by nvmlDeviceGetFieldValues. */
+struct kfm__nvml_field_value {
+  unsigned int fieldId;
+  unsigned int scopeId;
+  long long timestamp; /* us since 1970 */
+  long long latencyUsec;
+  int valueType;  /* nvmlValueType_t */
+  int nvmlReturn; /* nvmlReturn_t of this field */
+  union {         /* nvmlValue_t */
+    double dVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    signed long long sllVal;
+    signed int siVal;
+    unsigned short usVal;
+  } value;
+};
 
 /** nvmlPciInfo_t as nvmlDeviceGetPciInfo_v3 fills it (layout of NVML 9.384+). */
 struct kfm__nvml_pci_info {
@@ -148,7 +173,32 @@ struct kfm__nvml_syms {
   kfm__nvml_return_t (*device_get_compute_running_processes)(
       kfm__nvml_device_t device, unsigned int *count, struct kfm__nvml_process_info_v1 *infos);
   /* ^ nvmlDeviceGetComputeRunningProcesses, NVML 1.0 (v1 layout): used when the above is absent */
+  kfm__nvml_return_t (*device_get_uuid)(kfm__nvml_device_t device, char *uuid, unsigned int len);
+  /* ^ nvmlDeviceGetUUID, NVML 2.285: "GPU-<uuid>", "MIG-<uuid>" for a MIG device */
+  kfm__nvml_return_t (*device_get_handle_by_uuid)(const char *uuid, kfm__nvml_device_t *device);
+  /* ^ nvmlDeviceGetHandleByUUID, NVML 2.285; takes MIG UUIDs since NVML 11 */
+  kfm__nvml_return_t (*device_get_parent_of_mig)(kfm__nvml_device_t mig, kfm__nvml_device_t *gpu);
+  /* ^ nvmlDeviceGetDeviceHandleFromMigDeviceHandle, NVML 11.450 */
+  kfm__nvml_return_t (*device_get_mig_mode)(kfm__nvml_device_t device, unsigned int *current,
+                                            unsigned int *pending);
+  /* ^ nvmlDeviceGetMigMode, NVML 11.450 */
+  kfm__nvml_return_t (*device_get_field_values)(kfm__nvml_device_t device, int count,
+                                                struct kfm__nvml_field_value *values);
+  /* ^ nvmlDeviceGetFieldValues, NVML 10 (instant power) */
 };
+
+/**
+ * Which NVML devices this process uses: CUDA_VISIBLE_DEVICES read as CUDA
+ * reads it (comma-separated; entries are an index in PCI bus order, a
+ * "GPU-" UUID or unique prefix of one, or a "MIG-" UUID; the list ends at
+ * the first entry that names no device, and a repeated device ends it too).
+ * cvd NULL: every device.  Fills idx[] with NVML indices of the physical
+ * GPUs (a MIG instance gives its parent, and mig[i] its UUID, else ""),
+ * at most cap; returns how many.  note gets what was dropped and why.
+ * Uses the set-up library; no device is opened twice.
+ */
+unsigned kfm__nvml_visible(const char *cvd, unsigned *idx, char (*mig)[KFM__NVML_UUID_SIZE],
+                           unsigned cap, char *note, size_t notelen);
 
 /** dlopen/dlsym/dlerror/dlclose, replaceable by tests (SQLite's aSyscall idea). */
 struct kfm__nvml_dl {

@@ -27,6 +27,22 @@
  * (KFM__UNMEASURED); the engine and reports must show it as null/unavailable,
  * never as a number.  export_json names the NVML error of each such value.
  *
+ * Which GPUs.  A process reports the GPUs it can use, not every GPU in the
+ * box: under torchrun each rank sees one GPU through CUDA_VISIBLE_DEVICES,
+ * which is read as CUDA reads it (kfm__nvml_visible), devices matched by
+ * UUID; each exported device carries its UUID (CUPTI's records name a CUDA
+ * device id, which is the position in that list).  A MIG instance is
+ * sampled through its parent GPU: NVML's utilisation, power, clocks,
+ * temperature and PCIe figures are the whole GPU's, and the export marks
+ * them so ("whole_gpu": true).
+ *
+ * What the figures mean.  Utilisation is the fraction of the driver's last
+ * sample period (1/6 s to 1 s) in which a kernel ran; power is the
+ * instantaneous reading (NVML_FI_DEV_POWER_INSTANT) where the driver has
+ * it, else nvmlDeviceGetPowerUsage, which is a 1 s average on Ampere (but
+ * GA100) and newer.  The export gives each device's "averaging_ms" so a
+ * per-node figure of a node shorter than that window can be marked.
+ *
  * Per-process memory.  NVML lists the compute processes of a device with
  * pids of the initial PID namespace.  Inside a container the list holds the
  * host's pids, so our own pid is not found; then the value is unknown rather
@@ -45,6 +61,7 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,8 +73,13 @@
 /* Fast-metric poll period, and the pause between two PCIe rounds. */
 #define KFM__NVML_POLL_MS 100
 #define NVML_PCIE_PAUSE_MS 100
-/* Process list entries read per device; a longer list leaves proc_mem unmeasured. */
+/* Process list entries first read per device; a longer list grows the
+ * buffer (on the poller thread) up to NVML_PROC_MAX. */
 #define NVML_PROC_CAP 256
+#define NVML_PROC_MAX 65536
+/* The driver's utilisation sample period is 1/6 s to 1 s: the upper bound. */
+#define NVML_UTIL_WINDOW_MS 1000
+#define NVML_POWER_AVG_MS 1000
 /* err[] value for a value whose NVML function the library does not export. */
 #define NVML_ERR_NO_SYMBOL (-1)
 /* err[] value for "not read yet". */
@@ -126,6 +148,11 @@ static const struct kfm__gpu_sym nvml_symtab[] = {
     NVML_SYM("nvmlDeviceGetTemperature", device_get_temperature, 0),
     NVML_SYM("nvmlDeviceGetPcieThroughput", device_get_pcie_throughput, 0),
     NVML_SYM("nvmlDeviceGetComputeRunningProcesses", device_get_compute_running_processes, 0),
+    NVML_SYM("nvmlDeviceGetUUID", device_get_uuid, 0),
+    NVML_SYM("nvmlDeviceGetHandleByUUID", device_get_handle_by_uuid, 0),
+    NVML_SYM("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", device_get_parent_of_mig, 0),
+    NVML_SYM("nvmlDeviceGetMigMode", device_get_mig_mode, 0),
+    NVML_SYM("nvmlDeviceGetFieldValues", device_get_field_values, 0),
 #undef NVML_SYM
 };
 
@@ -258,7 +285,11 @@ struct nvml_dev {
   kfm__nvml_device_t h;
   char name[KFM__NVML_NAME_SIZE]; /* "" when nvmlDeviceGetName failed */
   char bus_id[KFM__NVML_BUS_ID_SIZE];
-  uint64_t mem_total; /* KFM_GPU_UNMEASURED when unknown */
+  char uuid[KFM__NVML_UUID_SIZE];     /* "" when unknown */
+  char mig_uuid[KFM__NVML_UUID_SIZE]; /* the MIG instance this process uses, or "" */
+  int mig_mode;                       /* MIG enabled on the GPU: figures are whole-GPU */
+  uint64_t mem_total;                 /* KFM_GPU_UNMEASURED when unknown */
+  _Atomic int power_instant;          /* 1: the last power reading was instantaneous */
 };
 
 struct nvml_state {
@@ -274,11 +305,11 @@ struct nvml_state {
   _Atomic int64_t err[NVML_MAX_DEV * NVML_NMET]; /* nvmlReturn_t or NVML_ERR_* */
   struct kfm__metric_def defs[NVML_MAX_DEV * NVML_NMET];
   char names[NVML_MAX_DEV * NVML_NMET][40];
-  /* Fast poller's process list buffer (only that thread touches it). */
-  union {
-    struct kfm__nvml_process_info_v2 v2[NVML_PROC_CAP];
-    struct kfm__nvml_process_info_v1 v1[NVML_PROC_CAP];
-  } procs;
+  /* Fast poller's process list buffer (only that thread touches it after
+   * open): proc_cap entries of the v2 layout, the larger of the two. */
+  struct kfm__nvml_process_info_v2 *procs;
+  unsigned proc_cap;
+  char visible_note[256]; /* how CUDA_VISIBLE_DEVICES was applied */
   struct kfm__poller poller; /* the fast and the PCIe threads */
 };
 
@@ -288,29 +319,83 @@ static void nvml_put(struct nvml_state *st, unsigned d, unsigned m, kfm__nvml_re
   kfm__gpu_put(&st->val[i], &st->err[i], rc, v);
 }
 
+/* One call of whichever process-list function the library has into
+ * st->procs; *n in: capacity, out: entries (or needed, on
+ * INSUFFICIENT_SIZE). */
+static kfm__nvml_return_t nvml_list_procs(struct nvml_state *st, kfm__nvml_device_t h,
+                                          unsigned *n, size_t *stride) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  if (fn->device_get_compute_running_processes_v2) {
+    *stride = sizeof(struct kfm__nvml_process_info_v2);
+    return fn->device_get_compute_running_processes_v2(h, n, st->procs);
+  }
+  /* v1 entries are smaller: the same buffer holds at least as many. */
+  *stride = sizeof(struct kfm__nvml_process_info_v1);
+  return fn->device_get_compute_running_processes(h, n,
+                                                  (struct kfm__nvml_process_info_v1 *)st->procs);
+}
+
 static void nvml_read_procs(struct nvml_state *st, unsigned d) {
   const struct kfm__nvml_syms *fn = &nvml_lib.fn;
   kfm__nvml_device_t h = st->dev[d].h;
-  unsigned n = NVML_PROC_CAP;
-  kfm__nvml_return_t rc;
-  uint64_t v;
-  if (fn->device_get_compute_running_processes_v2) {
-    rc = fn->device_get_compute_running_processes_v2(h, &n, st->procs.v2);
-    v = kfm__nvml_proc_mem(st->procs.v2, sizeof st->procs.v2[0], n, st->pid, st->pid_visible);
-  } else if (fn->device_get_compute_running_processes) {
-    rc = fn->device_get_compute_running_processes(h, &n, st->procs.v1);
-    v = kfm__nvml_proc_mem(st->procs.v1, sizeof st->procs.v1[0], n, st->pid, st->pid_visible);
-  } else {
+  if (!fn->device_get_compute_running_processes_v2 && !fn->device_get_compute_running_processes) {
     nvml_put(st, d, NVML_M_PROC_MEM, NVML_ERR_NO_SYMBOL, 0);
     return;
   }
-  if (rc == KFM__NVML_SUCCESS && n > NVML_PROC_CAP) {
+  if (st->procs == NULL) {
+    nvml_put(st, d, NVML_M_PROC_MEM, KFM__NVML_ERROR_INSUFFICIENT_SIZE, 0);
+    return;
+  }
+  unsigned n = st->proc_cap;
+  size_t stride;
+  kfm__nvml_return_t rc = nvml_list_procs(st, h, &n, &stride);
+  if (rc == KFM__NVML_ERROR_INSUFFICIENT_SIZE && n > st->proc_cap && n <= NVML_PROC_MAX) {
+    /* More processes than room (a shared inference server): grow on this
+     * poller thread, with headroom for the list growing meanwhile. */
+    unsigned cap = n + n / 4 < NVML_PROC_MAX ? n + n / 4 : NVML_PROC_MAX;
+    struct kfm__nvml_process_info_v2 *p = realloc(st->procs, (size_t)cap * sizeof *p);
+    if (p != NULL) {
+      st->procs = p;
+      st->proc_cap = cap;
+    }
+    n = st->proc_cap;
+    rc = nvml_list_procs(st, h, &n, &stride);
+  }
+  /* n is an entry count only on success: on INSUFFICIENT_SIZE it is the
+   * size needed, and reading that many entries would run past the buffer. */
+  if (rc == KFM__NVML_SUCCESS && n > st->proc_cap) {
     rc = KFM__NVML_ERROR_INSUFFICIENT_SIZE; /* a library that overstates n */
   }
-  if (rc == KFM__NVML_SUCCESS && v == KFM_GPU_UNMEASURED) {
-    rc = NVML_ERR_PID_UNKNOWN;
+  if (rc != KFM__NVML_SUCCESS) {
+    nvml_put(st, d, NVML_M_PROC_MEM, rc, 0);
+    return;
   }
-  nvml_put(st, d, NVML_M_PROC_MEM, rc, v);
+  uint64_t v = kfm__nvml_proc_mem(st->procs, stride, n, st->pid, st->pid_visible);
+  nvml_put(st, d, NVML_M_PROC_MEM, v == KFM_GPU_UNMEASURED ? NVML_ERR_PID_UNKNOWN : rc, v);
+}
+
+/* Instantaneous power where the driver has it (NVML_FI_DEV_POWER_INSTANT),
+ * else nvmlDeviceGetPowerUsage (a 1 s average on recent GPUs). */
+static void nvml_read_power(struct nvml_state *st, unsigned d) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  struct nvml_dev *dv = &st->dev[d];
+  if (fn->device_get_field_values) {
+    struct kfm__nvml_field_value fv;
+    memset(&fv, 0, sizeof fv);
+    fv.fieldId = KFM__NVML_FI_DEV_POWER_INSTANT;
+    if (fn->device_get_field_values(dv->h, 1, &fv) == KFM__NVML_SUCCESS &&
+        fv.nvmlReturn == KFM__NVML_SUCCESS &&
+        fv.valueType == KFM__NVML_VALUE_TYPE_UNSIGNED_INT) {
+      atomic_store_explicit(&dv->power_instant, 1, memory_order_relaxed);
+      nvml_put(st, d, NVML_M_POWER, KFM__NVML_SUCCESS, fv.value.uiVal);
+      return;
+    }
+  }
+  unsigned u = 0;
+  kfm__nvml_return_t rc =
+      fn->device_get_power_usage ? fn->device_get_power_usage(dv->h, &u) : NVML_ERR_NO_SYMBOL;
+  atomic_store_explicit(&dv->power_instant, 0, memory_order_relaxed);
+  nvml_put(st, d, NVML_M_POWER, rc, u);
 }
 
 /* Everything but PCIe throughput, for every device. */
@@ -336,8 +421,7 @@ static void nvml_read_fast(struct nvml_state *st) {
     } else {
       nvml_put(st, d, NVML_M_MEM_USED, NVML_ERR_NO_SYMBOL, 0);
     }
-    rc = fn->device_get_power_usage ? fn->device_get_power_usage(h, &u) : NVML_ERR_NO_SYMBOL;
-    nvml_put(st, d, NVML_M_POWER, rc, u);
+    nvml_read_power(st, d);
     rc = fn->device_get_clock_info ? fn->device_get_clock_info(h, KFM__NVML_CLOCK_SM, &u)
                                    : NVML_ERR_NO_SYMBOL;
     nvml_put(st, d, NVML_M_SM_CLOCK, rc, u);
@@ -409,6 +493,8 @@ static void nvml_close(void *state) {
     return;
   }
   kfm__poller_destroy(&st->poller); /* stops and joins the pollers first */
+  free(st->procs);
+  st->procs = NULL;
   st->open = 0;
 }
 
@@ -443,7 +529,161 @@ static int nvml_open_dev(struct nvml_dev *dv, unsigned i, const char **why) {
       dv->mem_total = mem.total;
     }
   }
+  if (fn->device_get_uuid &&
+      fn->device_get_uuid(dv->h, dv->uuid, sizeof dv->uuid) != KFM__NVML_SUCCESS) {
+    dv->uuid[0] = '\0';
+  }
+  dv->uuid[sizeof dv->uuid - 1] = '\0';
+  unsigned cur = 0, pend = 0;
+  if (fn->device_get_mig_mode &&
+      fn->device_get_mig_mode(dv->h, &cur, &pend) == KFM__NVML_SUCCESS) {
+    dv->mig_mode = cur == KFM__NVML_MIG_ENABLE;
+  }
   return 0;
+}
+
+/* The NVML index of the GPU whose UUID is want or starts with it (CUDA
+ * takes a unique prefix); -1 none, -2 more than one. */
+static int nvml_index_of_uuid(const char *want) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  int found = -1;
+  size_t n = strlen(want);
+  for (unsigned i = 0; i < nvml_lib.ndev && fn->device_get_uuid; i++) {
+    kfm__nvml_device_t h;
+    char u[KFM__NVML_UUID_SIZE];
+    if (fn->device_get_handle_by_index_v2(i, &h) != KFM__NVML_SUCCESS ||
+        fn->device_get_uuid(h, u, sizeof u) != KFM__NVML_SUCCESS) {
+      continue;
+    }
+    u[sizeof u - 1] = '\0';
+    if (strncmp(u, want, n) == 0) {
+      if (found >= 0) {
+        return -2;
+      }
+      found = (int)i;
+    }
+  }
+  return found;
+}
+
+/* The NVML index of the GPU a MIG instance UUID belongs to, or -1 with why. */
+static int nvml_index_of_mig(const char *mig, const char **why) {
+  const struct kfm__nvml_syms *fn = &nvml_lib.fn;
+  kfm__nvml_device_t mh, ph;
+  char u[KFM__NVML_UUID_SIZE];
+  if (!fn->device_get_handle_by_uuid || !fn->device_get_parent_of_mig || !fn->device_get_uuid) {
+    *why = "this NVML cannot resolve MIG UUIDs";
+    return -1;
+  }
+  if (fn->device_get_handle_by_uuid(mig, &mh) != KFM__NVML_SUCCESS) {
+    *why = "no such MIG instance (nvmlDeviceGetHandleByUUID)";
+    return -1;
+  }
+  if (fn->device_get_parent_of_mig(mh, &ph) != KFM__NVML_SUCCESS ||
+      fn->device_get_uuid(ph, u, sizeof u) != KFM__NVML_SUCCESS) {
+    *why = "its parent GPU is unknown (nvmlDeviceGetDeviceHandleFromMigDeviceHandle)";
+    return -1;
+  }
+  u[sizeof u - 1] = '\0';
+  int i = nvml_index_of_uuid(u);
+  if (i < 0) {
+    *why = "its parent GPU's UUID matches no device";
+  }
+  return i < 0 ? -1 : i;
+}
+
+unsigned kfm__nvml_visible(const char *cvd, unsigned *idx, char (*mig)[KFM__NVML_UUID_SIZE],
+                           unsigned cap, char *note, size_t notelen) {
+  unsigned n = 0;
+  kfm__gpu_fmt(note, notelen, "%s", "");
+  if (cvd == NULL) {
+    for (unsigned i = 0; i < nvml_lib.ndev && n < cap; i++, n++) {
+      idx[n] = i;
+      mig[n][0] = '\0';
+    }
+    if (nvml_lib.ndev > cap) {
+      kfm__gpu_append(note, notelen, "gpu%u-%u not sampled (limit %u devices)", cap,
+                      nvml_lib.ndev - 1, cap);
+    }
+    return n;
+  }
+  int numeric = 0;
+  for (const char *p = cvd;;) {
+    while (*p == ' ') {
+      p++;
+    }
+    const char *e = p;
+    while (*e && *e != ',') {
+      e++;
+    }
+    size_t len = (size_t)(e - p);
+    while (len && p[len - 1] == ' ') {
+      len--;
+    }
+    if (len == 0 && *e == '\0' && n > 0) {
+      break; /* a trailing comma */
+    }
+    char ent[KFM__NVML_UUID_SIZE];
+    const char *why = NULL;
+    int dev = -1;
+    if (len == 0 || len >= sizeof ent) {
+      why = "not an entry";
+      len = len >= sizeof ent ? sizeof ent - 1 : len;
+    }
+    memcpy(ent, p, len);
+    ent[len] = '\0';
+    if (why == NULL && ent[0] >= '0' && ent[0] <= '9') {
+      char *end = NULL;
+      unsigned long v = strtoul(ent, &end, 10);
+      if (*end != '\0' || v >= nvml_lib.ndev) {
+        why = "not the index of a GPU";
+      } else {
+        dev = (int)v;
+        numeric = 1;
+      }
+    } else if (why == NULL && strncmp(ent, "GPU-", 4) == 0) {
+      dev = nvml_index_of_uuid(ent);
+      why = dev == -2 ? "a prefix of more than one GPU's UUID"
+            : dev < 0 ? (nvml_lib.fn.device_get_uuid ? "no GPU has this UUID"
+                                                     : "this NVML cannot read UUIDs")
+                      : NULL;
+    } else if (why == NULL && strncmp(ent, "MIG-", 4) == 0) {
+      dev = nvml_index_of_mig(ent, &why);
+    } else if (why == NULL) {
+      why = "not an index, GPU- or MIG- UUID";
+    }
+    if (why != NULL || dev < 0) {
+      /* CUDA ignores the entry and every one after it. */
+      kfm__gpu_append(note, notelen, "CUDA_VISIBLE_DEVICES entry '%s' is %s: it and the rest are "
+                      "hidden from CUDA", ent, why ? why : "unknown");
+      break;
+    }
+    int dup = 0;
+    for (unsigned k = 0; k < n; k++) {
+      dup |= idx[k] == (unsigned)dev;
+    }
+    if (dup) {
+      kfm__gpu_append(note, notelen, "gpu%d listed twice in CUDA_VISIBLE_DEVICES: sampled once",
+                      dev);
+    } else if (n == cap) {
+      kfm__gpu_append(note, notelen, "gpu%d not sampled (limit %u devices)", dev, cap);
+    } else {
+      idx[n] = (unsigned)dev;
+      snprintf(mig[n], KFM__NVML_UUID_SIZE, "%s", ent[0] == 'M' ? ent : "");
+      n++;
+    }
+    if (*e == '\0') {
+      break;
+    }
+    p = e + 1;
+  }
+  const char *order = getenv("CUDA_DEVICE_ORDER");
+  if (numeric && nvml_lib.ndev > 1 && (order == NULL || strcmp(order, "PCI_BUS_ID") != 0)) {
+    kfm__gpu_append(note, notelen,
+                    "indices read in PCI bus order; CUDA_DEVICE_ORDER is not PCI_BUS_ID, so "
+                    "CUDA's order differs if the GPUs are of different models");
+  }
+  return n;
 }
 
 static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
@@ -458,26 +698,36 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
                  nvml_lib.reason[0] ? nvml_lib.reason : "NVML not set up");
     return KFM_EBACKEND;
   }
-  for (unsigned i = 0; i < nvml_lib.ndev; i++) {
+  /* Only the GPUs this process can use. */
+  const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+  unsigned vis[NVML_MAX_DEV];
+  char mig[NVML_MAX_DEV][KFM__NVML_UUID_SIZE];
+  unsigned nvis = kfm__nvml_visible(cvd, vis, mig, NVML_MAX_DEV, st->visible_note,
+                                    sizeof st->visible_note);
+  if (nvis == 0) {
+    kfm__gpu_fmt(ctx->errbuf, ctx->errlen,
+                 "nvml: CUDA_VISIBLE_DEVICES='%s' leaves this process no GPU of the %u%s%s", cvd,
+                 nvml_lib.ndev, st->visible_note[0] ? ": " : "", st->visible_note);
+    return KFM_EBACKEND;
+  }
+  for (unsigned v = 0; v < nvis; v++) {
     const char *why = "";
-    int rc;
-    if (st->ndev == NVML_MAX_DEV) {
-      kfm__gpu_append(st->skipped, sizeof st->skipped, "gpu%u-%u not sampled (limit %d devices)", i,
-                      nvml_lib.ndev - 1, NVML_MAX_DEV);
-      break;
-    }
-    rc = nvml_open_dev(&st->dev[st->ndev], i, &why);
+    unsigned i = vis[v];
+    int rc = nvml_open_dev(&st->dev[st->ndev], i, &why);
     if (rc != 0) {
       kfm__gpu_append(st->skipped, sizeof st->skipped, "gpu%u: %s failed: %d %s", i, why, rc,
                       nvml_errstr(rc));
       continue;
     }
+    memcpy(st->dev[st->ndev].mig_uuid, mig[v], sizeof st->dev[st->ndev].mig_uuid);
     st->ndev++;
   }
   if (st->ndev == 0) {
     kfm__gpu_fmt(ctx->errbuf, ctx->errlen, "nvml: no usable device: %s", st->skipped);
     return KFM_EBACKEND;
   }
+  st->procs = calloc(NVML_PROC_CAP, sizeof *st->procs);
+  st->proc_cap = st->procs ? NVML_PROC_CAP : 0;
   st->nmet = st->ndev * NVML_NMET;
   for (unsigned d = 0; d < st->ndev; d++) {
     unsigned i = d * NVML_NMET;
@@ -496,6 +746,9 @@ static int nvml_open(void *state, struct kfm__backend_ctx *ctx) {
   }
   st->open = 1;
 
+  if (st->visible_note[0]) {
+    kfm__gpu_append(st->skipped, sizeof st->skipped, "%s", st->visible_note);
+  }
   if (st->skipped[0]) {
     kfm__gpu_fmt(ctx->note, ctx->notelen, "%u device%s sampled; %s", st->ndev,
                  st->ndev == 1 ? "" : "s", st->skipped);
@@ -542,6 +795,25 @@ static void nvml_export_json(void *state, void *file) {
   for (unsigned d = 0; d < st->ndev; d++) {
     const struct nvml_dev *dv = &st->dev[d];
     kfm__gpu_export_dev(f, d, dv->index, dv->name, dv->bus_id, dv->mem_total);
+    int instant = atomic_load_explicit(&dv->power_instant, memory_order_relaxed);
+    fputs(",\"uuid\":", f);
+    if (dv->uuid[0]) {
+      kfm__json_str(f, dv->uuid);
+    } else {
+      fputs("null", f);
+    }
+    fprintf(f, ",\"cuda_index\":%u", d);
+    if (dv->mig_uuid[0]) {
+      fputs(",\"mig_instance\":", f);
+      kfm__json_str(f, dv->mig_uuid);
+    }
+    /* MIG: NVML's device figures are the parent GPU's, shared by every
+     * instance on it; only proc_mem is this process's. */
+    fprintf(f,
+            ",\"whole_gpu\":%s,\"power_reading\":\"%s\",\"averaging_ms\":{\"util\":%d,"
+            "\"mem_util\":%d,\"power\":%d}",
+            dv->mig_mode || dv->mig_uuid[0] ? "true" : "false", instant ? "instant" : "average",
+            NVML_UTIL_WINDOW_MS, NVML_UTIL_WINDOW_MS, instant ? 0 : NVML_POWER_AVG_MS);
     kfm__gpu_export_unmeasured(f, &st->err[d * NVML_NMET], nvml_metric, NVML_NMET, nvml_why);
   }
   kfm__gpu_export_end(f, st->skipped);

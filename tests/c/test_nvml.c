@@ -43,7 +43,11 @@ int main(void) {
 struct kfm__nvml_device_st {
   unsigned idx;
 };
-static struct kfm__nvml_device_st fake_dev[2] = {{0}, {1}};
+/* 0 and 1 are GPUs; 2 is a MIG instance on GPU 1. */
+static struct kfm__nvml_device_st fake_dev[3] = {{0}, {1}, {2}};
+#define FAKE_UUID0 "GPU-0a1b2c3d-0000-4aaa-bbbb-cccccccccccc"
+#define FAKE_UUID1 "GPU-9f8e7d6c-1111-4ddd-eeee-ffffffffffff"
+#define FAKE_MIG "MIG-5e6f7a8b-2222-4999-8888-777777777777"
 
 struct fake_gpu {
   const char *name, *bus_id;
@@ -52,6 +56,9 @@ struct fake_gpu {
   kfm__nvml_return_t power_rc;
   unsigned power_mw, sm_mhz, mem_mhz, temp_c, pcie_tx, pcie_rx;
   unsigned long long proc_mem; /* this process's entry; 0 = not listed */
+  const char *uuid;
+  unsigned mig_mode;
+  unsigned instant_mw; /* NVML_FI_DEV_POWER_INSTANT; 0 = not supported */
 };
 
 static struct {
@@ -59,6 +66,7 @@ static struct {
   unsigned count;
   kfm__nvml_return_t handle_rc[2];
   struct fake_gpu gpu[2];
+  unsigned other_procs; /* other processes listed before ours */
 } fake;
 
 /* Counters touched only by the test thread's set-up and tear-down calls. */
@@ -78,7 +86,8 @@ static void fake_reset(void) {
                                      .temp_c = 61,
                                      .pcie_tx = 2048,
                                      .pcie_rx = 4096,
-                                     .proc_mem = 815792128ull};
+                                     .proc_mem = 815792128ull,
+                                     .uuid = FAKE_UUID0};
   static const struct fake_gpu g1 = {.name = "Fake GPU \"1\"",
                                      .bus_id = "00000000:AF:00.0",
                                      .util = 99,
@@ -92,7 +101,8 @@ static void fake_reset(void) {
                                      .temp_c = 45,
                                      .pcie_tx = 1,
                                      .pcie_rx = 2,
-                                     .proc_mem = 0};
+                                     .proc_mem = 0,
+                                     .uuid = FAKE_UUID1};
   memset(&fake, 0, sizeof fake);
   fake.init_rc = KFM__NVML_SUCCESS;
   fake.count = 2;
@@ -121,6 +131,10 @@ static const char *fake_error_string(kfm__nvml_return_t rc) {
     return "Not Supported";
   case 4:
     return "Insufficient Permissions";
+  case 6:
+    return "Not Found";
+  case 7:
+    return "Insufficient Size";
   case 9:
     return "Driver Not Loaded";
   default:
@@ -189,19 +203,60 @@ static kfm__nvml_return_t fake_pcie(kfm__nvml_device_t d, int counter, unsigned 
 static kfm__nvml_return_t fake_procs_v2(kfm__nvml_device_t d, unsigned *n,
                                         struct kfm__nvml_process_info_v2 *p) {
   const struct fake_gpu *g = fake_gpu_of(d);
-  unsigned want = g->proc_mem ? 2 : 1;
+  unsigned others = 1 + fake.other_procs;
+  unsigned want = others + (g->proc_mem ? 1 : 0);
   if (*n < want) {
     *n = want;
     return KFM__NVML_ERROR_INSUFFICIENT_SIZE;
   }
   memset(p, 0, want * sizeof *p);
-  p[0].pid = (unsigned)getpid() + 1;
-  p[0].usedGpuMemory = 1234;
+  for (unsigned i = 0; i < others; i++) {
+    p[i].pid = (unsigned)getpid() + 1 + i;
+    p[i].usedGpuMemory = 1234;
+  }
   if (g->proc_mem) {
-    p[1].pid = (unsigned)getpid();
-    p[1].usedGpuMemory = g->proc_mem;
+    p[others].pid = (unsigned)getpid(); /* ours last: past any fixed-size buffer */
+    p[others].usedGpuMemory = g->proc_mem;
   }
   *n = want;
+  return KFM__NVML_SUCCESS;
+}
+
+static kfm__nvml_return_t fake_uuid(kfm__nvml_device_t d, char *u, unsigned len) {
+  snprintf(u, len, "%s", d->idx == 2 ? FAKE_MIG : fake.gpu[d->idx].uuid);
+  return KFM__NVML_SUCCESS;
+}
+static kfm__nvml_return_t fake_by_uuid(const char *u, kfm__nvml_device_t *d) {
+  for (unsigned i = 0; i < 3; i++) {
+    if (strcmp(u, i == 2 ? FAKE_MIG : fake.gpu[i].uuid) == 0) {
+      *d = &fake_dev[i];
+      return KFM__NVML_SUCCESS;
+    }
+  }
+  return 6; /* NVML_ERROR_NOT_FOUND: no prefixes here */
+}
+static kfm__nvml_return_t fake_parent(kfm__nvml_device_t mig, kfm__nvml_device_t *gpu) {
+  if (mig->idx != 2) {
+    return 2;
+  }
+  *gpu = &fake_dev[1];
+  return KFM__NVML_SUCCESS;
+}
+static kfm__nvml_return_t fake_mig_mode(kfm__nvml_device_t d, unsigned *cur, unsigned *pend) {
+  *cur = *pend = fake.gpu[d->idx].mig_mode;
+  return KFM__NVML_SUCCESS;
+}
+static kfm__nvml_return_t fake_fields(kfm__nvml_device_t d, int n,
+                                      struct kfm__nvml_field_value *v) {
+  for (int i = 0; i < n; i++) {
+    if (v[i].fieldId == KFM__NVML_FI_DEV_POWER_INSTANT && fake.gpu[d->idx].instant_mw) {
+      v[i].nvmlReturn = KFM__NVML_SUCCESS;
+      v[i].valueType = KFM__NVML_VALUE_TYPE_UNSIGNED_INT;
+      v[i].value.uiVal = fake.gpu[d->idx].instant_mw;
+    } else {
+      v[i].nvmlReturn = KFM__NVML_ERROR_NOT_SUPPORTED;
+    }
+  }
   return KFM__NVML_SUCCESS;
 }
 
@@ -221,6 +276,11 @@ static struct kfm__nvml_syms fake_syms(void) {
       .device_get_temperature = fake_temp,
       .device_get_pcie_throughput = fake_pcie,
       .device_get_compute_running_processes_v2 = fake_procs_v2,
+      .device_get_uuid = fake_uuid,
+      .device_get_handle_by_uuid = fake_by_uuid,
+      .device_get_parent_of_mig = fake_parent,
+      .device_get_mig_mode = fake_mig_mode,
+      .device_get_field_values = fake_fields,
   };
   return s;
 }
@@ -368,9 +428,13 @@ static void test_values_two_devices(void) {
     char *js = export_text(s.state);
     EXPECT_HAS(js, "{\"available\":true,\"library\":\"injected\",\"poll_ms\":100,\"devices\":[");
     EXPECT_HAS(js, "{\"index\":0,\"name\":\"Fake GPU 0\",\"pci_bus_id\":\"00000000:3B:00.0\","
-                   "\"memory_total\":17179869184,\"unmeasured\":{}}");
+                   "\"memory_total\":17179869184,\"uuid\":\"" FAKE_UUID0 "\",\"cuda_index\":0,"
+                   "\"whole_gpu\":false,\"power_reading\":\"average\",\"averaging_ms\":{"
+                   "\"util\":1000,\"mem_util\":1000,\"power\":1000},\"unmeasured\":{}}");
     EXPECT_HAS(js, "{\"index\":1,\"name\":\"Fake GPU \\\"1\\\"\",\"pci_bus_id\":"
-                   "\"00000000:AF:00.0\",\"memory_total\":8589934592,"
+                   "\"00000000:AF:00.0\",\"memory_total\":8589934592,\"uuid\":\"" FAKE_UUID1
+                   "\",\"cuda_index\":1,\"whole_gpu\":false,\"power_reading\":\"average\","
+                   "\"averaging_ms\":{\"util\":1000,\"mem_util\":1000,\"power\":1000},"
                    "\"unmeasured\":{\"power\":\"3 Not Supported\"}}");
     free(js);
   }
@@ -454,6 +518,163 @@ static void test_proc_mem_rules(void) {
   CU_ASSERT_EQUAL(kfm__nvml_proc_mem(v2, sizeof v2[0], 2, 99, 0), KFM_GPU_UNMEASURED);
   /* Nobody on the device: 0 either way. */
   CU_ASSERT_EQUAL(kfm__nvml_proc_mem(v2, sizeof v2[0], 0, 99, 0), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Which GPUs: CUDA_VISIBLE_DEVICES as CUDA reads it.                       */
+
+static void expect_visible(const char *cvd, unsigned want_n, const unsigned *want,
+                           const char *want_mig1, const char *want_note) {
+  unsigned idx[4];
+  char mig[4][KFM__NVML_UUID_SIZE];
+  char note[512];
+  unsigned n = kfm__nvml_visible(cvd, idx, mig, 4, note, sizeof note);
+  if (n != want_n) {
+    fprintf(stderr, "\nCUDA_VISIBLE_DEVICES='%s': %u devices, want %u (%s)\n", cvd, n, want_n,
+            note);
+  }
+  CU_ASSERT_EQUAL(n, want_n);
+  for (unsigned i = 0; i < n && i < want_n; i++) {
+    CU_ASSERT_EQUAL(idx[i], want[i]);
+  }
+  if (want_mig1 && n > 0) {
+    EXPECT_STR(mig[0], want_mig1);
+  }
+  EXPECT_STR(note, want_note);
+}
+
+static void test_visible_devices(void) {
+  struct kfm__nvml_syms syms;
+  char reason[256];
+  fake_reset();
+  syms = fake_syms();
+  CU_ASSERT_EQUAL_FATAL(kfm__nvml_setup_table(&syms, reason, sizeof reason), 1);
+  setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
+  static const unsigned d0[] = {0}, d1[] = {1}, d10[] = {1, 0}, d01[] = {0, 1};
+  expect_visible(NULL, 2, d01, "", "");
+  expect_visible("1", 1, d1, "", "");
+  expect_visible(" 1 , 0 ", 2, d10, "", "");
+  expect_visible("GPU-9f8e", 1, d1, "", ""); /* a unique prefix, as CUDA takes */
+  expect_visible(FAKE_UUID0 "," FAKE_UUID1, 2, d01, "", "");
+  expect_visible(FAKE_MIG, 1, d1, FAKE_MIG, "");
+  expect_visible("1,5,0", 1, d1, "",
+                 "CUDA_VISIBLE_DEVICES entry '5' is not the index of a GPU: it and the rest are "
+                 "hidden from CUDA");
+  expect_visible("0,GPU-", 1, d0, "",
+                 "CUDA_VISIBLE_DEVICES entry 'GPU-' is a prefix of more than one GPU's UUID: it "
+                 "and the rest are hidden from CUDA");
+  expect_visible("GPU-ffff,0", 0, d0, "",
+                 "CUDA_VISIBLE_DEVICES entry 'GPU-ffff' is no GPU has this UUID: it and the rest "
+                 "are hidden from CUDA");
+  expect_visible("MIG-0000", 0, d0, "",
+                 "CUDA_VISIBLE_DEVICES entry 'MIG-0000' is no such MIG instance "
+                 "(nvmlDeviceGetHandleByUUID): it and the rest are hidden from CUDA");
+  expect_visible("-1", 0, d0, "",
+                 "CUDA_VISIBLE_DEVICES entry '-1' is not an index, GPU- or MIG- UUID: it and the "
+                 "rest are hidden from CUDA");
+  expect_visible("", 0, d0, "",
+                 "CUDA_VISIBLE_DEVICES entry '' is not an entry: it and the rest are hidden from "
+                 "CUDA");
+  expect_visible("0,0", 1, d0, "", "gpu0 listed twice in CUDA_VISIBLE_DEVICES: sampled once");
+  unsetenv("CUDA_DEVICE_ORDER");
+  expect_visible("1,0", 2, d10, "",
+                 "indices read in PCI bus order; CUDA_DEVICE_ORDER is not PCI_BUS_ID, so CUDA's "
+                 "order differs if the GPUs are of different models");
+
+  /* A session of a torchrun rank: only its GPU, named by NVML index, with
+   * its UUID and its CUDA index. */
+  struct session s;
+  setenv("CUDA_VISIBLE_DEVICES", "GPU-9f8e", 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  CU_ASSERT_EQUAL(s.ctx.n_sample, 10);
+  EXPECT_STR(s.ctx.sample[0].name, "nvml.gpu1.util");
+  char *js = export_text(s.state);
+  EXPECT_HAS(js, "\"devices\":[{\"index\":1,");
+  EXPECT_HAS(js, "\"uuid\":\"" FAKE_UUID1 "\",\"cuda_index\":0,\"whole_gpu\":false");
+  CU_ASSERT_PTR_NULL(strstr(js, FAKE_UUID0));
+  free(js);
+  session_close(&s);
+  /* A MIG instance: its parent's figures, marked whole-GPU. */
+  setenv("CUDA_VISIBLE_DEVICES", FAKE_MIG, 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  js = export_text(s.state);
+  EXPECT_HAS(js, "\"uuid\":\"" FAKE_UUID1 "\",\"cuda_index\":0,\"mig_instance\":\"" FAKE_MIG
+                 "\",\"whole_gpu\":true");
+  free(js);
+  session_close(&s);
+  /* No GPU left: open fails saying why. */
+  setenv("CUDA_VISIBLE_DEVICES", "", 1);
+  CU_ASSERT_EQUAL(session_open(&s), KFM_EBACKEND);
+  EXPECT_STR(s.err, "nvml: CUDA_VISIBLE_DEVICES='' leaves this process no GPU of the 2: "
+                    "CUDA_VISIBLE_DEVICES entry '' is not an entry: it and the rest are hidden "
+                    "from CUDA");
+  session_close(&s);
+  unsetenv("CUDA_VISIBLE_DEVICES");
+  /* MIG mode on the GPU itself: whole-GPU figures even without a MIG UUID. */
+  fake.gpu[0].mig_mode = KFM__NVML_MIG_ENABLE;
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  js = export_text(s.state);
+  EXPECT_HAS(js, "\"uuid\":\"" FAKE_UUID0 "\",\"cuda_index\":0,\"whole_gpu\":true");
+  EXPECT_HAS(js, "\"uuid\":\"" FAKE_UUID1 "\",\"cuda_index\":1,\"whole_gpu\":false");
+  free(js);
+  session_close(&s);
+  kfm__nvml_teardown();
+}
+
+/* More compute processes than the first buffer holds: the list is read in
+ * full (this process is listed last), never past the buffer; a list that
+ * stays too long leaves proc_mem unmeasured with NVML's reason. */
+static void test_many_processes(void) {
+  struct kfm__nvml_syms syms;
+  struct session s;
+  char reason[256];
+  uint64_t out[32];
+  static const unsigned pm[] = {9};
+  fake_reset();
+  fake.count = 1;
+  fake.other_procs = 300;
+  syms = fake_syms();
+  CU_ASSERT_EQUAL_FATAL(kfm__nvml_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  sample_settled(s.state, out, 10, pm, 1);
+  CU_ASSERT_EQUAL(out[9], 815792128ull);
+  session_close(&s);
+  fake.other_procs = 70000; /* past NVML_PROC_MAX */
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  usleep(50000);
+  kfm__backend_nvml.sample(s.state, out);
+  CU_ASSERT_EQUAL(out[9], KFM_GPU_UNMEASURED);
+  char *js = export_text(s.state);
+  EXPECT_HAS(js, "\"unmeasured\":{\"proc_mem\":\"7 Insufficient Size\"}");
+  free(js);
+  session_close(&s);
+  kfm__nvml_teardown();
+}
+
+/* Instantaneous power where the driver has it, the 1 s average otherwise,
+ * and the export says which. */
+static void test_instant_power(void) {
+  struct kfm__nvml_syms syms;
+  struct session s;
+  char reason[256];
+  uint64_t out[32];
+  fake_reset();
+  fake.gpu[0].instant_mw = 250500;
+  fake.gpu[1].power_rc = KFM__NVML_SUCCESS;
+  syms = fake_syms();
+  CU_ASSERT_EQUAL_FATAL(kfm__nvml_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  kfm__backend_nvml.sample(s.state, out);
+  CU_ASSERT_EQUAL(out[3], 250500);
+  CU_ASSERT_EQUAL(out[13], 999);
+  char *js = export_text(s.state);
+  EXPECT_HAS(js, "\"power_reading\":\"instant\",\"averaging_ms\":{\"util\":1000,\"mem_util\":1000,"
+                 "\"power\":0}");
+  EXPECT_HAS(js, "\"power_reading\":\"average\",\"averaging_ms\":{\"util\":1000,\"mem_util\":1000,"
+                 "\"power\":1000}");
+  free(js);
+  session_close(&s);
+  kfm__nvml_teardown();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -743,11 +964,15 @@ static void test_session_attributes_samples(void) {
 #endif
 
 int main(void) {
+  unsetenv("CUDA_VISIBLE_DEVICES"); /* the fakes' two GPUs, unless a test says otherwise */
   static const struct kt_case cases[] = {
       {"values of two fake devices, one power read failing", test_values_two_devices},
       {"device handle failures", test_device_handle_failure},
       {"missing optional functions", test_missing_optional},
       {"per-process memory rules", test_proc_mem_rules},
+      {"CUDA_VISIBLE_DEVICES: indices, UUIDs, MIG, as CUDA reads it", test_visible_devices},
+      {"more than 256 compute processes", test_many_processes},
+      {"instant power where the driver has it", test_instant_power},
       {"nvmlInit_v2 error", test_init_error},
       {"no device", test_no_device},
       {"dlopen/dlsym paths", test_dl_paths},
