@@ -69,6 +69,12 @@ enum {
   KFM__RSMI_NOT_SUPPORTED = 2,
   KFM__RSMI_INIT_ERROR = 8,
 };
+#define KFM__RSMI_INVALID_ARGS 1u /* RSMI_STATUS_INVALID_ARGS */
+
+/** RSMI_INIT_FLAG_THRAD_ONLY_MUTEX (ROCm 5.x+; its spelling): ROCm SMI's
+ * device mutexes are then per thread, not process-shared, so another
+ * process is not blocked for the 1 s of a PCIe throughput read. */
+#define KFM__RSMI_INIT_FLAG_THREAD_ONLY_MUTEX 0x400000000000000ull
 
 /* rsmi_clk_type_t, rsmi_memory_type_t, rsmi_temperature_type_t, rsmi_temperature_metric_t */
 enum { KFM__RSMI_CLK_TYPE_SYS = 0, KFM__RSMI_CLK_TYPE_MEM = 4 };
@@ -106,6 +112,9 @@ struct kfm__rsmi_syms {
   kfm__rsmi_status_t (*dev_memory_total_get)(uint32_t dv, int mem_type, uint64_t *total);
   /* ^ bytes */
   kfm__rsmi_status_t (*dev_power_ave_get)(uint32_t dv, uint32_t sensor, uint64_t *microwatts);
+  /* ^ deprecated, and missing on MI300 and newer ASICs */
+  kfm__rsmi_status_t (*dev_current_socket_power_get)(uint32_t dv, uint64_t *microwatts);
+  /* ^ rsmi_dev_current_socket_power_get (ROCm 6): instantaneous socket power */
   kfm__rsmi_status_t (*dev_gpu_clk_freq_get)(uint32_t dv, int clk_type, void *freqs);
   /* ^ freqs: an rsmi_frequencies_t of either layout, KFM__RSMI_FREQ_BUF bytes */
   kfm__rsmi_status_t (*dev_temp_metric_get)(uint32_t dv, uint32_t sensor, int metric,
@@ -158,10 +167,15 @@ const char *kfm__rsmi_status_name(kfm__rsmi_status_t s);
 uint64_t kfm__rsmi_clock_mhz(const void *buf);
 
 /**
- * Calls fn(arg) with file descriptor 2 pointed at /dev/null, then restores
- * it.  rsmi_init perror()s into stderr when it finds no GPU, and there is
- * no flag or variable that silences it.  Serialised by a mutex; output any
- * other thread writes to fd 2 during the call is lost too.
+ * Calls fn(arg) with what the calling thread writes through C stdio's
+ * stderr sent to /dev/null.  rsmi_init perror()s and writes std::cerr (both
+ * stdio's stderr) when it finds no GPU, and no flag or variable silences
+ * it.  Other threads lose nothing: their stdio writes to stderr wait on the
+ * stream's lock for the call's length, and fd 2 itself is never moved, so
+ * raw writes to it (Python's sys.stderr) go through.  With a C library
+ * other than glibc (no access to the stream's descriptor) fd 2 is pointed
+ * at /dev/null instead, and other threads' output in the window is lost.
+ * Serialised by a mutex.
  */
 kfm__rsmi_status_t kfm__rsmi_quiet_call(kfm__rsmi_status_t (*fn)(uint64_t), uint64_t arg);
 

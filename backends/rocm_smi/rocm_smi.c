@@ -11,8 +11,15 @@
  * stderr when it does, with no flag or environment variable to silence it.
  * So on a machine without an AMD GPU rsmi_init is not called at all and
  * the reason says what sysfs showed.  When a card is there, rsmi_init runs
- * with fd 2 pointed at /dev/null (kfm__rsmi_quiet_call) and a failure is
- * reported as "rsmi_init failed: <code> <name> (...)".
+ * with the calling thread's stdio stderr silenced (kfm__rsmi_quiet_call:
+ * other threads' output is kept) and a failure is reported as "rsmi_init
+ * failed: <code> <name> (...)".  It is asked for thread-only mutexes, so
+ * other processes using ROCm SMI are not blocked while a poller holds a
+ * device for its 1 s PCIe read.
+ *
+ * Power.  rsmi_dev_power_ave_get is deprecated and missing on MI300 and
+ * newer ASICs; the current (instantaneous) socket power is read first and
+ * the average only where that is not supported.  The export says which.
  *
  * Why poller threads.  rsmi_dev_pci_throughput_get sleeps 1 s in the kernel
  * (amdgpu counts PCIe messages for a second) and holds ROCm SMI's per-device
@@ -139,6 +146,7 @@ static const struct kfm__gpu_sym rsmi_symtab[] = {
     RSMI_SYM("rsmi_dev_memory_usage_get", dev_memory_usage_get, 0),
     RSMI_SYM("rsmi_dev_memory_total_get", dev_memory_total_get, 0),
     RSMI_SYM("rsmi_dev_power_ave_get", dev_power_ave_get, 0),
+    RSMI_SYM("rsmi_dev_current_socket_power_get", dev_current_socket_power_get, 0),
     RSMI_SYM("rsmi_dev_gpu_clk_freq_get", dev_gpu_clk_freq_get, 0),
     RSMI_SYM("rsmi_dev_temp_metric_get", dev_temp_metric_get, 0),
     RSMI_SYM("rsmi_dev_pci_throughput_get", dev_pci_throughput_get, 0),
@@ -161,6 +169,26 @@ kfm__rsmi_status_t kfm__rsmi_quiet_call(kfm__rsmi_status_t (*fn)(uint64_t), uint
   kfm__rsmi_status_t rc;
   int saved, null_fd;
   pthread_mutex_lock(&rsmi_quiet_lock);
+#ifdef __GLIBC__
+  /* Only this thread's stdio writes to stderr are redirected: the stream's
+   * lock is recursive, so the library's writes on this thread go through
+   * it to /dev/null, while other threads' wait for it and then reach the
+   * real fd 2, which never moves. */
+  null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null_fd >= 0) {
+    flockfile(stderr);
+    fflush(stderr);
+    saved = stderr->_fileno;
+    stderr->_fileno = null_fd;
+    rc = fn(arg);
+    fflush(stderr);
+    stderr->_fileno = saved;
+    funlockfile(stderr);
+    close(null_fd);
+    pthread_mutex_unlock(&rsmi_quiet_lock);
+    return rc;
+  }
+#endif
   fflush(stderr);
   /* Keep the real stderr above 2, close-on-exec so a concurrent fork+exec
    * does not inherit it. */
@@ -216,7 +244,11 @@ static int rsmi_fail(char *reason, size_t len) {
 /* rsmi_init (quietly) and count, on the table in rsmi_lib.fn. */
 static int rsmi_start(char *reason, size_t len) {
   uint32_t n = 0;
-  kfm__rsmi_status_t rc = kfm__rsmi_quiet_call(rsmi_lib.fn.init, 0);
+  kfm__rsmi_status_t rc =
+      kfm__rsmi_quiet_call(rsmi_lib.fn.init, KFM__RSMI_INIT_FLAG_THREAD_ONLY_MUTEX);
+  if (rc == KFM__RSMI_INVALID_ARGS) {
+    rc = kfm__rsmi_quiet_call(rsmi_lib.fn.init, 0); /* a library that refuses the flag */
+  }
   if (rc != KFM__RSMI_SUCCESS) {
     kfm__gpu_fmt(rsmi_lib.reason, sizeof rsmi_lib.reason, "rsmi_init failed: %u %s%s", (unsigned)rc,
                  kfm__rsmi_status_name(rc),
@@ -388,6 +420,7 @@ struct rsmi_dev {
   uint64_t mem_total;       /* KFM_GPU_UNMEASURED when unknown */
   uint32_t temp_sensor;     /* edge, or junction on GPUs without an edge sensor */
   _Atomic uint64_t max_pkt; /* PCIe maximum payload, bytes; 0 until read */
+  _Atomic int power_instant; /* 1: the last power reading was the current socket power */
 };
 
 struct rsmi_state {
@@ -438,7 +471,13 @@ static void rsmi_read_fast(struct rsmi_state *st) {
     rsmi_put(st, d, RSMI_M_MEM_UTIL, rc, pct);
     rc = RSMI_CALL(fn->dev_memory_usage_get, dv, KFM__RSMI_MEM_TYPE_VRAM, &v);
     rsmi_put(st, d, RSMI_M_MEM_USED, rc, v);
-    rc = RSMI_CALL(fn->dev_power_ave_get, dv, 0, &v);
+    rc = RSMI_CALL(fn->dev_current_socket_power_get, dv, &v);
+    atomic_store_explicit(&st->dev[d].power_instant, rc == KFM__RSMI_SUCCESS,
+                          memory_order_relaxed);
+    if (rc != KFM__RSMI_SUCCESS) {
+      v = 0;
+      rc = RSMI_CALL(fn->dev_power_ave_get, dv, 0, &v);
+    }
     rsmi_put(st, d, RSMI_M_POWER, rc, (v + 500) / 1000); /* uW -> mW */
     rsmi_read_clock(st, d, RSMI_M_SM_CLOCK, KFM__RSMI_CLK_TYPE_SYS);
     rsmi_read_clock(st, d, RSMI_M_MEM_CLOCK, KFM__RSMI_CLK_TYPE_MEM);
@@ -610,8 +649,10 @@ static void rsmi_export_json(void *state, void *file) {
     const struct rsmi_dev *dv = &st->dev[d];
     uint64_t mps = atomic_load_explicit(&dv->max_pkt, memory_order_relaxed);
     kfm__gpu_export_dev(f, d, dv->index, dv->name, dv->bus_id, dv->mem_total);
-    fprintf(f, ",\"temp_sensor\":\"%s\"",
-            dv->temp_sensor == KFM__RSMI_TEMP_TYPE_JUNCTION ? "junction" : "edge");
+    fprintf(f, ",\"temp_sensor\":\"%s\",\"power_reading\":\"%s\"",
+            dv->temp_sensor == KFM__RSMI_TEMP_TYPE_JUNCTION ? "junction" : "edge",
+            atomic_load_explicit(&dv->power_instant, memory_order_relaxed) ? "instant"
+                                                                            : "average");
     if (mps) {
       fprintf(f, ",\"pcie_max_payload\":%llu", (unsigned long long)mps);
     } else {

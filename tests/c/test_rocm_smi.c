@@ -28,6 +28,7 @@ int main(void) {
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +59,15 @@ struct fake_gpu {
 
 static struct {
   kfm__rsmi_status_t init_rc;
+  int refuse_flags; /* an older library: RSMI_STATUS_INVALID_ARGS for any flag */
+  uint64_t socket_uw[2]; /* rsmi_dev_current_socket_power_get; 0: not supported */
   int init_noise; /* write to stderr in rsmi_init, as the real one does */
   uint32_t count;
   struct fake_gpu gpu[2];
 } fake;
 
 static int fake_inits, fake_shutdowns;
+static uint64_t fake_init_flags;
 
 static void fake_reset(void) {
   static const struct fake_gpu g0 = {.name = "Fake Instinct 0",
@@ -111,13 +115,16 @@ static const struct fake_gpu *gpu(uint32_t dv) {
 
 static kfm__rsmi_status_t fake_init(uint64_t flags) {
   fake_inits++;
-  CU_ASSERT_EQUAL(flags, 0);
+  fake_init_flags = flags;
+  if (fake.refuse_flags && flags != 0) {
+    return KFM__RSMI_INVALID_ARGS;
+  }
   if (fake.init_noise) {
-    /* Both ways the real library writes: stdio (perror) and the raw fd. */
+    /* Both ways the real library writes, and both are C stdio's stderr
+     * (librocm_smi64 5.2, checked by test_real_init_quiet): perror and
+     * std::cerr, which libstdc++ writes through stdio. */
     perror("Failed to open drm root directory /sys/class/drm.");
-    if (write(2, "Exception caught: rsmi_init.\n", 29) < 0) {
-      /* nothing to do: the test checks what arrived */
-    }
+    fputs("Exception caught: rsmi_init.\n", stderr);
   }
   return fake.init_rc;
 }
@@ -396,11 +403,11 @@ static void test_values_two_devices(void) {
     char *js = export_text(s.state);
     EXPECT_HAS(js, "{\"available\":true,\"library\":\"injected\",\"library_version\":\"5.2.3\"");
     EXPECT_HAS(js, "{\"index\":0,\"name\":\"Fake Instinct 0\",\"pci_bus_id\":\"0000:03:00.0\","
-                   "\"memory_total\":68702699520,\"temp_sensor\":\"edge\","
-                   "\"pcie_max_payload\":256,\"unmeasured\":{}}");
+                   "\"memory_total\":68702699520,\"temp_sensor\":\"edge\",\"power_reading\":"
+                   "\"average\",\"pcie_max_payload\":256,\"unmeasured\":{}}");
     EXPECT_HAS(js, "{\"index\":1,\"name\":\"Fake Instinct 1\",\"pci_bus_id\":\"0001:c1:1f.1\","
                    "\"memory_total\":137438953472,\"temp_sensor\":\"junction\","
-                   "\"pcie_max_payload\":512,"
+                   "\"power_reading\":\"average\",\"pcie_max_payload\":512,"
                    "\"unmeasured\":{\"power\":\"2 RSMI_STATUS_NOT_SUPPORTED\"}}");
     free(js);
   }
@@ -505,6 +512,112 @@ static void test_init_error_quiet(void) {
   fake.init_rc = 4; /* RSMI_STATUS_PERMISSION */
   CU_ASSERT_EQUAL(kfm__rsmi_setup_table(&syms, reason, sizeof reason), 0);
   EXPECT_STR(reason, "rsmi_init failed: 4 RSMI_STATUS_PERMISSION");
+  kfm__rsmi_teardown();
+}
+
+/* ROCm SMI is asked for thread-only mutexes; a library refusing the flag
+ * is initialised without it. */
+static void test_init_thread_only_mutex(void) {
+  struct kfm__rsmi_syms syms;
+  char reason[256];
+  fake_reset();
+  syms = fake_syms();
+  CU_ASSERT_EQUAL_FATAL(kfm__rsmi_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL(fake_inits, 1);
+  CU_ASSERT_EQUAL(fake_init_flags, 0x400000000000000ull);
+  kfm__rsmi_teardown();
+  fake_reset();
+  fake.refuse_flags = 1;
+  CU_ASSERT_EQUAL_FATAL(kfm__rsmi_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL(fake_inits, 2);
+  CU_ASSERT_EQUAL(fake_init_flags, 0);
+  kfm__rsmi_teardown();
+}
+
+/* While rsmi_init runs silenced, another thread's stderr output is kept:
+ * a raw write to fd 2 arrives at once, a stdio write after the call. */
+static _Atomic int other_step;
+static void *other_writer(void *arg) {
+  (void)arg;
+  while (atomic_load(&other_step) == 0) {
+    usleep(1000);
+  }
+  if (write(2, "raw from another thread\n", 24) < 0) {
+    /* the test checks what arrived */
+  }
+  atomic_store(&other_step, 2);
+  fprintf(stderr, "stdio from another thread\n"); /* waits for the stream */
+  atomic_store(&other_step, 3);
+  return NULL;
+}
+static kfm__rsmi_status_t noisy_slow(uint64_t arg) {
+  atomic_store(&other_step, 1);
+  for (int i = 0; i < 2000 && atomic_load(&other_step) < 2; i++) {
+    usleep(1000);
+  }
+  usleep(20000); /* the other thread is now blocked in fprintf */
+  perror("Failed to open drm root directory /sys/class/drm.");
+  fputs("Exception caught: rsmi_init.\n", stderr);
+  return (kfm__rsmi_status_t)arg;
+}
+static void test_quiet_call_keeps_other_threads(void) {
+  struct capture c;
+  pthread_t t;
+  atomic_store(&other_step, 0);
+  capture_begin(&c);
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, other_writer, NULL), 0);
+  CU_ASSERT_EQUAL(kfm__rsmi_quiet_call(noisy_slow, 8), 8);
+  pthread_join(t, NULL);
+  char *noise = capture_end(&c);
+  CU_ASSERT_EQUAL(atomic_load(&other_step), 3);
+  EXPECT_HAS(noise, "raw from another thread\n");
+  EXPECT_HAS(noise, "stdio from another thread\n");
+  CU_ASSERT_PTR_NULL(strstr(noise, "drm root"));
+  CU_ASSERT_PTR_NULL(strstr(noise, "Exception caught"));
+  free(noise);
+}
+
+/* The current socket power first (MI300 has no average), the deprecated
+ * average where it is not supported; the export says which. */
+static kfm__rsmi_status_t fake_socket_power(uint32_t dv, uint64_t *uw) {
+  if (fake.socket_uw[dv] == 0) {
+    return KFM__RSMI_NOT_SUPPORTED;
+  }
+  *uw = fake.socket_uw[dv];
+  return KFM__RSMI_SUCCESS;
+}
+static void test_socket_power_first(void) {
+  struct kfm__rsmi_syms syms;
+  struct session s;
+  char reason[256];
+  uint64_t out[RSMI_TEST_MAX_OUT];
+  fake_reset();
+  fake.socket_uw[0] = 512345678;
+  fake.gpu[1].power_rc = KFM__RSMI_SUCCESS;
+  fake.gpu[1].power_uw = 99000000;
+  syms = fake_syms();
+  syms.dev_current_socket_power_get = fake_socket_power;
+  syms.dev_power_ave_get = NULL; /* gpu0: an MI300 has no average at all */
+  CU_ASSERT_EQUAL_FATAL(kfm__rsmi_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  kfm__backend_rocm_smi.sample(s.state, out);
+  CU_ASSERT_EQUAL(out[3], 512346);
+  CU_ASSERT_EQUAL(out[9 + 3], KFM_GPU_UNMEASURED); /* neither on gpu1 */
+  char *js = export_text(s.state);
+  EXPECT_HAS(js, "\"power_reading\":\"instant\"");
+  free(js);
+  session_close(&s);
+  syms.dev_power_ave_get = fake_power;
+  CU_ASSERT_EQUAL_FATAL(kfm__rsmi_setup_table(&syms, reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL_FATAL(session_open(&s), 0);
+  kfm__backend_rocm_smi.sample(s.state, out);
+  CU_ASSERT_EQUAL(out[3], 512346);
+  CU_ASSERT_EQUAL(out[9 + 3], 99000);
+  js = export_text(s.state);
+  EXPECT_HAS(js, "\"power_reading\":\"instant\"");
+  EXPECT_HAS(js, "\"power_reading\":\"average\"");
+  free(js);
+  session_close(&s);
   kfm__rsmi_teardown();
 }
 
@@ -815,6 +928,9 @@ int main(void) {
       {"status names", test_status_names},
       {"rsmi_init error, stderr silenced", test_init_error_quiet},
       {"quiet call from several threads", test_quiet_call_threads},
+      {"thread-only mutex flag, and a library refusing it", test_init_thread_only_mutex},
+      {"silenced rsmi_init keeps other threads' stderr", test_quiet_call_keeps_other_threads},
+      {"current socket power before the deprecated average", test_socket_power_first},
       {"dlopen, dlsym and sysfs pre-check", test_dl_and_sysfs_paths},
       {"real probe on this machine prints nothing", test_real_probe_quiet},
       {"real rsmi_init failure prints nothing", test_real_init_quiet},
