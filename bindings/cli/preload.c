@@ -26,10 +26,11 @@
  * node, so the workers are attributed to the region node; it leaves it
  * after parallel-end.  The name comes from dladdr, plus the ELF symbol
  * table of the file when the symbol is not exported (an executable's main
- * is not): "omp parallel @ main+0x4f (omp_regions)".  No file:line: that
- * needs DWARF, which would mean libdw or running addr2line in the job;
- * `addr2line -e PROGRAM -f ADDR` with the offset from the module (shown
- * when no symbol is found) gives it afterwards.
+ * is not) and, where the program has debug information and elfutils'
+ * libdw.so.1 is installed, the source line of the region's call into the
+ * runtime: "omp parallel @ main (omp_regions.c:31)"; without it
+ * "omp parallel @ main+0x4f (omp_regions)", or the offset in the module
+ * when no symbol is found ("addr2line -f -e PROGRAM" resolves either).
  */
 #include <dlfcn.h>
 #include <elf.h>
@@ -185,6 +186,79 @@ out:
   return rc;
 }
 
+/* file:line of a code address, from DWARF through elfutils' libdw, loaded
+ * with dlopen so that kfm neither builds nor runs against it (libdw.so.1 is
+ * on most Linux systems; its headers often are not, so the few entry
+ * points are declared here from elfutils' libdwfl.h).  Opened once, at the
+ * first region, and kept: the modules of the process are read then. */
+typedef struct pl_dwfl pl_dwfl_t;
+typedef struct pl_dwfl_module pl_dwfl_module_t;
+typedef struct pl_dwfl_line pl_dwfl_line_t;
+typedef struct pl_dwfl_callbacks {
+  void *find_elf;
+  void *find_debuginfo;
+  void *section_address;
+  char **debuginfo_path;
+} pl_dwfl_callbacks_t;
+static struct {
+  int tried;
+  pl_dwfl_t *d;
+  pl_dwfl_callbacks_t cb;
+  char *debuginfo_path;
+  pl_dwfl_module_t *(*addrmodule)(pl_dwfl_t *, uint64_t);
+  pl_dwfl_line_t *(*getsrc)(pl_dwfl_module_t *, uint64_t);
+  const char *(*lineinfo)(pl_dwfl_line_t *, uint64_t *, int *, int *, uint64_t *, uint64_t *);
+} pl_dw;
+
+static int pl_dw_open(void) {
+  void *h = dlopen("libdw.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (h == NULL) {
+    return -1;
+  }
+  pl_dwfl_t *(*begin)(const pl_dwfl_callbacks_t *) = (pl_dwfl_t * (*)(const pl_dwfl_callbacks_t *)) dlsym(h, "dwfl_begin");
+  int (*proc_report)(pl_dwfl_t *, pid_t) = (int (*)(pl_dwfl_t *, pid_t))dlsym(h, "dwfl_linux_proc_report");
+  int (*report_end)(pl_dwfl_t *, void *, void *) = (int (*)(pl_dwfl_t *, void *, void *))dlsym(h, "dwfl_report_end");
+  pl_dw.cb.find_elf = dlsym(h, "dwfl_linux_proc_find_elf");
+  pl_dw.cb.find_debuginfo = dlsym(h, "dwfl_standard_find_debuginfo");
+  pl_dw.cb.debuginfo_path = &pl_dw.debuginfo_path;
+  pl_dw.addrmodule = (pl_dwfl_module_t * (*)(pl_dwfl_t *, uint64_t)) dlsym(h, "dwfl_addrmodule");
+  pl_dw.getsrc = (pl_dwfl_line_t * (*)(pl_dwfl_module_t *, uint64_t)) dlsym(h, "dwfl_module_getsrc");
+  pl_dw.lineinfo = (const char *(*)(pl_dwfl_line_t *, uint64_t *, int *, int *, uint64_t *,
+                                    uint64_t *))dlsym(h, "dwfl_lineinfo");
+  if (!begin || !proc_report || !report_end || !pl_dw.cb.find_elf || !pl_dw.cb.find_debuginfo ||
+      !pl_dw.addrmodule || !pl_dw.getsrc || !pl_dw.lineinfo) {
+    return -1;
+  }
+  pl_dw.d = begin(&pl_dw.cb);
+  if (pl_dw.d == NULL || proc_report(pl_dw.d, getpid()) != 0 ||
+      report_end(pl_dw.d, NULL, NULL) != 0) {
+    pl_dw.d = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+/* "file.c:31" for addr, or -1 (no libdw, no debug info). */
+static int pl_file_line(uintptr_t addr, char *out, size_t len) {
+  if (!pl_dw.tried) {
+    pl_dw.tried = 1;
+    pl_dw_open();
+  }
+  if (pl_dw.d == NULL) {
+    return -1;
+  }
+  pl_dwfl_module_t *m = pl_dw.addrmodule(pl_dw.d, addr);
+  pl_dwfl_line_t *l = m ? pl_dw.getsrc(m, addr) : NULL;
+  int line = 0;
+  const char *file = l ? pl_dw.lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
+  if (file == NULL || line <= 0) {
+    return -1;
+  }
+  const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+  snprintf(out, len, "%.100s:%d", base, line);
+  return 0;
+}
+
 static void pl_region_name(const void *ra, char *out, size_t len) {
   Dl_info di;
   if (ra == NULL || dladdr(ra, &di) == 0 || di.dli_fname == NULL) {
@@ -194,9 +268,16 @@ static void pl_region_name(const void *ra, char *out, size_t len) {
   const char *mod = strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1 : di.dli_fname;
   /* ra is the return address: ra - 1 is inside the call to the runtime. */
   uintptr_t off = (uintptr_t)ra - 1 - (uintptr_t)di.dli_fbase;
-  char sym[200];
+  char sym[200], where[128];
   uintptr_t start;
-  if (di.dli_sname && di.dli_saddr) {
+  const char *fn = di.dli_sname;
+  if (fn == NULL && pl_symtab(*di.dli_fname ? di.dli_fname : "/proc/self/exe", off, sym,
+                              sizeof sym, &start) == 0) {
+    fn = sym;
+  }
+  if (fn && pl_file_line((uintptr_t)ra - 1, where, sizeof where) == 0) {
+    snprintf(out, len, "omp parallel @ %.120s (%.110s)", fn, where);
+  } else if (di.dli_sname && di.dli_saddr) {
     snprintf(out, len, "omp parallel @ %.180s+0x%zx (%.40s)", di.dli_sname,
              (size_t)((uintptr_t)ra - 1 - (uintptr_t)di.dli_saddr), mod);
   } else if (pl_symtab(*di.dli_fname ? di.dli_fname : "/proc/self/exe", off, sym, sizeof sym,

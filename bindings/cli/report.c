@@ -439,32 +439,40 @@ static void out_csv(FILE *f, const struct rset *rs, const struct mnode *m, size_
 
 static void out_table(FILE *f, const struct rset *rs, const struct mnode *m, size_t n, int md) {
   const char *sep = md ? " | " : " ";
+  /* As wide as the longest name, within reason (region names carry their
+   * source location). */
+  int w = 16;
+  for (size_t k = 0; k < n; k++) {
+    int l = (int)strlen(m[k].name);
+    w = l > w ? l : w;
+  }
+  w = w > 72 ? 72 : w;
   if (md) {
     fputs("| ", f);
   }
   if (rs->n == 1) {
-    fprintf(f, "%-32s%s%10s%s%12s%s%12s%s%12s%s%12s%s%12s", "node", sep, "calls", sep,
+    fprintf(f, "%-*s%s%10s%s%12s%s%12s%s%12s%s%12s%s%12s", w, "node", sep, "calls", sep,
             "total ms", sep, "excl ms", sep, "mean us", sep, "min us", sep, "max us");
     fputs(md ? " |\n|---|--:|--:|--:|--:|--:|--:|\n" : "\n", f);
     for (size_t k = 0; k < n; k++) {
       const struct mnode *x = &m[k];
-      fprintf(f, "%s%-32.*s%s%10.0f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s\n",
-              md ? "| " : "", md ? 200 : 32, x->name, sep, x->calls, sep, x->tmean / 1e6, sep,
+      fprintf(f, "%s%-*.*s%s%10.0f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s\n",
+              md ? "| " : "", w, md ? 255 : w, x->name, sep, x->calls, sep, x->tmean / 1e6, sep,
               x->emean / 1e6, sep, x->calls > 0 ? x->tmean / x->calls / 1e3 : 0.0, sep,
               isfinite(x->dmin) ? x->dmin / 1e3 : 0.0, sep,
               isfinite(x->dmax) ? x->dmax / 1e3 : 0.0, md ? " |" : "");
     }
     return;
   }
-  fprintf(f, "%-32s%s%5s%s%10s%s%11s%s%11s%s%11s%s%9s%s%8s", "node", sep, "ranks", sep, "calls",
+  fprintf(f, "%-*s%s%5s%s%10s%s%11s%s%11s%s%11s%s%9s%s%8s", w, "node", sep, "ranks", sep, "calls",
           sep, "min ms", sep, "mean ms", sep, "max ms", sep, "max/mean", sep, "slowest");
   fputs(md ? " |\n|---|--:|--:|--:|--:|--:|--:|--:|\n" : "\n", f);
   for (size_t k = 0; k < n; k++) {
     const struct mnode *x = &m[k];
     char slow[32];
     snprintf(slow, sizeof slow, "rank %d", x->slowest);
-    fprintf(f, "%s%-32.*s%s%5zu%s%10.0f%s%11.3f%s%11.3f%s%11.3f%s%9.2f%s%8s%s\n", md ? "| " : "",
-            md ? 200 : 32, x->name, sep, x->ranks, sep, x->calls, sep, x->tmin / 1e6, sep,
+    fprintf(f, "%s%-*.*s%s%5zu%s%10.0f%s%11.3f%s%11.3f%s%11.3f%s%9.2f%s%8s%s\n", md ? "| " : "",
+            w, md ? 255 : w, x->name, sep, x->ranks, sep, x->calls, sep, x->tmin / 1e6, sep,
             x->tmean / 1e6, sep, x->tmax / 1e6, sep, imbalance(x), sep, slow, md ? " |" : "");
   }
 }
