@@ -1180,10 +1180,13 @@ void kfm__cupti_set_start(void *state, uint64_t mono_ns) {
   st->epoch_mono = mono_ns;
   st->epoch_is_start = 1;
   atomic_store_explicit(&st->gen, gen, memory_order_relaxed);
+  pthread_mutex_unlock(&st->lock);
+  /* Not under st->lock: CUPTI may deliver buffers from inside its calls,
+   * and the completed callback takes that lock.  What cupti_enable writes
+   * is read by the export and the stop, on the thread that starts. */
   if (!st->collecting) {
     cupti_enable(st);
   }
-  pthread_mutex_unlock(&st->lock);
 }
 
 /* A restarted session's next run: activity already delivered belongs to

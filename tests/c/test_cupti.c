@@ -18,8 +18,14 @@
  * foreign correlation, never given to another node), out-of-order records
  * and mappings split across buffers, push/pop pairing of the hooks, the
  * precise disabled reasons of every probe failure (dlopen, dlsym, driver,
- * cuptiActivityEnable), and the real probe of this machine.  Nothing here
- * needs a GPU; the real-GPU path is kernels/cuda/demo_gpu.
+ * cuptiActivityEnable), and the real probe of this machine.  Also: ids of
+ * other tools, of other runs and past the pushed nodes refused and counted;
+ * leftover ids popped after a restart; incomplete and unreadable records
+ * counted while the complete ones around them are taken; collection from
+ * start to stop with only the API calls attribution needs; a second CUPTI
+ * client detected; the buffer pool's size; exact integer time conversion
+ * at a real CLOCK_REALTIME offset.  Nothing here
+ * needs a GPU; the real-GPU path is tests/gpu/run (tests/c/gpu/test_gpu_real.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1341,6 +1347,6 @@ int main(void) {
   if (real_handle) {
     dlclose(real_handle);
   }
-  printf("note: no test here needs a GPU; kernels/cuda/demo_gpu is the real-GPU path\n");
+  printf("note: no test here needs a GPU; tests/gpu/run (test_gpu_real) is the real-GPU path\n");
   return rc;
 }
