@@ -1,9 +1,11 @@
 /*
  * kfm_cuda_kernels.cu - the CUDA workloads of kfm_cuda_kernels.h: a vector
  * add with an exactly checkable result, a kernel that spins a given time on
- * clock64(), and copies of a given size each way.
+ * clock64(), and copies of a given size each way; and asynchronous pieces
+ * (streams, event-timed spins, empty launches, a graph) for tests whose
+ * launches and synchronisations happen in different nodes.
  *
- * Every function synchronises before returning and frees what it
+ * The synchronous functions synchronise before returning and free what they
  * allocated on every path, so a caller can wrap each call in one kfm node
  * and expect that node to own exactly the launches and bytes documented in
  * the header.
@@ -188,6 +190,102 @@ out:
   }
   cudaFree(dev);
   cudaFreeHost(host);
+  return rc;
+}
+
+__global__ void kfmc_tiny_kernel(void) {}
+
+extern "C" int kfmc_context_init(void) {
+  return -(int)cudaFree(0);
+}
+
+extern "C" int kfmc_stream_create(void **stream) {
+  cudaStream_t s = NULL;
+  cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  *stream = (void *)s;
+  return -(int)e;
+}
+
+extern "C" int kfmc_stream_destroy(void *stream) {
+  return -(int)cudaStreamDestroy((cudaStream_t)stream);
+}
+
+extern "C" int kfmc_stream_sync(void *stream) {
+  return -(int)cudaStreamSynchronize((cudaStream_t)stream);
+}
+
+extern "C" int kfmc_launch_tiny(void *stream, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    kfmc_tiny_kernel<<<1, 32, 0, (cudaStream_t)stream>>>();
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) {
+      return -(int)e;
+    }
+  }
+  return 0;
+}
+
+extern "C" int kfmc_spin_async(void *stream, unsigned us, struct kfmc_timed *t) {
+  int rc = 0;
+  int dev = 0, khz = 0;
+  cudaEvent_t e0 = NULL, e1 = NULL;
+  t->e0 = t->e1 = NULL;
+  t->cycles = NULL;
+  KFMC_TRY(cudaGetDevice(&dev));
+  KFMC_TRY(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  KFMC_TRY(cudaMalloc((void **)&t->cycles, sizeof *t->cycles));
+  KFMC_TRY(cudaEventCreate(&e0));
+  t->e0 = (void *)e0;
+  KFMC_TRY(cudaEventCreate(&e1));
+  t->e1 = (void *)e1;
+  KFMC_TRY(cudaEventRecord(e0, (cudaStream_t)stream));
+  kfmc_spin_kernel<<<1, 1, 0, (cudaStream_t)stream>>>((long long)khz * us / 1000, t->cycles);
+  KFMC_TRY(cudaGetLastError());
+  KFMC_TRY(cudaEventRecord(e1, (cudaStream_t)stream));
+out:
+  return rc;
+}
+
+extern "C" int kfmc_timed_ms(struct kfmc_timed *t, double *ms) {
+  int rc = 0;
+  float f = 0.0f;
+  KFMC_TRY(cudaEventElapsedTime(&f, (cudaEvent_t)t->e0, (cudaEvent_t)t->e1));
+  *ms = f;
+out:
+  if (t->e0) {
+    cudaEventDestroy((cudaEvent_t)t->e0);
+  }
+  if (t->e1) {
+    cudaEventDestroy((cudaEvent_t)t->e1);
+  }
+  cudaFree(t->cycles);
+  t->e0 = t->e1 = NULL;
+  t->cycles = NULL;
+  return rc;
+}
+
+extern "C" int kfmc_graph_run(void *stream, unsigned k, unsigned launches) {
+  int rc = 0;
+  cudaStream_t s = (cudaStream_t)stream;
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t x = NULL;
+  KFMC_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (unsigned i = 0; i < k; i++) {
+    kfmc_tiny_kernel<<<1, 32, 0, s>>>();
+  }
+  KFMC_TRY(cudaStreamEndCapture(s, &g));
+  KFMC_TRY(cudaGraphInstantiate(&x, g, 0));
+  for (unsigned i = 0; i < launches; i++) {
+    KFMC_TRY(cudaGraphLaunch(x, s));
+  }
+  KFMC_TRY(cudaStreamSynchronize(s));
+out:
+  if (x) {
+    cudaGraphExecDestroy(x);
+  }
+  if (g) {
+    cudaGraphDestroy(g);
+  }
   return rc;
 }
 

@@ -57,6 +57,41 @@ int kfmc_spin_us(unsigned us, double *kernel_us);
  */
 int kfmc_copy_mb(unsigned mb, double *h2d_ms, double *d2h_ms);
 
+/* ---- Asynchronous work, for tests whose nodes launch in one place and
+ * synchronise in another.  A stream is a cudaStream_t passed as void *;
+ * NULL is the legacy default stream. */
+
+/** cudaFree(0): creates the device's primary context now (e.g. before a
+ * profiling session starts). */
+int kfmc_context_init(void);
+int kfmc_stream_create(void **stream);
+int kfmc_stream_destroy(void *stream);
+int kfmc_stream_sync(void *stream);
+
+/** n launches of an empty kernel <<<1, 32>>> on stream; returns without
+ * waiting for them. */
+int kfmc_launch_tiny(void *stream, unsigned n);
+
+/** A spin kernel bracketed by CUDA events on its stream (kfmc_spin_async). */
+struct kfmc_timed {
+  void *e0, *e1;     /* cudaEvent_t */
+  long long *cycles; /* device memory the kernel writes */
+};
+
+/** Launches one <<<1, 1>>> spin of us microseconds at the nominal clock,
+ * between two events recorded on stream; returns at once.  t is filled for
+ * kfmc_timed_ms. */
+int kfmc_spin_async(void *stream, unsigned us, struct kfmc_timed *t);
+
+/** After the stream is synchronised: *ms = the event-timed duration of the
+ * spin; releases t's events and memory (also on failure). */
+int kfmc_timed_ms(struct kfmc_timed *t, double *ms);
+
+/** Captures a graph of k empty kernels on stream, launches it `launches`
+ * times and waits: k * launches kernel records, every one of a launch
+ * carrying that cudaGraphLaunch's correlation id. */
+int kfmc_graph_run(void *stream, unsigned k, unsigned launches);
+
 /** Name and text of a code returned above ("cudaErrorNoDevice: no CUDA-capable device is
  * detected"). */
 const char *kfmc_strerror(int rc);
