@@ -396,6 +396,25 @@ static const char *cupti_result_name(const struct kfm__cupti_api *api, CUptiResu
   return s;
 }
 
+/* A callback for the subscriber slot: no callback is ever enabled on it. */
+static void CUPTIAPI cupti_no_callback(void *user, CUpti_CallbackDomain dom, CUpti_CallbackId cb,
+                                       const void *data) {
+  (void)user;
+  (void)dom;
+  (void)cb;
+  (void)data;
+}
+
+/* Why kfm leaves CUPTI alone when another client holds its subscriber slot. */
+static void cupti_other_client(const struct kfm__cupti_api *api, CUptiResult r, char *reason,
+                               size_t len) {
+  snprintf(reason, len,
+           "another CUPTI client is active in this process (cuptiSubscribe: %d %s): PyTorch's "
+           "profiler, Nsight Systems/Compute, cuda-gdb or compute-sanitizer; kfm leaves CUPTI "
+           "to it",
+           (int)r, cupti_result_name(api, r));
+}
+
 int kfm__cupti_probe_api(struct kfm__cupti_api *api, char *reason, size_t len) {
   if (len) {
     reason[0] = '\0';
@@ -426,6 +445,20 @@ int kfm__cupti_probe_api(struct kfm__cupti_api *api, char *reason, size_t len) {
                cupti_errstr(api));
     } else {
       api->dl_close(h);
+    }
+  }
+  /* The trial enable below ends with a disable, which would turn the kind
+   * off for another CUPTI client that enabled it: ask the subscriber slot
+   * first. */
+  if (api->Subscribe) {
+    CUpti_SubscriberHandle sub = NULL;
+    r = api->Subscribe(&sub, cupti_no_callback, NULL);
+    if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
+      cupti_other_client(api, r, reason, len);
+      return 0;
+    }
+    if (r == CUPTI_SUCCESS && api->Unsubscribe) {
+      api->Unsubscribe(sub);
     }
   }
   r = api->ActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
@@ -1251,15 +1284,6 @@ static int cupti_fail(struct cupti_state *st, struct kfm__backend_ctx *ctx, int 
   return rc;
 }
 
-/* A callback for the subscriber slot: no callback is ever enabled on it. */
-static void CUPTIAPI cupti_no_callback(void *user, CUpti_CallbackDomain dom, CUpti_CallbackId cb,
-                                       const void *data) {
-  (void)user;
-  (void)dom;
-  (void)cb;
-  (void)data;
-}
-
 static int cupti_open(void *state, struct kfm__backend_ctx *ctx) {
   struct cupti_state *st = state;
   struct kfm__cupti_api *api = cupti_api_now();
@@ -1324,11 +1348,7 @@ static int cupti_open(void *state, struct kfm__backend_ctx *ctx) {
     CUptiResult r = api->Subscribe(&st->sub, cupti_no_callback, NULL);
     if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
       st->sub = NULL;
-      snprintf(st->reason, sizeof st->reason,
-               "another CUPTI client is active in this process (cuptiSubscribe: %d %s): "
-               "PyTorch's profiler, Nsight Systems/Compute, cuda-gdb or compute-sanitizer; "
-               "kfm leaves CUPTI to it",
-               (int)r, cupti_result_name(api, r));
+      cupti_other_client(api, r, st->reason, sizeof st->reason);
       goto release;
     }
     if (r != CUPTI_SUCCESS) {

@@ -1048,6 +1048,21 @@ static void test_second_subscriber(void) {
   be_open(&b);
   CU_ASSERT_EQUAL(b.rc, 0);
   be_close(&b);
+  /* The probe does not trial-enable (and then disable) a kind another
+   * client has enabled: it stops at the subscriber slot. */
+  fake_reset(0);
+  f_subscribe_rc = CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED;
+  f_enabled = 1ull << CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL; /* the other client's */
+  char reason[512];
+  CU_ASSERT_EQUAL(B.probe(reason, sizeof reason), 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(reason, "another CUPTI client is active in this process"));
+  CU_ASSERT_EQUAL(f_enabled, 1ull << CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+  CU_ASSERT_EQUAL(f_subscribed, 0);
+  /* Without another client the probe gives the slot back. */
+  f_subscribe_rc = CUPTI_SUCCESS;
+  CU_ASSERT_EQUAL(B.probe(reason, sizeof reason), 1);
+  CU_ASSERT_EQUAL(f_subscribed, 0);
+  kfm__cupti_set_api(NULL);
 }
 
 /* GPU -> monotonic with a realistic CLOCK_REALTIME offset: exact integers.
