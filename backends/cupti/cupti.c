@@ -1583,8 +1583,25 @@ static void cupti_json_kernels(FILE *f, const struct cupti_state *st,
   }
   fputs(",\"kernels\":[", f);
   int first = 1;
+  /* Kernel time per device of this node (a multi-GPU process's nodes). */
+  struct {
+    uint32_t device;
+    uint64_t ns;
+  } dev[32];
+  unsigned ndev = 0;
   for (; *pos < n && k[*pos]->node == node; (*pos)++) {
     const struct cupti_kent *e = k[*pos];
+    unsigned d = 0;
+    while (d < ndev && dev[d].device != e->device) {
+      d++;
+    }
+    if (d == ndev && ndev < sizeof dev / sizeof dev[0] && e->device != UINT32_MAX) {
+      dev[ndev].device = e->device;
+      dev[ndev++].ns = 0;
+    }
+    if (d < ndev) {
+      dev[d].ns += e->total_ns;
+    }
     fputs(first ? "{\"name\":" : ",{\"name\":", f);
     kfm__json_str(f, cupti_name_at(st, e->name));
     fprintf(f,
@@ -1596,7 +1613,11 @@ static void cupti_json_kernels(FILE *f, const struct cupti_state *st,
     fputc('}', f);
     first = 0;
   }
-  fputc(']', f);
+  fputs("],\"kernel_ns_by_device\":{", f);
+  for (unsigned d = 0; d < ndev; d++) {
+    fprintf(f, "%s\"%u\":%" PRIu64, d ? "," : "", dev[d].device, dev[d].ns);
+  }
+  fputc('}', f);
 }
 
 static const char *cupti_event_kind(const struct cupti_event *e) {

@@ -373,10 +373,13 @@ static size_t put_ext(uint8_t *buf, size_t off, CUpti_ExternalCorrelationKind k,
   return put(buf, off, &e, sizeof e);
 }
 
+static uint32_t put_device; /* deviceId of the kernels put_kernel writes */
+
 static size_t put_kernel(uint8_t *buf, size_t off, uint32_t corr, uint64_t start, uint64_t end,
                          const char *name, int gx, int bx) {
   CUpti_ActivityKernel10 k;
   memset(&k, 0, sizeof k);
+  k.deviceId = put_device;
   k.kind = CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL;
   k.start = start;
   k.end = end;
@@ -636,6 +639,29 @@ static void test_attribution_walker(void) {
 
 static void test_attribution_real_iterator(void) {
   check_attribution(1);
+}
+
+/* Two GPUs: a node's kernel time is given per device, and the kernel table
+ * keeps the same kernel on each device apart. */
+static void test_kernel_time_per_device(void) {
+  struct be b;
+  be_ready(&b, 1);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
+  put_device = 0;
+  o = put_kernel(buf, o, 7, 1000, 1300, "k", 1, 1);
+  put_device = 1;
+  o = put_kernel(buf, o, 7, 1000, 1700, "k", 1, 1);
+  o = put_kernel(buf, o, 7, 2000, 2100, "k", 1, 1);
+  put_device = 0;
+  f_completed(NULL, 0, buf, size, o);
+  char *js = be_json(b.st);
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"count\":2,\"total_ns\":800,\"untimed\":0,\"device\":1}"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"count\":1,\"total_ns\":300,\"untimed\":0,\"device\":0}"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(js, "\"kernel_ns_by_device\":{\"1\":800,\"0\":300}"));
+  free(js);
+  be_close(&b);
 }
 
 /* One correlation id serves every kernel of a graph launch: the mapping
@@ -1347,6 +1373,7 @@ int main(void) {
       {"GPU time to monotonic: exact integers at a realistic offset", test_time_exact_integer},
       {"records attributed, walked by libcupti's own iterator", test_attribution_real_iterator},
       {"graph launch: one correlation, many kernels", test_graph_launch_shares_correlation},
+      {"kernel time per node and device", test_kernel_time_per_device},
       {"restart forgets the previous run's activity", test_restart_forgets_previous_run},
       {"buffers delivered on another thread during transitions", test_concurrent_delivery},
       {"hooks push node+1 and pop only what they pushed", test_hooks_pair_push_pop},

@@ -51,10 +51,15 @@ def main(export_path, expect_path):
         check(v == 0, "external_ids_refused.%s = %d" % (k, v))
     check(c.get("stale_ids_popped", 0) == 0, "stale ids popped: %s" % c.get("stale_ids_popped"))
     check("start_error" not in c, "start_error: %s" % c.get("start_error"))
-    # Kernel table entries name the device they ran on.
+    # Kernel table entries name the device they ran on, and a node's kernel
+    # time per device adds up to its kernel time.
     for nid, g in gnodes.items():
         for k in g.get("kernels", []):
             check("device" in k, "node %s kernel %s has no device" % (nid, k.get("name")))
+        by_dev = sum(g.get("kernel_ns_by_device", {}).values())
+        check(by_dev == g.get("kernel_ns", 0),
+              "node %s: kernel_ns_by_device sums to %d, kernel_ns is %d"
+              % (nid, by_dev, g.get("kernel_ns", 0)))
 
     # NVML, where the build and the machine have it: plausible units.
     n = info.get("nvml")
