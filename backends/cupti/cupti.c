@@ -1126,8 +1126,12 @@ static void cupti_enable(struct cupti_state *st) {
   const struct kfm__cupti_api *api = st->api;
   memset(st->kind_error, 0, sizeof st->kind_error);
   st->n_api = 0;
+  /* KFM_CUPTI_API=all: every runtime and driver call, as before per-call
+   * selection existed (a fallback should a CUPTI version not correlate
+   * selected calls). */
+  const char *sel = getenv("KFM_CUPTI_API");
   int per_api = api->GetCallbackName && api->ActivityEnableRuntimeApi &&
-                api->ActivityEnableDriverApi;
+                api->ActivityEnableDriverApi && !(sel && strcmp(sel, "all") == 0);
   for (size_t i = 0; i < CUPTI_NKINDS; i++) {
     CUptiResult r;
     if (per_api && i >= CUPTI_KIND_RUNTIME_IX) {

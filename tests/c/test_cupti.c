@@ -1055,6 +1055,18 @@ static void test_collection_start_to_stop(void) {
   be_close(&b); /* destroyed without a stop: close stops collecting */
   CU_ASSERT_EQUAL(f_enabled, 0);
   CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 0);
+
+  /* KFM_CUPTI_API=all: the whole RUNTIME and DRIVER kinds instead. */
+  setenv("KFM_CUPTI_API", "all", 1);
+  be_open(&b);
+  CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+  kfm__cupti_set_start(b.st, mono_ns());
+  CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_RUNTIME)) != 0);
+  CU_ASSERT_TRUE((f_enabled & (1ull << CUPTI_ACTIVITY_KIND_DRIVER)) != 0);
+  CU_ASSERT_EQUAL(bits_set(f_rt_on, sizeof f_rt_on / 8), 0);
+  be_close(&b);
+  CU_ASSERT_EQUAL(f_enabled, 0);
+  unsetenv("KFM_CUPTI_API");
 }
 
 /* Another CUPTI client holds the subscriber slot: the backend does not
