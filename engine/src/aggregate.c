@@ -96,7 +96,8 @@ void kfm__edges_add(struct kfm__edges *e, uint64_t key, uint64_t n) {
       atomic_store_explicit(&e->slot[i].key, key, memory_order_release);
       uint32_t n = KFM__LD(e->nkeys);
       e->used[n] = i; /* n <= mask: each key takes one slot */
-      KFM__ST(e->nkeys, n + 1);
+      /* Release: a report on another thread reads used[] below nkeys. */
+      atomic_store_explicit(&e->nkeys, n + 1, memory_order_release);
       return;
     }
   }

@@ -67,9 +67,13 @@ static int edge_cmp(const void *x, const void *y) {
 }
 
 static int report_edges(kfm_report_t *r, int kind, struct kfm__edges *const *tabs, size_t ntabs) {
+  /* Sized by the keys the tables hold, and walked through their used lists:
+   * a report costs in proportion to the edges seen, not to the tables'
+   * capacities (16384 for the root, 1024 per thread: scanning and
+   * initialising those took ~0.5 ms a report). */
   size_t total = 0;
   for (size_t i = 0; i < ntabs; i++) {
-    total += tabs[i]->mask + 1;
+    total += atomic_load_explicit(&tabs[i]->nkeys, memory_order_acquire);
   }
   uint32_t cap = 64;
   while (cap < 2 * total && cap < (1u << 24)) {
@@ -80,7 +84,10 @@ static int report_edges(kfm_report_t *r, int kind, struct kfm__edges *const *tab
     return KFM_ENOMEM;
   }
   for (size_t i = 0; i < ntabs; i++) {
-    for (uint32_t j = 0; j <= tabs[i]->mask; j++) {
+    /* Keys below nkeys were published before it (kfm__edges_add). */
+    uint32_t nk = atomic_load_explicit(&tabs[i]->nkeys, memory_order_acquire);
+    for (uint32_t u = 0; u < nk; u++) {
+      uint32_t j = tabs[i]->used[u];
       uint64_t k = atomic_load_explicit(&tabs[i]->slot[j].key, memory_order_acquire);
       if (k != KFM__EDGE_EMPTY) {
         kfm__edges_add(&m, k, KFM__LD(tabs[i]->slot[j].count));
@@ -89,22 +96,17 @@ static int report_edges(kfm_report_t *r, int kind, struct kfm__edges *const *tab
     r->sum.edges_dropped += KFM__LD(tabs[i]->dropped);
   }
   r->sum.edges_dropped += KFM__LD(m.dropped);
-  size_t n = 0;
-  for (uint32_t j = 0; j <= m.mask; j++) {
-    n += KFM__LD(m.slot[j].key) != KFM__EDGE_EMPTY;
-  }
+  size_t n = KFM__LD(m.nkeys);
   r->edges[kind] = calloc(n ? n : 1, sizeof(kfm_edge_t));
   if (r->edges[kind] == NULL) {
     kfm__edges_free(&m);
     return KFM_ENOMEM;
   }
-  n = 0;
-  for (uint32_t j = 0; j <= m.mask; j++) {
+  for (size_t u = 0; u < n; u++) {
+    uint32_t j = m.used[u];
     uint64_t k = KFM__LD(m.slot[j].key);
-    if (k != KFM__EDGE_EMPTY) {
-      r->edges[kind][n++] = (kfm_edge_t){.from = (uint32_t)(k >> 32), .to = (uint32_t)k,
-                                         .count = KFM__LD(m.slot[j].count)};
-    }
+    r->edges[kind][u] = (kfm_edge_t){.from = (uint32_t)(k >> 32), .to = (uint32_t)k,
+                                     .count = KFM__LD(m.slot[j].count)};
   }
   qsort(r->edges[kind], n, sizeof(kfm_edge_t), edge_cmp);
   r->nedges[kind] = n;
