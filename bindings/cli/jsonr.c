@@ -27,8 +27,8 @@ static void jr_fail(struct jr_parser *ps, const char *what) {
       snprintf(ps->err, ps->errlen, "truncated: the JSON ends at byte %zu while %s",
                (size_t)(ps->end - ps->start), what);
     } else {
-      snprintf(ps->err, ps->errlen, "not valid JSON at byte %zu: %s",
-               (size_t)(ps->p - ps->start), what);
+      snprintf(ps->err, ps->errlen, "not valid JSON at byte %zu: %s", (size_t)(ps->p - ps->start),
+               what);
     }
   }
 }
@@ -105,11 +105,21 @@ static char *jr_string(struct jr_parser *ps) {
     }
     q++;
     switch (*q) {
-    case 'n': *o++ = '\n'; break;
-    case 't': *o++ = '\t'; break;
-    case 'r': *o++ = '\r'; break;
-    case 'b': *o++ = '\b'; break;
-    case 'f': *o++ = '\f'; break;
+    case 'n':
+      *o++ = '\n';
+      break;
+    case 't':
+      *o++ = '\t';
+      break;
+    case 'r':
+      *o++ = '\r';
+      break;
+    case 'b':
+      *o++ = '\b';
+      break;
+    case 'f':
+      *o++ = '\f';
+      break;
     case 'u': {
       unsigned cp, lo;
       if (e - q < 5 || hex4(q + 1, &cp) != 0) {
@@ -126,7 +136,9 @@ static char *jr_string(struct jr_parser *ps) {
       put_utf8(&o, cp);
       break;
     }
-    default: *o++ = *q; break; /* \" \\ \/ */
+    default:
+      *o++ = *q;
+      break; /* \" \\ \/ */
     }
   }
   *o = '\0';

@@ -13,11 +13,11 @@ enum jr_type { JR_NULL, JR_BOOL, JR_NUM, JR_STR, JR_ARR, JR_OBJ };
 
 struct jr_val {
   enum jr_type type;
-  double num;          /* JR_NUM, JR_BOOL (0/1) */
-  char *str;           /* JR_STR */
-  size_t n;            /* JR_ARR / JR_OBJ: number of items */
+  double num;           /* JR_NUM, JR_BOOL (0/1) */
+  char *str;            /* JR_STR */
+  size_t n;             /* JR_ARR / JR_OBJ: number of items */
   struct jr_val *items; /* JR_ARR / JR_OBJ */
-  char **keys;         /* JR_OBJ: key of each item */
+  char **keys;          /* JR_OBJ: key of each item */
 };
 
 /* Parses text[0..len).  NULL on error with a message (byte offset, what was

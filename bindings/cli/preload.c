@@ -82,8 +82,8 @@ __attribute__((constructor)) static void pl_init(void) {
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = '\0';
   const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
-  if (kfm_node_register(s, *base ? base : "program", &pl_root) != 0 ||
-      kfm_session_start(s) != 0 || kfm_enter(s, pl_root) != 0) {
+  if (kfm_node_register(s, *base ? base : "program", &pl_root) != 0 || kfm_session_start(s) != 0 ||
+      kfm_enter(s, pl_root) != 0) {
     fprintf(stderr, "kfm: not profiling: %s\n", kfm_errmsg(s));
     kfm_session_destroy(s);
     return;
@@ -215,14 +215,18 @@ static int pl_dw_open(void) {
   if (h == NULL) {
     return -1;
   }
-  pl_dwfl_t *(*begin)(const pl_dwfl_callbacks_t *) = (pl_dwfl_t * (*)(const pl_dwfl_callbacks_t *)) dlsym(h, "dwfl_begin");
-  int (*proc_report)(pl_dwfl_t *, pid_t) = (int (*)(pl_dwfl_t *, pid_t))dlsym(h, "dwfl_linux_proc_report");
-  int (*report_end)(pl_dwfl_t *, void *, void *) = (int (*)(pl_dwfl_t *, void *, void *))dlsym(h, "dwfl_report_end");
+  pl_dwfl_t *(*begin)(const pl_dwfl_callbacks_t *) =
+      (pl_dwfl_t * (*)(const pl_dwfl_callbacks_t *)) dlsym(h, "dwfl_begin");
+  int (*proc_report)(pl_dwfl_t *, pid_t) =
+      (int (*)(pl_dwfl_t *, pid_t))dlsym(h, "dwfl_linux_proc_report");
+  int (*report_end)(pl_dwfl_t *, void *, void *) =
+      (int (*)(pl_dwfl_t *, void *, void *))dlsym(h, "dwfl_report_end");
   pl_dw.cb.find_elf = dlsym(h, "dwfl_linux_proc_find_elf");
   pl_dw.cb.find_debuginfo = dlsym(h, "dwfl_standard_find_debuginfo");
   pl_dw.cb.debuginfo_path = &pl_dw.debuginfo_path;
   pl_dw.addrmodule = (pl_dwfl_module_t * (*)(pl_dwfl_t *, uint64_t)) dlsym(h, "dwfl_addrmodule");
-  pl_dw.getsrc = (pl_dwfl_line_t * (*)(pl_dwfl_module_t *, uint64_t)) dlsym(h, "dwfl_module_getsrc");
+  pl_dw.getsrc =
+      (pl_dwfl_line_t * (*)(pl_dwfl_module_t *, uint64_t)) dlsym(h, "dwfl_module_getsrc");
   pl_dw.lineinfo = (const char *(*)(pl_dwfl_line_t *, uint64_t *, int *, int *, uint64_t *,
                                     uint64_t *))dlsym(h, "dwfl_lineinfo");
   if (!begin || !proc_report || !report_end || !pl_dw.cb.find_elf || !pl_dw.cb.find_debuginfo ||
@@ -271,8 +275,8 @@ static void pl_region_name(const void *ra, char *out, size_t len) {
   char sym[200], where[128];
   uintptr_t start;
   const char *fn = di.dli_sname;
-  if (fn == NULL && pl_symtab(*di.dli_fname ? di.dli_fname : "/proc/self/exe", off, sym,
-                              sizeof sym, &start) == 0) {
+  if (fn == NULL && pl_symtab(*di.dli_fname ? di.dli_fname : "/proc/self/exe", off, sym, sizeof sym,
+                              &start) == 0) {
     fn = sym;
   }
   if (fn && pl_file_line((uintptr_t)ra - 1, where, sizeof where) == 0) {
@@ -386,8 +390,8 @@ static void pl_finalize(pl_ompt_data_t *tool_data) {
   }
 }
 
-__attribute__((visibility("default"))) pl_ompt_start_result_t *ompt_start_tool(
-    unsigned int omp_version, const char *runtime_version);
+__attribute__((visibility("default"))) pl_ompt_start_result_t *
+ompt_start_tool(unsigned int omp_version, const char *runtime_version);
 
 pl_ompt_start_result_t *ompt_start_tool(unsigned int omp_version, const char *runtime_version) {
   /* libkfm's own tool, found through the library that holds kfm_enter. */

@@ -227,8 +227,9 @@ static size_t load_all(struct rset *rs, char **files, size_t nfiles) {
     } else if (schema && strcmp(schema, "kfm.mpi_profile") == 0) {
       rc = load_mpi(rs, files[i], doc, err, sizeof err);
     } else {
-      snprintf(err, sizeof err, "not a kfm export (schema '%s'; kfm report reads kfm.profile "
-                                "and kfm.mpi_profile)",
+      snprintf(err, sizeof err,
+               "not a kfm export (schema '%s'; kfm report reads kfm.profile "
+               "and kfm.mpi_profile)",
                schema ? schema : "missing");
       rc = -1;
     }
@@ -244,17 +245,17 @@ static size_t load_all(struct rset *rs, char **files, size_t nfiles) {
 
 struct mnode {
   const char *name;
-  size_t ranks;        /* ranks that entered it */
-  double calls;        /* summed over ranks */
+  size_t ranks; /* ranks that entered it */
+  double calls; /* summed over ranks */
   double active;
   double tmin, tmean, tmax; /* inclusive ns across all ranks (0 for a rank without it) */
-  double emean;        /* exclusive ns, mean across ranks */
-  double cmin, cmax;   /* calls per rank */
-  double dmin, dmax;   /* shortest and longest single call */
-  double bytes, peers; /* MPI: summed bytes, most peers on one rank */
-  int slowest;         /* rank with tmax */
+  double emean;             /* exclusive ns, mean across ranks */
+  double cmin, cmax;        /* calls per rank */
+  double dmin, dmax;        /* shortest and longest single call */
+  double bytes, peers;      /* MPI: summed bytes, most peers on one rank */
+  int slowest;              /* rank with tmax */
   const char *slowest_src;
-  double *per_rank;    /* inclusive ns of each profile, in set order */
+  double *per_rank; /* inclusive ns of each profile, in set order */
 };
 
 static struct mnode *merge(const struct rset *rs, size_t *nout) {
@@ -353,8 +354,7 @@ static void num(FILE *f, double v) {
   }
 }
 
-static void out_json(FILE *f, const struct rset *rs, const struct mnode *m, size_t n,
-                     size_t bad) {
+static void out_json(FILE *f, const struct rset *rs, const struct mnode *m, size_t n, size_t bad) {
   fprintf(f, "{\"schema\":\"kfm.report\",\"profiles\":%zu,\"unreadable\":%zu,\"ranks\":[", rs->n,
           bad);
   for (size_t r = 0; r < rs->n; r++) {
@@ -379,13 +379,12 @@ static void out_json(FILE *f, const struct rset *rs, const struct mnode *m, size
     const struct {
       const char *k;
       double v;
-    } kv[] = {{"calls", x->calls},          {"calls_min", x->cmin},
-              {"calls_max", x->cmax},       {"active", x->active},
-              {"total_ns_min", x->tmin},    {"total_ns_mean", x->tmean},
-              {"total_ns_max", x->tmax},    {"exclusive_ns_mean", x->emean},
-              {"call_ns_min", x->dmin},     {"call_ns_max", x->dmax},
-              {"imbalance", imbalance(x)},  {"bytes", x->bytes},
-              {"peers", x->peers}};
+    } kv[] = {
+        {"calls", x->calls},       {"calls_min", x->cmin},          {"calls_max", x->cmax},
+        {"active", x->active},     {"total_ns_min", x->tmin},       {"total_ns_mean", x->tmean},
+        {"total_ns_max", x->tmax}, {"exclusive_ns_mean", x->emean}, {"call_ns_min", x->dmin},
+        {"call_ns_max", x->dmax},  {"imbalance", imbalance(x)},     {"bytes", x->bytes},
+        {"peers", x->peers}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
       fprintf(f, ",\"%s\":", kv[i].k);
       num(f, kv[i].v);
@@ -451,16 +450,16 @@ static void out_table(FILE *f, const struct rset *rs, const struct mnode *m, siz
     fputs("| ", f);
   }
   if (rs->n == 1) {
-    fprintf(f, "%-*s%s%10s%s%12s%s%12s%s%12s%s%12s%s%12s", w, "node", sep, "calls", sep,
-            "total ms", sep, "excl ms", sep, "mean us", sep, "min us", sep, "max us");
+    fprintf(f, "%-*s%s%10s%s%12s%s%12s%s%12s%s%12s%s%12s", w, "node", sep, "calls", sep, "total ms",
+            sep, "excl ms", sep, "mean us", sep, "min us", sep, "max us");
     fputs(md ? " |\n|---|--:|--:|--:|--:|--:|--:|\n" : "\n", f);
     for (size_t k = 0; k < n; k++) {
       const struct mnode *x = &m[k];
-      fprintf(f, "%s%-*.*s%s%10.0f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s\n",
-              md ? "| " : "", w, md ? 255 : w, x->name, sep, x->calls, sep, x->tmean / 1e6, sep,
-              x->emean / 1e6, sep, x->calls > 0 ? x->tmean / x->calls / 1e3 : 0.0, sep,
-              isfinite(x->dmin) ? x->dmin / 1e3 : 0.0, sep,
-              isfinite(x->dmax) ? x->dmax / 1e3 : 0.0, md ? " |" : "");
+      fprintf(f, "%s%-*.*s%s%10.0f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s%12.3f%s\n", md ? "| " : "", w,
+              md ? 255 : w, x->name, sep, x->calls, sep, x->tmean / 1e6, sep, x->emean / 1e6, sep,
+              x->calls > 0 ? x->tmean / x->calls / 1e3 : 0.0, sep,
+              isfinite(x->dmin) ? x->dmin / 1e3 : 0.0, sep, isfinite(x->dmax) ? x->dmax / 1e3 : 0.0,
+              md ? " |" : "");
     }
     return;
   }
@@ -471,8 +470,8 @@ static void out_table(FILE *f, const struct rset *rs, const struct mnode *m, siz
     const struct mnode *x = &m[k];
     char slow[32];
     snprintf(slow, sizeof slow, "rank %d", x->slowest);
-    fprintf(f, "%s%-*.*s%s%5zu%s%10.0f%s%11.3f%s%11.3f%s%11.3f%s%9.2f%s%8s%s\n", md ? "| " : "",
-            w, md ? 255 : w, x->name, sep, x->ranks, sep, x->calls, sep, x->tmin / 1e6, sep,
+    fprintf(f, "%s%-*.*s%s%5zu%s%10.0f%s%11.3f%s%11.3f%s%11.3f%s%9.2f%s%8s%s\n", md ? "| " : "", w,
+            md ? 255 : w, x->name, sep, x->ranks, sep, x->calls, sep, x->tmin / 1e6, sep,
             x->tmean / 1e6, sep, x->tmax / 1e6, sep, imbalance(x), sep, slow, md ? " |" : "");
   }
 }
@@ -622,8 +621,10 @@ int kfm_cli_report(int argc, char **argv) {
   }
   if (fmt < 0 || nfiles == 0) {
     if (fmt < 0) {
-      fprintf(stderr, "kfm report: unknown format '%s' (accepted: text, json, csv, markdown, "
-                      "hatchet)\n", format);
+      fprintf(stderr,
+              "kfm report: unknown format '%s' (accepted: text, json, csv, markdown, "
+              "hatchet)\n",
+              format);
     } else {
       fprintf(stderr, "usage: kfm report [--format text|json|csv|markdown|hatchet] [-o FILE] "
                       "FILE...\n");
@@ -647,11 +648,21 @@ int kfm_cli_report(int argc, char **argv) {
     return 1;
   }
   switch (fmt) {
-  case 0: out_text(f, &rs, m, n, 0); break;
-  case 1: out_json(f, &rs, m, n, bad); break;
-  case 2: out_csv(f, &rs, m, n); break;
-  case 3: out_text(f, &rs, m, n, 1); break;
-  default: out_hatchet(f, &rs, m, n); break;
+  case 0:
+    out_text(f, &rs, m, n, 0);
+    break;
+  case 1:
+    out_json(f, &rs, m, n, bad);
+    break;
+  case 2:
+    out_csv(f, &rs, m, n);
+    break;
+  case 3:
+    out_text(f, &rs, m, n, 1);
+    break;
+  default:
+    out_hatchet(f, &rs, m, n);
+    break;
   }
   int werr = ferror(f);
   if (out) {

@@ -112,7 +112,8 @@ static int elf_inspect(const char *path, int *mpi, char *why, size_t len) {
     for (size_t i = 0; i < nd && d[i].d_tag != DT_NULL && stroff; i++) {
       if (d[i].d_tag == DT_NEEDED && stroff + d[i].d_un.d_val < size) {
         const char *lib = (const char *)m + stroff + d[i].d_un.d_val;
-        if (strncmp(lib, "libmpi", 6) == 0 && memchr(lib, '\0', size - (size_t)(lib - (const char *)m))) {
+        if (strncmp(lib, "libmpi", 6) == 0 &&
+            memchr(lib, '\0', size - (size_t)(lib - (const char *)m))) {
           *mpi = 1;
         }
       }
@@ -232,6 +233,14 @@ int kfm_cli_run(int argc, char **argv) {
                     "(set KFM_LIBDIR)\n");
     return 1;
   }
+  /* The loader splits LD_PRELOAD at spaces and colons, with no quoting. */
+  if (strpbrk(libdir, " :\t") != NULL) {
+    fprintf(stderr,
+            "kfm run: the library folder '%s' has a space or ':' in its name, which "
+            "LD_PRELOAD cannot carry (install kfm elsewhere)\n",
+            libdir);
+    return 1;
+  }
 
   static char cfg[8192];
   cfg_append(cfg, sizeof cfg, "flush_signals=on");
@@ -261,14 +270,16 @@ int kfm_cli_run(int argc, char **argv) {
   }
   char preload[3 * PATH_MAX];
   const char *old = getenv("LD_PRELOAD");
-  snprintf(preload, sizeof preload, "%s/libkfm_preload.so%s%s%s%s", libdir,
-           mpi ? " " : "", mpi ? libdir : "", mpi ? "/libkfm_mpi.so" : "", "");
+  snprintf(preload, sizeof preload, "%s/libkfm_preload.so%s%s%s%s", libdir, mpi ? " " : "",
+           mpi ? libdir : "", mpi ? "/libkfm_mpi.so" : "", "");
   if (mpi) {
     char probe[PATH_MAX + 32];
     snprintf(probe, sizeof probe, "%s/libkfm_mpi.so", libdir);
     if (access(probe, R_OK) != 0) {
-      fprintf(stderr, "kfm run: '%s' uses MPI but libkfm_mpi.so is not installed (kfm was "
-                      "built without MPI): MPI calls are not profiled\n", prog);
+      fprintf(stderr,
+              "kfm run: '%s' uses MPI but libkfm_mpi.so is not installed (kfm was "
+              "built without MPI): MPI calls are not profiled\n",
+              prog);
       snprintf(preload, sizeof preload, "%s/libkfm_preload.so", libdir);
     }
   }

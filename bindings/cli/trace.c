@@ -20,8 +20,12 @@
 
 static void write_val(FILE *f, const struct jr_val *v) {
   switch (v->type) {
-  case JR_NULL: fputs("null", f); break;
-  case JR_BOOL: fputs(v->num ? "true" : "false", f); break;
+  case JR_NULL:
+    fputs("null", f);
+    break;
+  case JR_BOOL:
+    fputs(v->num ? "true" : "false", f);
+    break;
   case JR_NUM:
     if (isfinite(v->num)) {
       fprintf(f, "%.15g", v->num);
@@ -29,7 +33,9 @@ static void write_val(FILE *f, const struct jr_val *v) {
       fputs("null", f);
     }
     break;
-  case JR_STR: jr_write_str(f, v->str); break;
+  case JR_STR:
+    jr_write_str(f, v->str);
+    break;
   case JR_ARR:
   case JR_OBJ:
     fputc(v->type == JR_ARR ? '[' : '{', f);
@@ -113,8 +119,10 @@ int kfm_cli_trace(int argc, char **argv) {
     struct jr_val *d = jr_parse_file(files[i], err, sizeof err);
     const struct jr_val *ev = d ? jr_get(d, "traceEvents") : NULL;
     if (d && (ev == NULL || ev->type != JR_ARR)) {
-      snprintf(err, sizeof err, "%s: not a Chrome trace (no traceEvents; a kfm run writes one "
-                                "with output_format=trace or both)", files[i]);
+      snprintf(err, sizeof err,
+               "%s: not a Chrome trace (no traceEvents; a kfm run writes one "
+               "with output_format=trace or both)",
+               files[i]);
       jr_free(d);
       d = NULL;
     }
@@ -163,8 +171,9 @@ int kfm_cli_trace(int argc, char **argv) {
       write_event(f, &ev->items[i], (int)r, shift, srcs[r]);
     }
   }
-  fprintf(f, "\n],\"otherData\":{\"kfm_merged_ranks\":%zu,\"aligned_on_monotonic_clock\":%s,"
-             "\"sources\":[",
+  fprintf(f,
+          "\n],\"otherData\":{\"kfm_merged_ranks\":%zu,\"aligned_on_monotonic_clock\":%s,"
+          "\"sources\":[",
           nd, align ? "true" : "false");
   for (size_t r = 0; r < nd; r++) {
     if (r) {

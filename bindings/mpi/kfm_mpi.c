@@ -72,7 +72,7 @@ static const char *const km_names[KM_NCALLS] = {
 
 /* Process-wide by nature: one MPI world and one session per process. */
 static kfm_session_t *km_s;
-static int km_own;  /* 1: created here (linked use), stopped at finalize */
+static int km_own; /* 1: created here (linked use), stopped at finalize */
 static int km_rank, km_size;
 static kfm_node_id_t km_ids[KM_NCALLS];
 static _Atomic uint64_t km_bytes[KM_NCALLS];
@@ -431,8 +431,8 @@ static char *km_record(size_t *len) {
         for (size_t w = 0; w < km_words; w++) {
           peers += (unsigned)__builtin_popcountll(atomic_load(&km_peers[c][w]));
         }
-        fprintf(f, ",\"bytes\":%llu,\"peers\":%u",
-                (unsigned long long)atomic_load(&km_bytes[c]), peers);
+        fprintf(f, ",\"bytes\":%llu,\"peers\":%u", (unsigned long long)atomic_load(&km_bytes[c]),
+                peers);
       }
       fputc('}', f);
     }
@@ -482,8 +482,9 @@ static void km_write_merged(const char *all, const int *lens, const int *displs)
     perror(tmp);
     return;
   }
-  fprintf(f, "{\"schema\":\"kfm.mpi_profile\",\"schema_version\":1,\"kfm_version\":\"%s\","
-             "\"nranks\":%d,\"ranks\":[",
+  fprintf(f,
+          "{\"schema\":\"kfm.mpi_profile\",\"schema_version\":1,\"kfm_version\":\"%s\","
+          "\"nranks\":%d,\"ranks\":[",
           KFM_VERSION_STRING, km_size);
   for (int r = 0; r < km_size; r++) {
     if (r) {

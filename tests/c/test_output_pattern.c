@@ -8,7 +8,7 @@
 
 #include "kfm_test.h"
 
-static const char *const all_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK",  "PMIX_RANK",
+static const char *const all_vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK",     "PMIX_RANK",
                                        "SLURM_PROCID",         "SLURM_JOB_ID", "PBS_JOBID"};
 
 static void clear_env(void) {
@@ -123,11 +123,10 @@ static void test_session_writes_expanded(void) {
 }
 
 int main(void) {
-  static const struct kt_case cases[] = {
-      {"rank_precedence", test_rank_precedence},
-      {"job_pid_host", test_job_pid_host},
-      {"errors", test_errors},
-      {"session_writes_expanded", test_session_writes_expanded},
-      {NULL, NULL}};
+  static const struct kt_case cases[] = {{"rank_precedence", test_rank_precedence},
+                                         {"job_pid_host", test_job_pid_host},
+                                         {"errors", test_errors},
+                                         {"session_writes_expanded", test_session_writes_expanded},
+                                         {NULL, NULL}};
   return kt_run("output_pattern", cases);
 }

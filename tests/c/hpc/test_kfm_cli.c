@@ -223,10 +223,11 @@ static void test_exit(void) {
   if (!have(HPC_OMP_PROG, "hpc_omp_regions")) {
     return;
   }
-  CU_ASSERT_EQUAL(sh("OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive %s run -o term.json -- %s 1000000 0 "
-                     "1000 & pid=$!; sleep 0.5; kill -TERM $pid; wait $pid",
-                     KFM_EXE, HPC_OMP_PROG),
-                  128 + SIGTERM);
+  CU_ASSERT_EQUAL(
+      sh("OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive %s run -o term.json -- %s 1000000 0 "
+         "1000 & pid=$!; sleep 0.5; kill -TERM $pid; wait $pid",
+         KFM_EXE, HPC_OMP_PROG),
+      128 + SIGTERM);
   struct jr_val *t = load("term.json");
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
   const struct jr_val *tr = jr_get(t, "truncated");
@@ -383,9 +384,8 @@ static void test_mpi(void) {
   CU_ASSERT_EQUAL(sh("%s report merged.json", KFM_EXE), 0);
   CU_ASSERT(contains("out", "4 ranks"));
   /* The per-rank files agree with the merged profile on counts. */
-  CU_ASSERT_EQUAL(sh("%s report --format json r.0.json r.1.json r.2.json r.3.json > per.json",
-                     KFM_EXE),
-                  0);
+  CU_ASSERT_EQUAL(
+      sh("%s report --format json r.0.json r.1.json r.2.json r.3.json > per.json", KFM_EXE), 0);
   struct jr_val *per = load("per.json");
   CU_ASSERT_PTR_NOT_NULL_FATAL(per);
   const struct jr_val *pcn = report_node(per, "compute", 0);
