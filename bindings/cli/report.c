@@ -485,6 +485,36 @@ static void out_text(FILE *f, const struct rset *rs, const struct mnode *m, size
             md ? "## " : "", rs->n);
   }
   out_table(f, rs, m, n, md);
+  if (rs->n > 1 && rs->n <= 16) {
+    /* Which rank spent what where (e.g. who waited in MPI_Allreduce). */
+    fprintf(f, "\n%sinclusive ms per rank\n%s%-32s", md ? "### " : "", md ? "| " : "", "node");
+    for (size_t r = 0; r < rs->n; r++) {
+      fprintf(f, "%s%9s%-3d", md ? " | " : " ", "rank ", rs->p[r].rank);
+    }
+    fputs(md ? " |\n|---|" : "\n", f);
+    for (size_t r = 0; md && r < rs->n; r++) {
+      fputs("--:|", f);
+    }
+    fputs(md ? "\n" : "", f);
+    for (size_t k = 0; k < n; k++) {
+      fprintf(f, "%s%-32.*s", md ? "| " : "", md ? 255 : 32, m[k].name);
+      for (size_t r = 0; r < rs->n; r++) {
+        fprintf(f, "%s%12.3f", md ? " | " : " ", m[k].per_rank[r] / 1e6);
+      }
+      fputs(md ? " |\n" : "\n", f);
+    }
+  } else if (rs->n > 16) {
+    fprintf(f, "\n(per-rank columns: --format csv or json)\n");
+  }
+  for (size_t k = 0; k < n; k++) {
+    if (m[k].active > 0) {
+      fprintf(f,
+              "\n%s%s: %.0f activation(s) still open when the profile was taken (a root left "
+              "by exit() on another thread, or a snapshot at MPI_Finalize), counted to the end "
+              "of the run\n",
+              md ? "> " : "", m[k].name, m[k].active);
+    }
+  }
   int any_bytes = 0;
   for (size_t k = 0; k < n; k++) {
     any_bytes |= !isnan(m[k].bytes);

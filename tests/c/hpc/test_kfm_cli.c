@@ -383,6 +383,8 @@ static void test_mpi(void) {
   jr_free(rep);
   CU_ASSERT_EQUAL(sh("%s report merged.json", KFM_EXE), 0);
   CU_ASSERT(contains("out", "4 ranks"));
+  CU_ASSERT(contains("out", "inclusive ms per rank"));
+  CU_ASSERT(contains("out", "hpc_mpi_imbalance: 4 activation(s) still open"));
   /* The per-rank files agree with the merged profile on counts. */
   CU_ASSERT_EQUAL(
       sh("%s report --format json r.0.json r.1.json r.2.json r.3.json > per.json", KFM_EXE), 0);
