@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
     rec = rd.rec
-    rss = "proc.rss" in rd.metric_names
+    rss = any(v[2] is not None for v in rd.totals().values())
     out: dict[str, dict[str, Any]] = {}
     for name in user_nodes(rd):
         calls, task = rd.span_ns(name)
@@ -28,7 +28,7 @@ def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
         ms = (task + setup + upd + rec.shared_update_ns.get(name, 0.0)) / 1e6
         row: dict[str, Any] = {"execution_time": ms, "calls": calls}
         if rss:
-            row["memory_usage"] = (rd.metric(name, "proc.rss") or 0.0) / MB
+            row["memory_usage"] = (rd.rss_rise(name) or 0.0) / MB
         out[name] = row
     return out
 
@@ -36,11 +36,10 @@ def run_nodes(rd: RunData) -> dict[str, dict[str, Any]]:
 def run_growth(rd: RunData) -> float | None:
     """MB the whole run left resident (RSS change over its "__graph__"
     span), None below STANDARD."""
-    if "proc.rss" not in rd.metric_names:
-        return None
     from ..model.names import GRAPH
 
-    return (rd.metric(GRAPH, "proc.rss") or 0.0) / MB
+    rise = rd.rss_rise(GRAPH)
+    return None if rise is None else rise / MB
 
 
 def history_figures(rd: RunData) -> dict[str, Any]:

@@ -21,7 +21,8 @@ class RunData:
 
     __slots__ = ("level", "session", "rec", "wall_ns", "error", "mode", "_report",
                  "_metric_names", "_events", "_samples", "_acts", "requested", "_busy",
-                 "env_note", "t0_perf", "_structure", "tokens", "memo", "thread_names")
+                 "env_note", "t0_perf", "_structure", "tokens", "memo", "thread_names",
+                 "_totals")
 
     def __init__(self, level: ProfilingLevel, session: Any, rec: Any, wall_ns: int,
                  error: BaseException | None, mode: str) -> None:
@@ -32,6 +33,10 @@ class RunData:
         self.error = error
         self.mode = mode
         self._report: dict[str, Any] | None = None
+        # {engine name: (count, total_ns, RSS inclusive or None)}: the part of
+        # the report every run's summary needs (Session.totals, a fifth of
+        # the full report's cost), or read from the report once it exists.
+        self._totals: dict[str, tuple[int, float, float | None]] | None = None
         self._metric_names: list[str] | None = None
         self._events: dict[str, Any] | None = None
         self._samples: dict[str, Any] | None = None
@@ -126,15 +131,24 @@ class RunData:
 
     # -- engine node helpers -------------------------------------------------
     def enode(self, name: str) -> dict[str, Any] | None:
-        nodes = self.report["nodes"]
-        n = nodes.get(name)
-        if n is None and len(name.encode()) > 230:
-            # A long name is registered under its shortened engine name.
-            for suf in SUFFIXES:
-                if name.endswith(suf):
-                    return nodes.get(engine_name(name[: -len(suf)]) + suf)
-            return nodes.get(engine_name(name))
-        return n
+        return _lookup(self.report["nodes"], name)
+
+    def totals(self) -> dict[str, tuple[int, float, float | None]]:
+        if self._totals is None:
+            if self._report is not None:
+                self._totals = {k: (v["count"], v["total_ns"], v["inclusive"].get("proc.rss"))
+                                for k, v in self._report["nodes"].items()}
+            else:
+                self._totals = self.session.totals("proc.rss")
+        return self._totals
+
+    def rss_rise(self, name: str) -> float | None:
+        """The RSS change over an engine span's calls (bytes): 0.0 for a span
+        that did not run, None when RSS was not measured."""
+        t = _lookup(self.totals(), name)
+        if t is None:
+            return 0.0 if any(v[2] is not None for v in self.totals().values()) else None
+        return t[2]
 
     def span_ns(self, name: str) -> tuple[int, float]:
         """(count, wall ns) of an engine span, async spans and setups from the recorder."""
@@ -144,10 +158,10 @@ class RunData:
         w = self.rec.async_wall.get(name)
         if w is not None:
             return w[0], float(w[1])
-        n = self.enode(name)
+        n = _lookup(self.totals(), name)
         if n is None:
             return 0, 0.0
-        return int(n["count"]), float(n["total_ns"])
+        return int(n[0]), float(n[1])
 
     def metric(self, name: str, metric: str, kind: str = "inclusive") -> float | None:
         n = self.enode(name)
@@ -219,3 +233,14 @@ class RunData:
             out[key] = (tot, uni)
         self._busy = out
         return out
+
+
+def _lookup(table: dict[str, Any], name: str) -> Any:
+    """table[name], where a long name is kept under its shortened engine name."""
+    n = table.get(name)
+    if n is None and len(name.encode()) > 230:
+        for suf in SUFFIXES:
+            if name.endswith(suf):
+                return table.get(engine_name(name[: -len(suf)]) + suf)
+        return table.get(engine_name(name))
+    return n

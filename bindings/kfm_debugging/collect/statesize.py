@@ -293,6 +293,11 @@ def _walk(root: Any, bad: list[tuple[str, str]]) -> tuple[int, bool]:
 def measure(obj: Any) -> Measure:
     """Bytes, items and unsizable parts of obj; raises only KeyboardInterrupt
     and SystemExit (as raised inside the walk)."""
+    t = type(obj)
+    if t in _ATOMIC_TYPES:
+        # A number or string (most channels after most supersteps): its own
+        # size, without the walk's set-up.
+        return Measure(sys.getsizeof(obj), 1, [], t not in _MUTABLE_ATOMIC)
     bad: list[tuple[str, str]] = []
     try:
         size, immutable = _walk(obj, bad)
