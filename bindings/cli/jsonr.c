@@ -265,7 +265,8 @@ static int jr_value(struct jr_parser *ps, struct jr_val *v, int depth) {
     /* strtod needs a terminated buffer: copy the number's characters. */
     char buf[64];
     size_t k = 0;
-    while (ps->p + k < ps->end && k < sizeof buf - 1 && strchr("+-0123456789.eE", ps->p[k])) {
+    while (ps->p + k < ps->end && k < sizeof buf - 1 && ps->p[k] != '\0' &&
+           strchr("+-0123456789.eE", ps->p[k])) {
       buf[k] = ps->p[k];
       k++;
     }

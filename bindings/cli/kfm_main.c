@@ -11,11 +11,13 @@
 #include "kfm/kfm.h"
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: kfm run [-c CONFIG] [-o OUTPUT] [-m MERGED] [--no-mpi] -- PROGRAM [ARGS...]\n"
-             "       kfm report [--format text|json|csv|markdown|hatchet] [-o FILE] FILE...\n"
-             "       kfm trace FILE... -o TRACE.json\n"
-             "       kfm version\n"
-             "OUTPUT may hold %%r (rank), %%p (pid), %%h (host), %%j (job id).\n");
+  fprintf(
+      f, "usage: kfm run [-c CONFIG] [-o OUTPUT] [-m MERGED] [--no-mpi] [--openmp=llvm] -- PROGRAM "
+         "[ARGS...]\n"
+         "       kfm report [--format text|json|csv|markdown|hatchet] [-o FILE] FILE...\n"
+         "       kfm trace FILE... -o TRACE.json\n"
+         "       kfm version\n"
+         "OUTPUT may hold %%r (rank), %%p (pid), %%h (host), %%j (job id).\n");
 }
 
 int main(int argc, char **argv) {

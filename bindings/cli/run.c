@@ -30,6 +30,10 @@
 #ifndef KFM_CLI_REL_LIBDIR
 #define KFM_CLI_REL_LIBDIR "../lib"
 #endif
+/* LLVM libomp for --openmp=llvm, as found at build time ("" if not). */
+#ifndef KFM_CLI_LIBOMP
+#define KFM_CLI_LIBOMP ""
+#endif
 
 /* Resolves prog like execvp would; 0 and the path in out, or -1. */
 static int find_program(const char *prog, char *out, size_t len) {
@@ -55,10 +59,11 @@ static int find_program(const char *prog, char *out, size_t len) {
 }
 
 /* What the ELF file says: 1 dynamically linked, 0 static, -1 not ELF (a
- * script: its interpreter is what runs).  *mpi set when a DT_NEEDED entry
- * names libmpi. */
-static int elf_inspect(const char *path, int *mpi, char *why, size_t len) {
+ * script: its interpreter is what runs).  *mpi / *gomp set when a
+ * DT_NEEDED entry names libmpi / libgomp. */
+static int elf_inspect(const char *path, int *mpi, int *gomp, char *why, size_t len) {
   *mpi = 0;
+  *gomp = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -112,9 +117,9 @@ static int elf_inspect(const char *path, int *mpi, char *why, size_t len) {
     for (size_t i = 0; i < nd && d[i].d_tag != DT_NULL && stroff; i++) {
       if (d[i].d_tag == DT_NEEDED && stroff + d[i].d_un.d_val < size) {
         const char *lib = (const char *)m + stroff + d[i].d_un.d_val;
-        if (strncmp(lib, "libmpi", 6) == 0 &&
-            memchr(lib, '\0', size - (size_t)(lib - (const char *)m))) {
-          *mpi = 1;
+        if (memchr(lib, '\0', size - (size_t)(lib - (const char *)m)) != NULL) {
+          *mpi |= strncmp(lib, "libmpi", 6) == 0;
+          *gomp |= strncmp(lib, "libgomp", 7) == 0;
         }
       }
     }
@@ -179,7 +184,7 @@ static void cfg_append(char *buf, size_t len, const char *item) {
 }
 
 int kfm_cli_run(int argc, char **argv) {
-  const char *config = NULL, *output = NULL, *merged = NULL;
+  const char *config = NULL, *output = NULL, *merged = NULL, *libomp = NULL;
   int no_mpi = 0, i = 1;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) {
@@ -194,6 +199,16 @@ int kfm_cli_run(int argc, char **argv) {
       merged = argv[++i];
     } else if (strcmp(argv[i], "--no-mpi") == 0) {
       no_mpi = 1;
+    } else if (strcmp(argv[i], "--openmp=llvm") == 0) {
+      libomp =
+          getenv("KFM_LIBOMP") && *getenv("KFM_LIBOMP") ? getenv("KFM_LIBOMP") : KFM_CLI_LIBOMP;
+      if (libomp[0] == '\0' || access(libomp, R_OK) != 0) {
+        fprintf(stderr,
+                "kfm run: --openmp=llvm: LLVM libomp not found%s%s%s (install libomp-dev, "
+                "or set KFM_LIBOMP)\n",
+                libomp[0] ? " at '" : "", libomp, libomp[0] ? "'" : "");
+        return 2;
+      }
     } else if (argv[i][0] == '-') {
       fprintf(stderr, "kfm run: unknown option '%s'\n", argv[i]);
       return 2;
@@ -202,8 +217,8 @@ int kfm_cli_run(int argc, char **argv) {
     }
   }
   if (i >= argc) {
-    fprintf(stderr, "usage: kfm run [-c CONFIG] [-o OUTPUT] [-m MERGED] [--no-mpi] -- PROGRAM "
-                    "[ARGS...]\n");
+    fprintf(stderr, "usage: kfm run [-c CONFIG] [-o OUTPUT] [-m MERGED] [--no-mpi] [--openmp=llvm] "
+                    "-- PROGRAM [ARGS...]\n");
     return 2;
   }
   char prog[PATH_MAX];
@@ -212,9 +227,9 @@ int kfm_cli_run(int argc, char **argv) {
             strchr(argv[i], '/') ? " or not executable" : " in PATH");
     return 127;
   }
-  int mpi = 0;
+  int mpi = 0, gomp = 0;
   char why[256] = "";
-  int kind = elf_inspect(prog, &mpi, why, sizeof why);
+  int kind = elf_inspect(prog, &mpi, &gomp, why, sizeof why);
   if (kind == -2) {
     fprintf(stderr, "kfm run: cannot read '%s': %s\n", prog, why);
     return 126;
@@ -227,6 +242,13 @@ int kfm_cli_run(int argc, char **argv) {
     return 2;
   }
   mpi = mpi && !no_mpi;
+  if (gomp && libomp == NULL) {
+    fprintf(stderr,
+            "kfm run: '%s' uses GNU libgomp, which has no OMPT: its parallel regions are "
+            "not profiled (--openmp=llvm runs it on LLVM libomp, which implements "
+            "libgomp's ABI)\n",
+            prog);
+  }
   char libdir[PATH_MAX];
   if (find_libdir(libdir, sizeof libdir) != 0) {
     fprintf(stderr, "kfm run: libkfm_preload.so not found beside kfm or in its library folder "
@@ -282,6 +304,12 @@ int kfm_cli_run(int argc, char **argv) {
               prog);
       snprintf(preload, sizeof preload, "%s/libkfm_preload.so", libdir);
     }
+  }
+  if (libomp) {
+    /* Before the program's libgomp in symbol lookup: its GOMP_* and omp_*
+     * entry points are then LLVM's, which dispatch OMPT events. */
+    size_t n = strlen(preload);
+    snprintf(preload + n, sizeof preload - n, " %s", libomp);
   }
   if (old && *old) {
     size_t n = strlen(preload);

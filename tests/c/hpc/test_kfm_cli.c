@@ -172,6 +172,37 @@ static void test_omp(void) {
   /* The text report shows the same nodes. */
   CU_ASSERT_EQUAL(sh("%s report prof.json", KFM_EXE), 0);
   CU_ASSERT(contains("out", "omp parallel @ main"));
+
+  /* The same program on GNU libgomp: no OMPT, said, and no region nodes;
+   * with --openmp=llvm it runs on LLVM libomp and gets them, exactly. */
+  if (HPC_OMP_GOMP_PROG[0] == '\0') {
+    printf("(libgomp case skipped: the compiler's OpenMP is not libgomp)\n");
+    return;
+  }
+  CU_ASSERT_EQUAL(sh("OMP_NUM_THREADS=3 OMP_WAIT_POLICY=passive %s run -o g.json -- %s 10 4 300",
+                     KFM_EXE, HPC_OMP_GOMP_PROG),
+                  0);
+  CU_ASSERT(contains("err", "uses GNU libgomp, which has no OMPT"));
+  CU_ASSERT_EQUAL(sh("%s report --format csv g.json", KFM_EXE), 0);
+  CU_ASSERT(contains("out", "\"hpc_omp_regions_gomp\",1,1,"));
+  char *g = slurp("out");
+  CU_ASSERT_PTR_NULL(strstr(g, "omp parallel"));
+  free(g);
+  CU_ASSERT_EQUAL(sh("OMP_NUM_THREADS=3 OMP_WAIT_POLICY=passive %s run --openmp=llvm -o l.json -- "
+                     "%s 10 4 300",
+                     KFM_EXE, HPC_OMP_GOMP_PROG),
+                  0);
+  CU_ASSERT(contains("out", "threads 3"));
+  CU_ASSERT_EQUAL_FATAL(sh("%s report --format json l.json > lrep.json", KFM_EXE), 0);
+  struct jr_val *l = load("lrep.json");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+  const struct jr_val *la = report_node(l, "omp parallel @ main", 0);
+  const struct jr_val *lb = report_node(l, "omp parallel @ main", 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(la);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(lb);
+  CU_ASSERT_EQUAL(jr_num(la, "calls", -1), 30);
+  CU_ASSERT_EQUAL(jr_num(lb, "calls", -1), 12);
+  jr_free(l);
 }
 
 /* ---- errors ---------------------------------------------------------------- */
