@@ -239,3 +239,30 @@ def test_environment_names_backends_and_topology(tmp_path: pathlib.Path) -> None
     for b in backends.values():
         assert html.escape(b["reason"]) in page
     assert env["packages"]["langgraph"] and env["python"]
+
+
+def test_sampled_gpu_values_of_short_nodes_are_marked() -> None:
+    """NVML's utilisation (and averaged power) covers the driver's window:
+    a node whose calls are shorter gets a caveat naming the window, in the
+    text and HTML reports alike (the HTML embeds the text section)."""
+    from kfm_debugging.analysis.resources import window_caveats
+    from kfm_debugging.model.results import GpuUsage
+    from kfm_debugging.render.text import gpu_usage
+
+    # The shape the nvml backend exports per device (backends/nvml/nvml.c).
+    details = {"nvml": {"devices": [
+        {"index": 0, "uuid": "GPU-1", "cuda_index": 0, "whole_gpu": False,
+         "power_reading": "instant", "averaging_ms": {"util": 1000, "mem_util": 1000, "power": 0}},
+    ]}}
+    cav = window_caveats({"short": 12.5, "long": 2500.0}, details)
+    assert set(cav) == {"short"}
+    assert "12.5 ms" in cav["short"] and "1000 ms" in cav["short"]
+    assert "mem_util, util" in cav["short"]
+    assert window_caveats({"short": 1.0}, {"cupti": {"kernels": []}}) == {}
+    g = GpuUsage(available=True, metrics=["nvml.util"],
+                 nodes={"short": {"nvml.util": 40.0}, "long": {"nvml.util": 90.0}}, caveats=cav)
+    text = gpu_usage(g)
+    lines = text.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("- short:"))
+    assert "sampled GPU values" in lines[i + 1] and "1000 ms" in lines[i + 1]
+    assert not any("sampled GPU values" in ln for ln in lines if "long" in ln)

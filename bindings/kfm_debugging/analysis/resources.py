@@ -125,8 +125,43 @@ def gpu_usage(rd: RunData) -> GpuUsage:
     nodes = {name: {m: node_metric_sum(rd, name, m) for m in metrics}
              for name in user_nodes(rd)}
     details = {b["name"]: rd.backend_details(b["name"]) for b in enabled}
+    call_ms = {}
+    for name in nodes:
+        calls, ns = rd.span_ns(name)
+        if calls:
+            call_ms[name] = ns / calls / 1e6
     return GpuUsage(available=True, reason="", backends=gpu, metrics=metrics,
-                    nodes=nodes, details=details)
+                    nodes=nodes, details=details, caveats=window_caveats(call_ms, details))
+
+
+def window_caveats(call_ms: dict[str, float], details: dict[str, Any]) -> dict[str, str]:
+    """{node: caveat} for the nodes whose mean call is shorter than a GPU
+    driver's averaging window (NVML's utilisation: 1/6 to 1 s; its power
+    where no instant reading exists: 1 s), from the backends' descriptions
+    ("averaging_ms" per device): their sampled values are the window's."""
+    windows: list[tuple[int, str]] = []
+
+    def walk(d: Any) -> None:
+        if isinstance(d, dict):
+            avg = d.get("averaging_ms")
+            if isinstance(avg, dict):
+                for what, ms in avg.items():
+                    if isinstance(ms, (int, float)) and ms > 0:
+                        windows.append((int(ms), what))
+            for v in d.values():
+                walk(v)
+        elif isinstance(d, list):
+            for v in d:
+                walk(v)
+
+    walk(details)
+    if not windows:
+        return {}
+    ms, _ = max(windows)
+    what = ", ".join(sorted({w for m, w in windows if m == ms}))
+    return {n: (f"calls of {c:.1f} ms are shorter than the driver's {ms} ms averaging window "
+                f"({what}): its sampled values describe the window, much of it outside the node")
+            for n, c in call_ms.items() if c < ms}
 
 
 def resource_utilization(rd: RunData, memory: MemoryProfile, cpu: CpuUsage,

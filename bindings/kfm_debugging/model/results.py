@@ -101,6 +101,9 @@ class GpuUsage(Section):
     metrics: list[str] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric -> value
     details: dict[str, Any] = field(default_factory=dict)  # backend -> its description
+    # node -> why its sampled GPU values (utilisation, averaged power) are
+    # the driver's window's rather than the node's: calls shorter than it.
+    caveats: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -192,6 +192,8 @@ def _gpu_body(g: GpuUsage, f: io.StringIO) -> None:
     for name, vals in g.nodes.items():
         txt = ", ".join(f"{k}={v:.0f}" for k, v in vals.items() if v is not None)
         print(f"- {name}: {txt or 'no GPU activity recorded'}", file=f)
+        if name in g.caveats:
+            print(f"  (sampled GPU values: {g.caveats[name]})", file=f)
 
 
 def gpu_usage(g: GpuUsage) -> str:
