@@ -30,6 +30,7 @@
  * writes none), default "kfm-mpi.json"; only rank 0 writes it, atomically
  * (a temporary renamed into place), so concurrent jobs with %j never mix.
  */
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdatomic.h>
@@ -161,12 +162,21 @@ static uint64_t km_sz(int count, MPI_Datatype t) {
   return (uint64_t)count * (uint64_t)sz;
 }
 
-static void km_leave(int c, int entered, uint64_t bytes) {
-  if (entered) {
-    kfm_exit(km_s, km_ids[c]);
+/* After the PMPI call: leave the node, count the bytes and the peer (a
+ * rank of comm, KM_PEER_ALL for every other member, or negative: none). */
+#define KM_PEER_ALL INT_MIN
+static void km_leave(int c, int entered, uint64_t bytes, MPI_Comm comm, int peer) {
+  if (!entered) {
+    return;
   }
-  if (km_s && bytes) {
+  kfm_exit(km_s, km_ids[c]);
+  if (bytes) {
     atomic_fetch_add_explicit(&km_bytes[c], bytes, memory_order_relaxed);
+  }
+  if (peer == KM_PEER_ALL) {
+    km_peers_all(c, comm);
+  } else {
+    km_peer(c, comm, peer);
   }
 }
 
@@ -191,10 +201,7 @@ int MPI_Init_thread(int *argc, char ***argv, int required, int *provided) {
 int MPI_Send(const void *buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm comm) {
   int e = km_enter(KM_SEND);
   int rc = PMPI_Send(buf, count, t, dest, tag, comm);
-  km_leave(KM_SEND, e, km_sz(count, t));
-  if (e) {
-    km_peer(KM_SEND, comm, dest);
-  }
+  km_leave(KM_SEND, e, km_sz(count, t), comm, dest);
   return rc;
 }
 
@@ -208,10 +215,7 @@ int MPI_Recv(void *buf, int count, MPI_Datatype t, int src, int tag, MPI_Comm co
   if (rc == MPI_SUCCESS) {
     PMPI_Get_count(got, t, &n);
   }
-  km_leave(KM_RECV, e, km_sz(n, t));
-  if (e && rc == MPI_SUCCESS) {
-    km_peer(KM_RECV, comm, got->MPI_SOURCE);
-  }
+  km_leave(KM_RECV, e, km_sz(n, t), comm, rc == MPI_SUCCESS ? got->MPI_SOURCE : -1);
   return rc;
 }
 
@@ -219,10 +223,7 @@ int MPI_Isend(const void *buf, int count, MPI_Datatype t, int dest, int tag, MPI
               MPI_Request *req) {
   int e = km_enter(KM_ISEND);
   int rc = PMPI_Isend(buf, count, t, dest, tag, comm, req);
-  km_leave(KM_ISEND, e, km_sz(count, t));
-  if (e) {
-    km_peer(KM_ISEND, comm, dest);
-  }
+  km_leave(KM_ISEND, e, km_sz(count, t), comm, dest);
   return rc;
 }
 
@@ -231,24 +232,21 @@ int MPI_Irecv(void *buf, int count, MPI_Datatype t, int src, int tag, MPI_Comm c
   int e = km_enter(KM_IRECV);
   int rc = PMPI_Irecv(buf, count, t, src, tag, comm, req);
   /* Posted size: what arrives is known only at completion. */
-  km_leave(KM_IRECV, e, km_sz(count, t));
-  if (e) {
-    km_peer(KM_IRECV, comm, src);
-  }
+  km_leave(KM_IRECV, e, km_sz(count, t), comm, src);
   return rc;
 }
 
 int MPI_Wait(MPI_Request *req, MPI_Status *status) {
   int e = km_enter(KM_WAIT);
   int rc = PMPI_Wait(req, status);
-  km_leave(KM_WAIT, e, 0);
+  km_leave(KM_WAIT, e, 0, MPI_COMM_WORLD, -1);
   return rc;
 }
 
 int MPI_Waitall(int n, MPI_Request reqs[], MPI_Status statuses[]) {
   int e = km_enter(KM_WAITALL);
   int rc = PMPI_Waitall(n, reqs, statuses);
-  km_leave(KM_WAITALL, e, 0);
+  km_leave(KM_WAITALL, e, 0, MPI_COMM_WORLD, -1);
   return rc;
 }
 
@@ -264,30 +262,25 @@ int MPI_Sendrecv(const void *sbuf, int scount, MPI_Datatype st, int dest, int st
   if (rc == MPI_SUCCESS) {
     PMPI_Get_count(got, rt, &n);
   }
-  km_leave(KM_SENDRECV, e, km_sz(scount, st) + km_sz(n, rt));
   if (e) {
     km_peer(KM_SENDRECV, comm, dest);
-    if (rc == MPI_SUCCESS) {
-      km_peer(KM_SENDRECV, comm, got->MPI_SOURCE);
-    }
   }
+  km_leave(KM_SENDRECV, e, km_sz(scount, st) + km_sz(n, rt), comm,
+           rc == MPI_SUCCESS ? got->MPI_SOURCE : -1);
   return rc;
 }
 
 int MPI_Barrier(MPI_Comm comm) {
   int e = km_enter(KM_BARRIER);
   int rc = PMPI_Barrier(comm);
-  km_leave(KM_BARRIER, e, 0);
+  km_leave(KM_BARRIER, e, 0, comm, -1);
   return rc;
 }
 
 int MPI_Bcast(void *buf, int count, MPI_Datatype t, int root, MPI_Comm comm) {
   int e = km_enter(KM_BCAST);
   int rc = PMPI_Bcast(buf, count, t, root, comm);
-  km_leave(KM_BCAST, e, km_sz(count, t));
-  if (e) {
-    km_peer(KM_BCAST, comm, root);
-  }
+  km_leave(KM_BCAST, e, km_sz(count, t), comm, root);
   return rc;
 }
 
@@ -295,10 +288,7 @@ int MPI_Reduce(const void *sbuf, void *rbuf, int count, MPI_Datatype t, MPI_Op o
                MPI_Comm comm) {
   int e = km_enter(KM_REDUCE);
   int rc = PMPI_Reduce(sbuf, rbuf, count, t, op, root, comm);
-  km_leave(KM_REDUCE, e, km_sz(count, t));
-  if (e) {
-    km_peer(KM_REDUCE, comm, root);
-  }
+  km_leave(KM_REDUCE, e, km_sz(count, t), comm, root);
   return rc;
 }
 
@@ -306,10 +296,7 @@ int MPI_Allreduce(const void *sbuf, void *rbuf, int count, MPI_Datatype t, MPI_O
                   MPI_Comm comm) {
   int e = km_enter(KM_ALLREDUCE);
   int rc = PMPI_Allreduce(sbuf, rbuf, count, t, op, comm);
-  km_leave(KM_ALLREDUCE, e, km_sz(count, t));
-  if (e) {
-    km_peers_all(KM_ALLREDUCE, comm);
-  }
+  km_leave(KM_ALLREDUCE, e, km_sz(count, t), comm, KM_PEER_ALL);
   return rc;
 }
 
@@ -317,10 +304,7 @@ int MPI_Gather(const void *sbuf, int scount, MPI_Datatype st, void *rbuf, int rc
                MPI_Datatype rt, int root, MPI_Comm comm) {
   int e = km_enter(KM_GATHER);
   int rc = PMPI_Gather(sbuf, scount, st, rbuf, rcount, rt, root, comm);
-  km_leave(KM_GATHER, e, km_sz(scount, st));
-  if (e) {
-    km_peer(KM_GATHER, comm, root);
-  }
+  km_leave(KM_GATHER, e, km_sz(scount, st), comm, root);
   return rc;
 }
 
@@ -328,10 +312,7 @@ int MPI_Allgather(const void *sbuf, int scount, MPI_Datatype st, void *rbuf, int
                   MPI_Datatype rt, MPI_Comm comm) {
   int e = km_enter(KM_ALLGATHER);
   int rc = PMPI_Allgather(sbuf, scount, st, rbuf, rcount, rt, comm);
-  km_leave(KM_ALLGATHER, e, km_sz(scount, st));
-  if (e) {
-    km_peers_all(KM_ALLGATHER, comm);
-  }
+  km_leave(KM_ALLGATHER, e, km_sz(scount, st), comm, KM_PEER_ALL);
   return rc;
 }
 
@@ -339,10 +320,7 @@ int MPI_Scatter(const void *sbuf, int scount, MPI_Datatype st, void *rbuf, int r
                 MPI_Datatype rt, int root, MPI_Comm comm) {
   int e = km_enter(KM_SCATTER);
   int rc = PMPI_Scatter(sbuf, scount, st, rbuf, rcount, rt, root, comm);
-  km_leave(KM_SCATTER, e, km_sz(rcount, rt));
-  if (e) {
-    km_peer(KM_SCATTER, comm, root);
-  }
+  km_leave(KM_SCATTER, e, km_sz(rcount, rt), comm, root);
   return rc;
 }
 
@@ -352,10 +330,7 @@ int MPI_Alltoall(const void *sbuf, int scount, MPI_Datatype st, void *rbuf, int 
   PMPI_Comm_size(comm, &n);
   int e = km_enter(KM_ALLTOALL);
   int rc = PMPI_Alltoall(sbuf, scount, st, rbuf, rcount, rt, comm);
-  km_leave(KM_ALLTOALL, e, km_sz(scount, st) * (uint64_t)n);
-  if (e) {
-    km_peers_all(KM_ALLTOALL, comm);
-  }
+  km_leave(KM_ALLTOALL, e, km_sz(scount, st) * (uint64_t)n, comm, KM_PEER_ALL);
   return rc;
 }
 
