@@ -15,7 +15,8 @@
  *
  * Only the process kfm run started is profiled (KFM_RUN_PID, the pid the
  * program keeps across exec): programs it spawns inherit LD_PRELOAD but
- * would otherwise write over its output.
+ * would otherwise write over its output.  For the same reason KFM_CONFIG
+ * (kfm run's) is set back to the user's own once the session exists.
  *
  * OpenMP regions (LLVM libomp, or any OMPT runtime): the engine's OMPT tool
  * (libkfm's ompt_start_tool) attributes workers to the node the encountering
@@ -74,7 +75,17 @@ __attribute__((constructor)) static void pl_init(void) {
     return;
   }
   kfm_session_t *s;
-  if (kfm_session_create(&s, NULL) != 0) {
+  int rc = kfm_session_create(&s, NULL);
+  /* KFM_CONFIG was kfm run's (its output, flush_signals): the program's
+   * own sessions get the user's back, or none, so that they do not write
+   * over the run's profile.  Constructors run before any thread exists. */
+  const char *user = getenv("KFM_RUN_USER_CONFIG");
+  if (user) {
+    setenv("KFM_CONFIG", user, 1);
+  } else {
+    unsetenv("KFM_CONFIG");
+  }
+  if (rc != 0) {
     fprintf(stderr, "kfm: not profiling: %s\n", kfm_errmsg(NULL));
     return;
   }

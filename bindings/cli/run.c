@@ -272,6 +272,15 @@ int kfm_cli_run(int argc, char **argv) {
   const char *env = getenv("KFM_CONFIG");
   if (env && *env) {
     cfg_append(cfg, sizeof cfg, env);
+    /* Given back to the program once the preload's session exists
+     * (preload.c): a session the program creates itself must not take
+     * kfm run's output and write over the run's profile. */
+    if (setenv("KFM_RUN_USER_CONFIG", env, 1) != 0) {
+      perror("kfm run: setenv");
+      return 1;
+    }
+  } else {
+    unsetenv("KFM_RUN_USER_CONFIG");
   }
   if (config) {
     cfg_append(cfg, sizeof cfg, config);

@@ -5,7 +5,8 @@
  *           region node counts (iterations x team), names from the symbol
  *           table, the whole program as root node
  *   errors  not found, statically linked, bad config (the engine's message)
- *   exit    exit() from a second thread, SIGTERM (a file marked truncated)
+ *   exit    exit() from a second thread, SIGTERM (a file marked truncated);
+ *           the C API in the run's session, and in a session of its own
  *   report  several per-rank files (output=p.%r.json) merged, with an
  *           unreadable and a cut file named and skipped; every format
  *   trace   traces of two ranks merged into one, a process per rank
@@ -230,6 +231,26 @@ static void test_errors(void) {
   CU_ASSERT_EQUAL(sh("%s run -o t.json -- /bin/sh -c 'exit 5'", KFM_EXE), 5);
 }
 
+/* ---- the C API in the run ----------------------------------------------- */
+
+/* A node in kfm_session_default() joins the run's profile; a session the
+ * program creates itself sees the user's KFM_CONFIG, not kfm run's, so it
+ * cannot write over the run's output. */
+static void test_api(void) {
+  CU_ASSERT_EQUAL(sh("%s run -o run.json -- %s", KFM_EXE, HPC_OWN_PROG), 0);
+  CU_ASSERT(contains("out", "KFM_CONFIG=(unset)"));
+  CU_ASSERT_EQUAL_FATAL(sh("%s report --format csv run.json", KFM_EXE), 0);
+  CU_ASSERT(contains("out", "\"hpc_own_session\",1,1,"));
+  CU_ASSERT(contains("out", "\"shared\",1,1,"));
+  char *out = slurp("out");
+  CU_ASSERT_PTR_NULL(strstr(out, "\"mine\""));
+  free(out);
+  /* The user's own KFM_CONFIG is given back as it was. */
+  CU_ASSERT_EQUAL(sh("KFM_CONFIG=level=standard %s run -o run2.json -- %s", KFM_EXE, HPC_OWN_PROG),
+                  0);
+  CU_ASSERT(contains("out", "KFM_CONFIG=level=standard\n"));
+}
+
 /* ---- exit ------------------------------------------------------------------ */
 
 static void test_exit(void) {
@@ -447,7 +468,7 @@ int main(int argc, char **argv) {
   unsetenv("KFM_CONFIG");
   static const struct kt_case omp[] = {{"omp", test_omp}, {NULL, NULL}};
   static const struct kt_case errors[] = {{"errors", test_errors}, {NULL, NULL}};
-  static const struct kt_case ex[] = {{"exit", test_exit}, {NULL, NULL}};
+  static const struct kt_case ex[] = {{"exit", test_exit}, {"api", test_api}, {NULL, NULL}};
   static const struct kt_case report[] = {{"report", test_report}, {NULL, NULL}};
   static const struct kt_case trace[] = {{"trace", test_trace}, {NULL, NULL}};
   static const struct kt_case mpi[] = {{"mpi", test_mpi}, {NULL, NULL}};
