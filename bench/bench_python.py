@@ -32,7 +32,11 @@ and bookkeeping), "python.debugger_per_node_in_run.<graph>.<level>" (the
 per-node cost without that fixed part: the graph's time inside the profiled
 run against the unprofiled run, paired the same way) and
 "python.debugger_per_node.<graph>.comprehensive_no_state" (COMPREHENSIVE
-with state_tracking=False, same Debugger), and "python.state_tracking_*"
+with state_tracking=False, same Debugger).  Every level runs with
+LangGraph's own thread pools, as the unprofiled graph does;
+"...comprehensive_pools" is COMPREHENSIVE's default (reuse_threads: pools
+that outlive a run) and "python.pool_saving_per_node.<graph>" what those
+save, apart from kfm's cost.  Also "python.state_tracking_*"
 (state tracking per superstep with a 1,000,000-item list no node changes
 against a small state: state_size_case).
 
@@ -149,9 +153,16 @@ def make_cases(graph: Any, inp: dict) -> tuple[dict[str, Callable[[], int]], dic
 
         return case
 
+    # Like for like: the unprofiled graph makes LangGraph's pool per invoke,
+    # so every level runs with LangGraph's own pools (reuse_threads=False).
+    # COMPREHENSIVE's default lends long-lived pools instead, which saves
+    # LangGraph's thread starts: that is "comprehensive_pools", and the
+    # saving is reported on its own line, never netted into kfm's cost.
     for lv in ProfilingLevel:
-        d = dbgs[lv.name.lower()] = Debugger(graph, profiling_level=lv)
+        d = dbgs[lv.name.lower()] = Debugger(graph, profiling_level=lv, reuse_threads=False)
         cases[lv.name.lower()] = profiled(d, None)
+    d = dbgs["comprehensive_pools"] = Debugger(graph, profiling_level=ProfilingLevel.COMPREHENSIVE)
+    cases["comprehensive_pools"] = profiled(d, None)
     # The same Debugger (one session: a second session on a thread would be
     # a different case) with state tracking off.
     d = dbgs["comprehensive_no_state"] = dbgs["comprehensive"]
@@ -225,9 +236,15 @@ def measure(label: str, build: Callable[[], tuple[Any, dict, int]]) -> None:
     for n in dbgs:
         v, q25, q75 = per_node[n]
         extra: dict[str, Any] = {"q25": q25, "q75": q75}
-        if peer is not None and n != "comprehensive_no_state":
+        if peer is not None and n not in ("comprehensive_no_state", "comprehensive_pools"):
             extra.update(peer=peer, ratio=v / peer if peer > 0 else None)
         emit(f"python.debugger_per_node.{label}.{n}", v, "us", **extra)
+    # What the lent pools save, paired like the rest (COMPREHENSIVE with
+    # LangGraph's pools minus COMPREHENSIVE with the Debugger's).
+    saving = sorted((a - b) / nodes / 1e3
+                    for a, b in zip(walls["comprehensive"], walls["comprehensive_pools"]))
+    emit(f"python.pool_saving_per_node.{label}", statistics.median(saving), "us",
+         note="reuse_threads: LangGraph's thread starts saved, not part of kfm's cost")
     for n in dbgs:
         emit(f"python.debugger_per_node_in_run.{label}.{n}", in_run[n], "us")
         emit(f"python.debugger_run_fixed.{label}.{n}", statistics.median(fixed[n]) / 1e3, "us")
@@ -269,10 +286,66 @@ def state_size_case() -> None:
          per_step["list_1m"] / per_step["small"], "ratio")
 
 
+def chain(n: int) -> Any:
+    class S(TypedDict, total=False):
+        x: int
+
+    b = StateGraph(S)
+    prev = START
+    for i in range(n):
+        b.add_node(f"n{i}", lambda s: {})
+        b.add_edge(prev, f"n{i}")
+        prev = f"n{i}"
+    b.add_edge(prev, END)
+    return b.compile()
+
+
+def size_series() -> None:
+    """BASIC and COMPREHENSIVE per node on chains of 20, 100, 300 and 1,000
+    no-op nodes, paired against the unprofiled chain as in measure(): the
+    cost per node must not grow with the graph."""
+    P = time.perf_counter_ns
+    for n in (20, 100, 300, 1000):
+        graph = chain(n)
+        inp = {"x": 1}
+        dbgs = {lv: Debugger(graph, profiling_level=lv, reuse_threads=False)
+                for lv in (ProfilingLevel.BASIC, ProfilingLevel.COMPREHENSIVE)}
+
+        def none() -> int:
+            t0 = P()
+            graph.invoke(inp)
+            return P() - t0
+
+        def prof(d: Any) -> Callable[[], int]:
+            def case() -> int:
+                t0 = P()
+                d.run(inp)
+                return P() - t0
+            return case
+
+        cases = {"none": none, **{lv.name.lower(): prof(d) for lv, d in dbgs.items()}}
+        for c in cases.values():
+            for _ in range(3):
+                c()
+        reps = max(REPS * 20 // n, 15)
+        progress(f"chain{n}: {reps} repetitions")
+        walls: dict[str, list[int]] = {k: [] for k in cases}
+        names = list(cases)
+        for r in range(reps):
+            for k in names[r % len(names):] + names[: r % len(names)]:
+                walls[k].append(cases[k]())
+        for k in names[1:]:
+            diffs = sorted((w - b0) / n / 1e3 for w, b0 in zip(walls[k], walls["none"]))
+            q = statistics.quantiles(diffs, n=4)
+            emit(f"python.debugger_per_node.chain{n}.{k}", statistics.median(diffs), "us",
+                 q25=q[0], q75=q[2])
+
+
 def main() -> int:
     measure("chain20", chain20)
     measure("realistic", realistic)
     state_size_case()
+    size_series()
     return 0
 
 
