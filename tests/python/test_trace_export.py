@@ -316,3 +316,53 @@ def test_lanes_are_named_after_the_python_threads() -> None:
         assert names[task[node]["tid"]] == f"{pyname} (tid {tid})"
     lanes = {t.name: t for t in _td.threads}
     assert lanes[f"{ran['w1'][1]} (tid {ran['w1'][0]})"].os_tid == ran["w1"][0]
+
+
+def test_gpu_activity_on_device_lanes() -> None:
+    """CUPTI's timeline (the backend's export: ns since the session's start)
+    becomes a lane per CUDA device, overlapping kernels on a second lane,
+    each span naming the node that launched it.  No GPU here: the timeline
+    is written in the backend's export format (backends/cupti/cupti.c)."""
+    d = Debugger(chain(_nap("prep", 0.005), _nap("train", 0.02)),
+                 profiling_level=ProfilingLevel.COMPREHENSIVE)
+    d.run({"items": []})
+    rd = d._last
+    assert rd is not None
+    acts = {a[0]: a for a in rd.activations()}
+    c0, c1 = acts["train/compute"][2], acts["train/compute"][3]
+    train_id = rd.report["nodes"]["train/compute"]["id"]
+    q = (c1 - c0) / 8
+    tl = [
+        {"kind": "kernel", "node": train_id, "start_ns": c0 + q, "end_ns": c0 + 4 * q,
+         "name": "gemm", "device": 0},
+        # Another stream of the same device, overlapping the first.
+        {"kind": "kernel", "node": train_id, "start_ns": c0 + 2 * q, "end_ns": c0 + 3 * q,
+         "name": "relu", "device": 0},
+        {"kind": "memcpy_d2h", "node": train_id, "start_ns": c0 + 5 * q, "end_ns": c0 + 6 * q,
+         "bytes": 4096, "device": 1},
+        {"kind": "kernel", "node": None, "start_ns": c1 + q, "end_ns": c1 + 2 * q,
+         "name": "stray", "device": 0},
+    ]
+    rd.memo[("backend", "cupti")] = {"time_base": {"origin": "session_start"}, "timeline": tl,
+                                     "dropped": {"timeline": 3}}
+    td, doc = _trace(d)
+    _check(d, doc)
+    names = _lane_names(doc)
+    gpu = {e["name"]: e for e in _spans(doc, "gpu")}
+    assert set(gpu) == {"gemm", "relu", "memcpy_d2h", "stray"}
+    assert names[gpu["gemm"]["tid"]] == "GPU 0 (CUPTI)"
+    assert names[gpu["relu"]["tid"]] == "GPU 0 (CUPTI) #2"
+    assert names[gpu["memcpy_d2h"]["tid"]] == "GPU 1 (CUPTI)"
+    assert names[gpu["stray"]["tid"]] == "GPU 0 (CUPTI)"
+    assert gpu["gemm"]["args"]["node"] == "train" and gpu["memcpy_d2h"]["args"]["bytes"] == 4096
+    assert gpu["stray"]["args"]["node"] == "unattributed"
+    # On the run's clock: the kernel lies inside its node's Computation span.
+    comp = next(e for e in _spans(doc, "computation") if e["args"]["node"] == "train")
+    assert comp["ts"] <= gpu["gemm"]["ts"] and (gpu["gemm"]["ts"] + gpu["gemm"]["dur"]
+                                                 <= comp["ts"] + comp["dur"])
+    assert gpu["gemm"]["dur"] == pytest.approx(3 * q / 1000, abs=0.002)
+    assert any("3 GPU records" in n for n in td.notes)
+    # Below COMPREHENSIVE nothing is read from CUPTI.
+    d2 = Debugger(chain(_nap("prep", 0.001)), profiling_level=ProfilingLevel.DETAILED)
+    d2.run({"items": []})
+    assert not [t for t in trace_data(d2._last).threads if t.kind == "gpu"]

@@ -29,6 +29,9 @@ Where each part comes from:
   whole run.
 * Counter tracks: the sampler (RunData.samples()): gauges as values,
   cumulative counters as rates; units in the track's name.
+* GPU lanes (COMPREHENSIVE with CUPTI): the backend's timeline of kernels,
+  copies, sets and syncs, one lane per CUDA device (more where streams
+  overlap), each span naming the node that launched it.
 
 Setup (task preparation) is timed per node in aggregate only
 (Recorder.setup_wall: count and total), so it has no spans; TraceData.setup
@@ -42,10 +45,12 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..model.level import ProfilingLevel
 from ..model.names import GRAPH, LOOP, PARALLEL, WARMUP, base_name
 from ..model.trace import (
     CAT_ASYNC_SLICE,
     CAT_COMPUTATION,
+    CAT_GPU,
     CAT_GRAPH,
     CAT_RUN,
     CAT_SETUP,
@@ -53,6 +58,7 @@ from ..model.trace import (
     CAT_SUPERSTEP,
     CAT_TASK,
     LANE_ASYNC,
+    LANE_GPU,
     LANE_STEPS,
     LANE_THREAD,
     CounterTrack,
@@ -123,6 +129,7 @@ def trace_data(rd: RunData, max_events: int = MAX_EVENTS,
     lanes.py_names = rd.thread_names
     spans = _thread_spans(rd, acts, origin, lanes, td.notes)
     spans += _async_spans(rd, acts, origin, start, lanes)
+    spans += _gpu_spans(rd, origin, lanes, td.notes)
     step_of = _steps(rd, origin, spans, lanes, td.notes)
     counters = _counters(rd, origin, td.notes)
     if rd.rec.state_ns:
@@ -261,6 +268,7 @@ class _Lanes:
         self._virtual = 0
         self.steps_tid: int | None = None
         self.os_tids: list[int] = []  # engine index -> OS thread id
+        self._gpus: dict[tuple[Any, int], int] = {}  # (CUDA device or None, sub-lane) -> tid
         self.py_names: dict[int, str] = {}  # OS thread id -> Python thread name
 
     def thread(self, th: int) -> int:
@@ -276,6 +284,12 @@ class _Lanes:
         if self.steps_tid is None:
             self.steps_tid = self._fresh()
         return self.steps_tid
+
+    def gpu(self, key: tuple[Any, int]) -> int:
+        tid = self._gpus.get(key)
+        if tid is None:
+            tid = self._gpus[key] = self._fresh()
+        return tid
 
     def async_lane(self, loop_th: int, k: int) -> int:
         lanes = self._async.setdefault(loop_th, [])
@@ -305,6 +319,10 @@ class _Lanes:
                 suffix = f" #{k + 1}" if k else ""
                 out.append(TraceThread(tid=tid, name=f"asyncio tasks ({self.name(th)}){suffix}",
                                        kind=LANE_ASYNC, engine_thread=th))
+        for (dev, k), tid in sorted(self._gpus.items(),
+                                    key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, kv[0][1])):
+            label = f"GPU {dev if dev is not None else '?'} (CUPTI)" + (f" #{k + 1}" if k else "")
+            out.append(TraceThread(tid=tid, name=label, kind=LANE_GPU))
         # Real tids are small, virtual ones large: the viewer's order is set
         # by sort_index, not by tid.
         for i, lane in enumerate(out):
@@ -437,6 +455,53 @@ def _nests_in(key: str, outer: str) -> bool:
         return outer == node
     top = base_name(outer) or outer
     return node.startswith(top + "|")
+
+
+def _gpu_spans(rd: RunData, origin: float, lanes: _Lanes, notes: list[str]) -> list[_Span]:
+    """A lane per CUDA device with the run's kernels, copies, sets and
+    syncs from CUPTI's timeline (ns since the session's start, as the
+    engine's trace), each with the node that launched it (args.node;
+    "unattributed" when none did)."""
+    if rd.level < ProfilingLevel.COMPREHENSIVE:
+        return []
+    d = rd.backend_details("cupti")
+    tl = d.get("timeline") if isinstance(d, dict) else None
+    if not tl:
+        return []
+    if (d.get("time_base") or {}).get("origin") != "session_start":
+        notes.append("GPU activity has no lane: CUPTI's times are not on the session's clock")
+        return []
+    ids = {v["id"]: base_name(k) for k, v in rd.report["nodes"].items()}
+    out: list[_Span] = []
+    # Kernels of several streams overlap on one device: a viewer draws a
+    # lane's spans nested or apart, so overlapping ones go to the device's
+    # next lane (GPU 0, GPU 0 #2, ...), as asyncio tasks do.
+    ends: dict[Any, list[int]] = {}
+    for e in sorted(tl, key=lambda e: (e["start_ns"], -e["end_ns"])):
+        a = int(round(e["start_ns"] - origin))
+        b = int(round(e["end_ns"] - origin))
+        if b < a:
+            continue
+        node = e.get("node")
+        args: dict[str, Any] = {"node": ids.get(node, f"node {node}") if node is not None
+                                else "unattributed", "kind": e["kind"]}
+        for k in ("device", "bytes"):
+            if k in e:
+                args[k] = e[k]
+        dev = e.get("device")
+        sub = ends.setdefault(dev, [])
+        k = next((i for i, end in enumerate(sub) if end <= a), len(sub))
+        if k == len(sub):
+            sub.append(b)
+        else:
+            sub[k] = b
+        out.append((a, b, 0, lanes.gpu((dev, k)), e.get("name") or e["kind"], CAT_GPU, args,
+                    None))
+    lost = ((d.get("dropped") or {}).get("timeline") or 0)
+    if lost:
+        notes.append(f"{lost} GPU records are not on the GPU lanes: CUPTI's timeline keeps "
+                     f"{len(tl)} (their time is still in each node's GPU figures)")
+    return out
 
 
 def _steps(rd: RunData, origin: float, spans: list[_Span], lanes: _Lanes,

@@ -28,11 +28,13 @@ CAT_COMPUTATION = "computation"  # "N/compute": the node's own function, one att
 CAT_STATE_UPDATE = "state_update"  # "N/state_update": a superstep's writes applied
 CAT_SETUP = "setup"  # "N/setup", were the engine to trace it (today: TraceData.setup says why not)
 CAT_ASYNC_SLICE = "async_slice"  # an async node's coroutine running on its event loop's thread
+CAT_GPU = "gpu"  # a kernel, copy, set or sync on a GPU (CUPTI), args.node: the launching node
 
 # Lane kinds (TraceThread.kind).
 LANE_THREAD = "thread"  # an engine thread: what ran on one OS thread
 LANE_ASYNC = "async"  # a virtual lane of asyncio tasks of one event loop's thread
 LANE_STEPS = "steps"  # the run and its supersteps
+LANE_GPU = "gpu"  # a GPU's activity (CUPTI), one lane per CUDA device
 
 
 @dataclass
