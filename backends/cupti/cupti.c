@@ -1767,6 +1767,39 @@ static void cupti_export_json(void *state, void *file) {
   pthread_mutex_unlock(&st->lock);
 }
 
+/* The timeline as Chrome-trace spans on a lane per CUDA device, when its
+ * times count from the session's start (as the engine's trace does). */
+static void cupti_trace_spans(void *state,
+                              void (*add)(void *ctx, const struct kfm__trace_span *sp),
+                              void *ctx) {
+  struct cupti_state *st = state;
+  if (!st->active) {
+    return;
+  }
+  pthread_mutex_lock(&st->lock);
+  for (uint32_t i = 0; st->epoch_is_start && i < st->ntl; i++) {
+    const struct cupti_event *e = &st->tl[i];
+    char lane[48];
+    if (e->device == UINT32_MAX) {
+      snprintf(lane, sizeof lane, "GPU ? (CUPTI)");
+    } else {
+      snprintf(lane, sizeof lane, "GPU %u (CUPTI)", e->device);
+    }
+    int64_t t0 = cupti_to_mono(st, e->start) - (int64_t)st->epoch_mono;
+    struct kfm__trace_span sp = {
+        .lane = lane,
+        .name = e->cls == CUPTI_R_KERNEL ? cupti_name_at(st, e->name) : NULL,
+        .kind = cupti_event_kind(e),
+        .t0_ns = t0,
+        .t1_ns = t0 + (int64_t)(e->end - e->start),
+        .node = e->node == CUPTI_NONE ? KFM_NODE_ROOT : e->node,
+        .bytes = e->cls == CUPTI_R_KERNEL || e->cls == CUPTI_R_SYNC ? 0 : e->bytes,
+    };
+    add(ctx, &sp);
+  }
+  pthread_mutex_unlock(&st->lock);
+}
+
 const struct kfm__backend kfm__backend_cupti = {
     .abi = KFM_BACKEND_ABI,
     .name = "cupti",
@@ -1784,4 +1817,5 @@ const struct kfm__backend kfm__backend_cupti = {
     .export_json = cupti_export_json,
     .start = kfm__cupti_set_start,
     .restart = kfm__cupti_restart,
+    .trace_spans = cupti_trace_spans,
 };

@@ -39,11 +39,13 @@
  *   1  abi .. close: probe, init, open, thread_open/close, read, sample, close
  *   2  + enter, exit, flush, export_json, bind_thread, start, restart
  *   3  + provides, options, cpu_numa; kfm__metric_def.role is read
+ *   4  + trace_spans
  */
 #define KFM_BACKEND_ABI_1 1
 #define KFM_BACKEND_ABI_2 2
 #define KFM_BACKEND_ABI_3 3
-#define KFM_BACKEND_ABI KFM_BACKEND_ABI_3
+#define KFM_BACKEND_ABI_4 4
+#define KFM_BACKEND_ABI KFM_BACKEND_ABI_4
 
 /** A value a backend could not measure (read failed, unsupported, not yet
  * read).  Stored as is; reports show it as unavailable / null. */
@@ -146,6 +148,18 @@ struct kfm__backend_ctx {
   const struct kfm__metric_def *sample;
 };
 
+/** A span a backend adds to the Chrome trace (trace_spans): activity of
+ * its own, such as a GPU kernel, on a lane of its own. */
+struct kfm__trace_span {
+  const char *lane;     /**< the lane's name ("GPU 0 (CUPTI)"); overlapping spans of
+                             one lane are drawn on "<lane> #2", ... */
+  const char *name;     /**< what ran (a kernel's name) */
+  const char *kind;     /**< "kernel", "memcpy_h2d", ... */
+  int64_t t0_ns, t1_ns; /**< ns since the session's start */
+  uint32_t node;        /**< the node it belongs to; KFM_NODE_ROOT: none */
+  uint64_t bytes;       /**< bytes moved, 0 when not applicable */
+};
+
 struct kfm__backend {
   int abi;                /**< KFM_BACKEND_ABI the table was written against */
   const char *name;       /**< short lower-case name used in config */
@@ -206,6 +220,14 @@ struct kfm__backend {
    * index is cpu, or -1 when unknown.  Used by the export to fold per-CPU
    * histograms onto NUMA nodes.  No allocation, no lock.  May be NULL. */
   int (*cpu_numa)(void *state, unsigned cpu);
+
+  /* ABI 4. */
+
+  /** kfm_session_export_trace, after stop: hand each span of the backend's
+   * own activity to add(ctx, span), which copies what it keeps.  Runs on
+   * the exporting thread.  May be NULL. */
+  void (*trace_spans)(void *state, void (*add)(void *ctx, const struct kfm__trace_span *sp),
+                      void *ctx);
 };
 
 /* ---- Helpers the engine gives every backend ------------------------------ */

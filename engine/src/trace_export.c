@@ -31,13 +31,33 @@
 #define TR_NONE SIZE_MAX
 #define TR_NAME_MAX 192
 
-/* One activation: [t0, t1] in ns since the session's start. */
+/* One activation: [t0, t1] in ns since the session's start.  A backend's
+ * span (thread TR_BACKEND) has enter: its index in tr.bspans, exit: its
+ * lane's index in tr.lanes. */
 struct tr_span {
   int64_t t0, t1;
   uint32_t node, thread;
   size_t enter; /* its enter event in the report */
   size_t exit;  /* its exit event, TR_NONE when it was not recorded */
 };
+#define TR_BACKEND UINT32_MAX
+
+/* A backend's span, copied from its trace_spans hook. */
+struct tr_bspan {
+  char lane[64], name[TR_NAME_MAX], kind[32];
+  int64_t t0, t1;
+  uint32_t node;
+  uint64_t bytes;
+};
+
+/* A lane of backends' spans: its name ("GPU 0 (CUPTI)", "... #2"), and
+ * where its last span ends (spans that overlap go to the next lane). */
+struct tr_lane {
+  char name[80];
+  int64_t end;
+};
+/* Lane ids far above any OS thread id (pid_max is at most 2^22). */
+#define TR_LANE_TID0 0x40000000
 
 /* One value of a counter track. */
 struct tr_point {
@@ -67,6 +87,11 @@ struct tr {
   struct tr_track *tracks; /* [r->ns] */
   pid_t *tids;             /* [ntids] OS thread id of each engine thread slot */
   uint32_t ntids;
+  struct tr_bspan *bspans; /* backends' spans (trace_spans) */
+  size_t nbspans, capbspans;
+  struct tr_lane *lanes;
+  size_t nlanes;
+  int bspans_failed; /* out of memory while a backend handed its spans */
   uint64_t unmatched; /* exits skipped: their enter was not recorded */
   uint64_t unclosed;  /* spans closed without a recorded exit */
   FILE *f;
@@ -84,6 +109,108 @@ static void tr_us(FILE *f, int64_t ns) {
 
 static pid_t tr_tid(const struct tr *t, uint32_t thread) {
   return thread < t->ntids ? t->tids[thread] : (pid_t)thread;
+}
+
+/* ---- backends' spans (GPU activity) --------------------------------------- */
+
+static int tr_span_cmp(const void *x, const void *y);
+
+static void tr_copy(char *dst, size_t n, const char *src) {
+  snprintf(dst, n, "%s", src ? src : "");
+}
+
+/* trace_spans' add: a copy of sp (the backend's strings are its own). */
+static void tr_bspan_add(void *ctx, const struct kfm__trace_span *sp) {
+  struct tr *t = ctx;
+  if (t->nbspans == t->capbspans) {
+    size_t cap = t->capbspans ? 2 * t->capbspans : 256;
+    struct tr_bspan *b = realloc(t->bspans, cap * sizeof *b);
+    if (b == NULL) {
+      t->bspans_failed = 1;
+      return;
+    }
+    t->bspans = b;
+    t->capbspans = cap;
+  }
+  struct tr_bspan *b = &t->bspans[t->nbspans++];
+  tr_copy(b->lane, sizeof b->lane, sp->lane);
+  tr_copy(b->name, sizeof b->name, sp->name);
+  tr_copy(b->kind, sizeof b->kind, sp->kind);
+  b->t0 = sp->t0_ns;
+  b->t1 = sp->t1_ns > sp->t0_ns ? sp->t1_ns : sp->t0_ns;
+  b->node = sp->node;
+  b->bytes = sp->bytes;
+}
+
+static int tr_bspan_cmp(const void *x, const void *y) {
+  const struct tr_bspan *a = x, *b = y;
+  int c = strcmp(a->lane, b->lane);
+  if (c) {
+    return c;
+  }
+  return a->t0 < b->t0 ? -1 : a->t0 > b->t0;
+}
+
+/* The lane of a span starting at t0 on base lane `base`: the first of its
+ * lanes free by then, else a new one. */
+static size_t tr_lane_for(struct tr *t, size_t first, const char *base, int64_t t0, int64_t t1) {
+  size_t k = first;
+  for (; k < t->nlanes; k++) {
+    if (t->lanes[k].end <= t0) {
+      break;
+    }
+  }
+  if (k == t->nlanes) {
+    struct tr_lane *l = &t->lanes[t->nlanes++];
+    if (k == first) {
+      snprintf(l->name, sizeof l->name, "%s", base);
+    } else {
+      snprintf(l->name, sizeof l->name, "%s #%zu", base, k - first + 1);
+    }
+  }
+  t->lanes[k].end = t1;
+  return k;
+}
+
+/* Every backend's spans, on lanes of their own, added to t->spans. */
+static int tr_backend_spans(struct tr *t) {
+  kfm_session_t *s = t->s;
+  for (unsigned i = 0; i < s->nbackends; i++) {
+    if (KFM__BACKEND_HAS(s->be[i].ops, KFM_BACKEND_ABI_4, trace_spans)) {
+      s->be[i].ops->trace_spans(s->be[i].state, tr_bspan_add, t);
+    }
+  }
+  if (t->bspans_failed) {
+    return KFM_ENOMEM;
+  }
+  if (t->nbspans == 0) {
+    return 0;
+  }
+  qsort(t->bspans, t->nbspans, sizeof *t->bspans, tr_bspan_cmp);
+  t->lanes = calloc(t->nbspans, sizeof *t->lanes); /* at most one lane a span */
+  struct tr_span *sp = realloc(t->spans, (t->nspans + t->nbspans) * sizeof *sp);
+  if (t->lanes == NULL || sp == NULL) {
+    if (sp) {
+      t->spans = sp;
+    }
+    return KFM_ENOMEM;
+  }
+  t->spans = sp;
+  size_t first = 0;
+  for (size_t j = 0; j < t->nbspans; j++) {
+    const struct tr_bspan *b = &t->bspans[j];
+    if (j == 0 || strcmp(b->lane, t->bspans[j - 1].lane) != 0) {
+      first = t->nlanes; /* a new base lane: its lanes start here */
+    }
+    size_t lane = tr_lane_for(t, first, b->lane, b->t0, b->t1);
+    t->spans[t->nspans++] = (struct tr_span){
+        .t0 = b->t0, .t1 = b->t1, .node = b->node, .thread = TR_BACKEND, .enter = j, .exit = lane};
+    if (b->t1 > t->end) {
+      t->end = b->t1;
+    }
+  }
+  qsort(t->spans, t->nspans, sizeof *t->spans, tr_span_cmp);
+  return 0;
 }
 
 /* ---- spans ------------------------------------------------------------- */
@@ -378,10 +505,40 @@ static void tr_write_meta(struct tr *t) {
     tr_meta(t, t->tids[i], "thread_name", "name", name, 0);
     tr_meta(t, t->tids[i], "thread_sort_index", "sort_index", NULL, (long)i);
   }
+  for (size_t k = 0; k < t->nlanes; k++) {
+    tr_meta(t, TR_LANE_TID0 + (pid_t)k, "thread_name", "name", t->lanes[k].name, 0);
+    tr_meta(t, TR_LANE_TID0 + (pid_t)k, "thread_sort_index", "sort_index", NULL,
+            (long)(t->ntids + k));
+  }
+}
+
+static void tr_write_bspan(struct tr *t, const struct tr_span *sp) {
+  const struct tr_bspan *b = &t->bspans[sp->enter];
+  FILE *f = tr_event(t);
+  fputs("{\"name\":", f);
+  kfm__json_str(f, b->name[0] ? b->name : b->kind);
+  fputs(",\"cat\":\"gpu\",\"ph\":\"X\",\"ts\":", f);
+  tr_us(f, sp->t0);
+  fputs(",\"dur\":", f);
+  tr_us(f, sp->t1 - sp->t0);
+  fprintf(f, ",\"pid\":%d,\"tid\":%d,\"args\":{\"node\":", t->pid,
+          TR_LANE_TID0 + (int)sp->exit);
+  const char *node = sp->node == KFM_NODE_ROOT ? NULL : kfm_node_name(t->s, sp->node);
+  kfm__json_str(f, node ? node : "unattributed");
+  fputs(",\"kind\":", f);
+  kfm__json_str(f, b->kind);
+  if (b->bytes) {
+    fprintf(f, ",\"bytes\":%llu", (unsigned long long)b->bytes);
+  }
+  fputs("}}", f);
 }
 
 static void tr_write_span(struct tr *t, const struct tr_span *sp) {
   const kfm_report_t *r = t->r;
+  if (sp->thread == TR_BACKEND) {
+    tr_write_bspan(t, sp);
+    return;
+  }
   FILE *f = tr_event(t);
   fputs("{\"name\":", f);
   const char *name = kfm_node_name(t->s, sp->node);
@@ -435,7 +592,8 @@ static void tr_write_other(const struct tr *t, uint64_t written, uint64_t droppe
   fputs(",\"truncated\":", f);
   kfm__json_str(f, s->truncated);
   fprintf(f,
-          ",\"trace_enabled\":%s,\"tid\":\"OS thread id of the engine thread slot\","
+          ",\"trace_enabled\":%s,\"tid\":\"OS thread id of the engine thread slot; a "
+          "backend's lanes (GPU) from 1073741824\","
           "\"start_monotonic_ns\":%llu,\"wall_ns\":%lld,\"events_written\":%llu,"
           "\"trace_max_events\":%llu,\"dropped_events\":%llu,\"events_dropped_by_engine\":%llu,"
           "\"unmatched_exits\":%llu,\"unclosed_spans\":%llu}",
@@ -493,6 +651,9 @@ int kfm__export_trace(kfm_session_t *s, const kfm_report_t *r, const char *path)
     rc = tr_spans(&t);
   }
   if (rc == 0) {
+    rc = tr_backend_spans(&t);
+  }
+  if (rc == 0) {
     rc = tr_points(&t);
   }
   if (rc) {
@@ -508,6 +669,8 @@ int kfm__export_trace(kfm_session_t *s, const kfm_report_t *r, const char *path)
     }
   }
   free(t.tids);
+  free(t.bspans);
+  free(t.lanes);
   free(t.spans);
   free(t.points);
   free(t.tracks);

@@ -664,6 +664,62 @@ static void test_kernel_time_per_device(void) {
   be_close(&b);
 }
 
+/* The timeline as trace spans (the engine's Chrome trace draws them on a
+ * lane per device): each kernel with its device's lane, name, node and
+ * duration; a kernel no node launched carries KFM_NODE_ROOT. */
+struct spans_seen {
+  char lane[8][48], name[8][32];
+  int64_t dur[8];
+  uint32_t node[8];
+  int n;
+};
+
+static void spans_add(void *ctx, const struct kfm__trace_span *sp) {
+  struct spans_seen *v = ctx;
+  if (v->n < 8) {
+    snprintf(v->lane[v->n], sizeof v->lane[0], "%s", sp->lane);
+    snprintf(v->name[v->n], sizeof v->name[0], "%s", sp->name ? sp->name : sp->kind);
+    v->dur[v->n] = sp->t1_ns - sp->t0_ns;
+    v->node[v->n] = sp->node;
+  }
+  v->n++;
+}
+
+static void test_trace_spans(void) {
+  struct be b;
+  be_ready(&b, 1);
+  size_t size;
+  uint8_t *buf = get_buffer(&size);
+  size_t o = put_ext(buf, 0, CK, 7, ID(b.st, 1));
+  put_device = 0;
+  o = put_kernel(buf, o, 7, 1000, 1300, "gemm", 1, 1);
+  put_device = 1;
+  o = put_kernel(buf, o, 7, 1100, 1800, "relu", 1, 1);
+  o = put_kernel(buf, o, 9, 2000, 2050, "stray", 1, 1); /* no node pushed id 9 */
+  put_device = 0;
+  f_completed(NULL, 0, buf, size, o);
+  kfm__cupti_finish(b.st);
+  struct spans_seen v = {0};
+  CU_ASSERT_PTR_NOT_NULL_FATAL(B.trace_spans);
+  B.trace_spans(b.st, spans_add, &v);
+  CU_ASSERT_EQUAL_FATAL(v.n, 3);
+  for (int i = 0; i < v.n; i++) {
+    if (strcmp(v.name[i], "gemm") == 0) {
+      CU_ASSERT_STRING_EQUAL(v.lane[i], "GPU 0 (CUPTI)");
+      CU_ASSERT_EQUAL(v.dur[i], 300);
+      CU_ASSERT_EQUAL(v.node[i], 1);
+    } else if (strcmp(v.name[i], "relu") == 0) {
+      CU_ASSERT_STRING_EQUAL(v.lane[i], "GPU 1 (CUPTI)");
+      CU_ASSERT_EQUAL(v.dur[i], 700);
+      CU_ASSERT_EQUAL(v.node[i], 1);
+    } else {
+      CU_ASSERT_STRING_EQUAL(v.name[i], "stray");
+      CU_ASSERT_EQUAL(v.node[i], KFM_NODE_ROOT);
+    }
+  }
+  be_close(&b);
+}
+
 /* One correlation id serves every kernel of a graph launch: the mapping
  * must not be consumed by the first record. */
 static void test_graph_launch_shares_correlation(void) {
@@ -1386,6 +1442,7 @@ int main(void) {
       {"records attributed, walked by libcupti's own iterator", test_attribution_real_iterator},
       {"graph launch: one correlation, many kernels", test_graph_launch_shares_correlation},
       {"kernel time per node and device", test_kernel_time_per_device},
+      {"the timeline as trace spans, a lane per device", test_trace_spans},
       {"restart forgets the previous run's activity", test_restart_forgets_previous_run},
       {"buffers delivered on another thread during transitions", test_concurrent_delivery},
       {"hooks push node+1 and pop only what they pushed", test_hooks_pair_push_pop},

@@ -710,6 +710,72 @@ static void test_detailed_metrics(void) {
   python_check(path);
 }
 
+/* ---- a backend's own lanes (GPU activity) --------------------------------- */
+
+/* What a GPU backend hands the trace: on "GPU 0", two kernels of node gid
+ * that overlap (two streams) and a later one; on "GPU 1" a copy no node
+ * launched. */
+static kfm_node_id_t gpu_node;
+
+static void gpu_spans(void *state, void (*add)(void *ctx, const struct kfm__trace_span *sp),
+                      void *ctx) {
+  (void)state;
+  const struct kfm__trace_span sp[] = {
+      {.lane = "GPU 0 (test)", .name = "gemm", .kind = "kernel", .t0_ns = 1000000,
+       .t1_ns = 4000000, .node = gpu_node},
+      {.lane = "GPU 0 (test)", .name = "relu", .kind = "kernel", .t0_ns = 2000000,
+       .t1_ns = 3000000, .node = gpu_node},
+      {.lane = "GPU 0 (test)", .name = "softmax", .kind = "kernel", .t0_ns = 5000000,
+       .t1_ns = 5500000, .node = gpu_node},
+      {.lane = "GPU 1 (test)", .name = NULL, .kind = "memcpy_d2h", .t0_ns = 6000000,
+       .t1_ns = 6250000, .node = KFM_NODE_ROOT, .bytes = 4096},
+  };
+  for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) {
+    add(ctx, &sp[i]);
+  }
+}
+
+static const struct kfm__backend gpu_backend = {
+    .abi = KFM_BACKEND_ABI,
+    .name = "test-gpu",
+    .trace_spans = gpu_spans,
+};
+
+static void test_backend_lanes(void) {
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=basic,trace=on,rate=off"));
+  CU_ASSERT_FATAL(s->nbackends < KFM__MAX_BACKENDS);
+  s->be[s->nbackends++] = (struct kfm__backend_use){.ops = &gpu_backend};
+  KT_OK(s, kfm_node_register(s, "train", &gpu_node));
+  KT_OK(s, kfm_session_start(s));
+  KT_OK(s, kfm_enter(s, gpu_node));
+  KT_OK(s, kfm_exit(s, gpu_node));
+  char path[300];
+  struct trace t;
+  finish(s, "gpu.trace.json", path, &t);
+  /* Lanes: the first kernel's, the overlapping one's next to it, then GPU 1. */
+  const char *want[][2] = {{"gemm", "GPU 0 (test)"}, {"relu", "GPU 0 (test) #2"},
+                           {"softmax", "GPU 0 (test)"}, {"memcpy_d2h", "GPU 1 (test)"}};
+  for (size_t i = 0; i < 4; i++) {
+    const struct jv *e = find_x(&t, want[i][0]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_STRING_EQUAL(jstr(e, "cat"), "gpu");
+    const struct jv *ln = find_meta(&t, "thread_name", jnum(e, "tid"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ln);
+    CU_ASSERT_STRING_EQUAL(jstr(jget(ln, "args"), "name"), want[i][1]);
+    CU_ASSERT_PTR_NOT_NULL(find_meta(&t, "thread_sort_index", jnum(e, "tid")));
+    CU_ASSERT_STRING_EQUAL(jstr(jget(e, "args"), "node"), i < 3 ? "train" : "unattributed");
+  }
+  const struct jv *g = find_x(&t, "gemm");
+  CU_ASSERT_EQUAL(us_ns(jnum(g, "ts")), 1000000);
+  CU_ASSERT_EQUAL(us_ns(jnum(g, "dur")), 3000000);
+  CU_ASSERT_EQUAL(jnum(jget(find_x(&t, "memcpy_d2h"), "args"), "bytes"), 4096);
+  CU_ASSERT_STRING_EQUAL(jstr(jget(find_x(&t, "memcpy_d2h"), "args"), "kind"), "memcpy_d2h");
+  CU_ASSERT_EQUAL(count_ph(&t, "X", "train"), 1);
+  jv_free(&t.root);
+  python_check(path);
+}
+
 /* ---- the cap ------------------------------------------------------------- */
 
 static void test_cap(void) {
@@ -1178,6 +1244,7 @@ int main(void) {
       {"two threads: spans match the report, nest, names and RSS track", test_two_threads},
       {"DETAILED: metric changes in span args, CPU as a rate track", test_detailed_metrics},
       {"trace_max_events: the earliest N, the drop counted and marked", test_cap},
+      {"a backend's spans on lanes of their own (GPU)", test_backend_lanes},
       {"a node open at stop is closed at the end, unclosed", test_unclosed_at_stop},
       {"ring overflow: lost exit closed inside its parent, lost enter skipped", test_lost_events},
       {"bad arguments, states, unwritable paths, FIFO and device", test_errors},
