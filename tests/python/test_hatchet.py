@@ -29,7 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def kfm_cli() -> str:
-    found = os.environ.get("KFM_CLI") or shutil.which("kfm")
+    from kfm_debugging import _cli
+
+    bundled = _cli.executable()  # what pip install puts in the package
+    found = os.environ.get("KFM_CLI") or (str(bundled) if os.access(bundled, os.X_OK)
+                                          else shutil.which("kfm"))
     if not found:
         built = sorted(glob.glob(str(REPO / "build*" / "bindings" / "cli" / "kfm")))
         found = built[0] if built else None
