@@ -38,9 +38,14 @@ def _bootstrap(data: tuple[list[float], ...], stat: Any) -> tuple[float | None, 
     if all(len(set(d)) == 1 for d in data):  # no spread: the interval is the point
         v = float(stat(*data, axis=-1))
         return v, v
-    r = stats.bootstrap(data, stat, n_resamples=RESAMPLES, confidence_level=0.95,
-                        method="percentile", vectorized=True, axis=-1,
-                        rng=__import__("numpy").random.default_rng(SEED))
+    import numpy as np
+
+    # Resamples of a ratio whose denominator can be 0 give inf, whose spread
+    # numpy then warns about; a bound that is not finite is reported as None.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = stats.bootstrap(data, stat, n_resamples=RESAMPLES, confidence_level=0.95,
+                            method="percentile", vectorized=True, axis=-1,
+                            rng=np.random.default_rng(SEED))
     lo, hi = float(r.confidence_interval.low), float(r.confidence_interval.high)
     return (lo if math.isfinite(lo) else None), (hi if math.isfinite(hi) else None)
 
