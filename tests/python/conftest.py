@@ -73,3 +73,20 @@ def chain(*nodes: tuple[str, Any]) -> Any:
 @pytest.fixture(params=ALL_LEVELS, ids=lambda lv: lv.name)
 def level(request: Any) -> ProfilingLevel:
     return request.param
+
+
+def compute_span(rd: Any, node: str) -> tuple[float, float, int]:
+    """(start, end, engine id) of node's Computation span in the engine's
+    trace (ns since the session's start): where a fake GPU timeline puts
+    the node's kernels."""
+    acts = {a[0]: a for a in rd.activations()}
+    a = acts[f"{node}/compute"]
+    return a[2], a[3], rd.report["nodes"][f"{node}/compute"]["id"]
+
+
+def fake_cupti(rd: Any, timeline: list[dict[str, Any]], **extra: Any) -> None:
+    """Make rd's CUPTI description the backend's export with this timeline
+    (no GPU here: backends/cupti/cupti.c's format, times from the session's
+    start)."""
+    rd.memo[("backend", "cupti")] = {"time_base": {"origin": "session_start"},
+                                     "timeline": timeline, **extra}

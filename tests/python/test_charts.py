@@ -20,7 +20,8 @@ import xml.etree.ElementTree as ET
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from conftest import ALL_LEVELS, RSS_EXACT, SLACK, chain, give_memory_back
+from conftest import (ALL_LEVELS, RSS_EXACT, SLACK, chain, compute_span, fake_cupti,
+                      give_memory_back)
 from langgraph.graph import END, START, StateGraph
 
 from kfm_debugging import Debugger, ProfilingLevel
@@ -467,3 +468,36 @@ def test_many_lanes_fold_into_others() -> None:
     _readable(charts.timeline_chart(tl))
     assert charts.shorten("a" * 100, 40) == "a" * 13 + "…" + "a" * 26
     assert charts.shorten("outer|inner", 40) == "outer|inner"
+
+
+def test_gpu_activity_gets_a_lane_per_device(tmp_path: Any) -> None:
+    """CUPTI's timeline (the backend's export format; no GPU here) drawn as
+    a lane per CUDA device under the threads, each span named after the
+    node that launched it, a legend entry for it."""
+    d = Debugger(chain(("prep", _sleeper("prep", 0.005)), ("train", _sleeper("train", 0.03))),
+                 profiling_level=ProfilingLevel.COMPREHENSIVE)
+    d.run({"items": []})
+    rd = d._last
+    assert rd is not None
+    c0, c1, tid = compute_span(rd, "train")
+    q = (c1 - c0) / 10
+    fake_cupti(rd, [{"kind": "kernel", "node": tid, "start_ns": c0 + q * k,
+                     "end_ns": c0 + q * (k + 0.8), "name": f"k{k}", "device": k % 2}
+                    for k in range(1, 9)])
+    tl = av.timeline(rd)
+    gpu = [ln for ln in tl.lanes if ln.gpu is not None]
+    assert [ln.name for ln in gpu] == ["GPU 0 (CUPTI)", "GPU 1 (CUPTI)"]
+    assert [len(ln.spans) for ln in gpu] == [4, 4]
+    comp = next(g for s in _tasks(tl) if s.node == "train" for g in s.segments
+                if g.kind == mv.COMPUTATION)
+    for ln in gpu:
+        for s in ln.spans:
+            assert s.node == "train" and s.kind == "gpu"
+            assert [g.kind for g in s.segments] == [mv.GPU_ACTIVITY]
+            assert comp.start_ms <= s.start_ms < s.end_ms <= comp.end_ms
+            assert s.end_ms - s.start_ms == pytest.approx(0.8 * q / 1e6, rel=1e-6)
+    png = charts.timeline_chart(tl)
+    _readable(png)
+    (tmp_path / "gpu_timeline.png").write_bytes(png)
+    svg = _svg_text(charts.timeline_chart(tl, fmt="svg"))
+    assert "GPU 0 (CUPTI)" in svg and mv.GPU_ACTIVITY in svg

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any, TypedDict
 
 import pytest
-from conftest import SLACK, chain
+from conftest import SLACK, chain, compute_span, fake_cupti
 from langgraph.graph import END, START, StateGraph
 
 from kfm_debugging import Debugger, ProfilingLevel
@@ -328,9 +328,7 @@ def test_gpu_activity_on_device_lanes() -> None:
     d.run({"items": []})
     rd = d._last
     assert rd is not None
-    acts = {a[0]: a for a in rd.activations()}
-    c0, c1 = acts["train/compute"][2], acts["train/compute"][3]
-    train_id = rd.report["nodes"]["train/compute"]["id"]
+    c0, c1, train_id = compute_span(rd, "train")
     q = (c1 - c0) / 8
     tl = [
         {"kind": "kernel", "node": train_id, "start_ns": c0 + q, "end_ns": c0 + 4 * q,
@@ -343,8 +341,7 @@ def test_gpu_activity_on_device_lanes() -> None:
         {"kind": "kernel", "node": None, "start_ns": c1 + q, "end_ns": c1 + 2 * q,
          "name": "stray", "device": 0},
     ]
-    rd.memo[("backend", "cupti")] = {"time_base": {"origin": "session_start"}, "timeline": tl,
-                                     "dropped": {"timeline": 3}}
+    fake_cupti(rd, tl, dropped={"timeline": 3})
     td, doc = _trace(d)
     _check(d, doc)
     names = _lane_names(doc)

@@ -41,8 +41,11 @@ def _bootstrap(data: tuple[list[float], ...], stat: Any) -> tuple[float | None, 
     import numpy as np
 
     # Resamples of a ratio whose denominator can be 0 give inf, whose spread
-    # numpy then warns about; a bound that is not finite is reported as None.
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # numpy then warns about, and resamples that are all alike make scipy
+    # warn of a degenerate distribution: a bound that is not finite is
+    # reported as None, and a degenerate interval is a point.
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", getattr(stats, "DegenerateDataWarning", RuntimeWarning))
         r = stats.bootstrap(data, stat, n_resamples=RESAMPLES, confidence_level=0.95,
                             method="percentile", vectorized=True, axis=-1,
                             rng=np.random.default_rng(SEED))

@@ -457,11 +457,12 @@ def _nests_in(key: str, outer: str) -> bool:
     return node.startswith(top + "|")
 
 
-def _gpu_spans(rd: RunData, origin: float, lanes: _Lanes, notes: list[str]) -> list[_Span]:
-    """A lane per CUDA device with the run's kernels, copies, sets and
-    syncs from CUPTI's timeline (ns since the session's start, as the
-    engine's trace), each with the node that launched it (args.node;
-    "unattributed" when none did)."""
+def gpu_activity(rd: RunData, notes: list[str]) -> list[dict[str, Any]]:
+    """The run's kernels, copies, sets and syncs from CUPTI's timeline, by
+    start: {"start_ns", "end_ns" (engine time: ns since the session's
+    start), "name", "kind", "node" (the launching node's name, or
+    "unattributed"), "device" (or None), "bytes" (or absent)}.  Empty below
+    COMPREHENSIVE or without CUPTI; a limit of the data goes to notes."""
     if rd.level < ProfilingLevel.COMPREHENSIVE:
         return []
     d = rd.backend_details("cupti")
@@ -469,38 +470,50 @@ def _gpu_spans(rd: RunData, origin: float, lanes: _Lanes, notes: list[str]) -> l
     if not tl:
         return []
     if (d.get("time_base") or {}).get("origin") != "session_start":
-        notes.append("GPU activity has no lane: CUPTI's times are not on the session's clock")
+        notes.append("GPU activity is not shown: CUPTI's times are not on the session's clock")
         return []
+    lost = (d.get("dropped") or {}).get("timeline") or 0
+    if lost:
+        notes.append(f"{lost} GPU records are not on the GPU lanes: CUPTI's timeline keeps "
+                     f"{len(tl)} (their time is still in each node's GPU figures)")
     ids = {v["id"]: base_name(k) for k, v in rd.report["nodes"].items()}
+    out = []
+    for e in sorted(tl, key=lambda e: (e["start_ns"], -e["end_ns"])):
+        if e["end_ns"] < e["start_ns"]:
+            continue
+        node = e.get("node")
+        g = {"start_ns": float(e["start_ns"]), "end_ns": float(e["end_ns"]),
+             "name": e.get("name") or e["kind"], "kind": e["kind"], "device": e.get("device"),
+             "node": ids.get(node, f"node {node}") if node is not None else "unattributed"}
+        if "bytes" in e:
+            g["bytes"] = e["bytes"]
+        out.append(g)
+    return out
+
+
+def _gpu_spans(rd: RunData, origin: float, lanes: _Lanes, notes: list[str]) -> list[_Span]:
+    """A lane per CUDA device with the run's GPU activity (gpu_activity),
+    each span naming the node that launched it (args.node)."""
     out: list[_Span] = []
     # Kernels of several streams overlap on one device: a viewer draws a
     # lane's spans nested or apart, so overlapping ones go to the device's
     # next lane (GPU 0, GPU 0 #2, ...), as asyncio tasks do.
     ends: dict[Any, list[int]] = {}
-    for e in sorted(tl, key=lambda e: (e["start_ns"], -e["end_ns"])):
+    for e in gpu_activity(rd, notes):
         a = int(round(e["start_ns"] - origin))
         b = int(round(e["end_ns"] - origin))
-        if b < a:
-            continue
-        node = e.get("node")
-        args: dict[str, Any] = {"node": ids.get(node, f"node {node}") if node is not None
-                                else "unattributed", "kind": e["kind"]}
+        args: dict[str, Any] = {"node": e["node"], "kind": e["kind"]}
         for k in ("device", "bytes"):
-            if k in e:
+            if e.get(k) is not None:
                 args[k] = e[k]
-        dev = e.get("device")
+        dev = e["device"]
         sub = ends.setdefault(dev, [])
         k = next((i for i, end in enumerate(sub) if end <= a), len(sub))
         if k == len(sub):
             sub.append(b)
         else:
             sub[k] = b
-        out.append((a, b, 0, lanes.gpu((dev, k)), e.get("name") or e["kind"], CAT_GPU, args,
-                    None))
-    lost = ((d.get("dropped") or {}).get("timeline") or 0)
-    if lost:
-        notes.append(f"{lost} GPU records are not on the GPU lanes: CUPTI's timeline keeps "
-                     f"{len(tl)} (their time is still in each node's GPU figures)")
+        out.append((a, b, 0, lanes.gpu((dev, k)), e["name"], CAT_GPU, args, None))
     return out
 
 

@@ -19,6 +19,7 @@ from ..model.base import Unavailable
 from ..model.names import GRAPH, PARALLEL, WARMUP, base_name
 from ..model.visual import (
     COMPUTATION,
+    GPU_ACTIVITY,
     SETUP,
     STATE_UPDATE,
     ComparisonBar,
@@ -41,6 +42,7 @@ from .resources import cpu_usage, gpu_usage
 from .state import node_state_impact
 from .steps import critical_path
 from .timing import node_timing
+from .trace import gpu_activity
 
 if TYPE_CHECKING:
     from ..collect.run import RunData
@@ -188,7 +190,22 @@ def _lanes(rd: RunData, t0: float) -> list[Lane]:
         name = LOOP_LANE if th == loop else ASYNC_LANE if th is None else f"thread {th}"
         lanes.append(Lane(name=name, thread=th, rows=_rows(spans), busy_ms=busy.get(th, 0.0),
                           spans=spans))
-    return lanes
+    return lanes + _gpu_lanes(rd, t0)
+
+
+def _gpu_lanes(rd: RunData, t0: float) -> list[Lane]:
+    """A lane per CUDA device with its kernels, copies, sets and syncs
+    (CUPTI's timeline), each span named after the node that launched it."""
+    by: dict[Any, list[TimelineSpan]] = {}
+    for e in gpu_activity(rd, []):
+        a, b = (e["start_ns"] - t0) / 1e6, (e["end_ns"] - t0) / 1e6
+        by.setdefault(e["device"], []).append(TimelineSpan(
+            node=e["node"], start_ms=a, end_ms=b, kind="gpu",
+            segments=[Segment(GPU_ACTIVITY, a, b)]))
+    return [Lane(name=f"GPU {dev if dev is not None else '?'} (CUPTI)", thread=None,
+                 rows=_rows(spans), busy_ms=sum(s.end_ms - s.start_ms for s in spans),
+                 spans=spans, gpu=dev)
+            for dev, spans in sorted(by.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
 
 
 def _step_marks(rd: RunData, timing: dict[str, Any]) -> StepMarks:

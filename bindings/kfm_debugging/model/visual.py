@@ -22,6 +22,7 @@ SETUP = "Setup"
 COMPUTATION = "Computation"
 STATE_UPDATE = "State update"
 SEGMENT_KINDS = (SETUP, COMPUTATION, STATE_UPDATE)
+GPU_ACTIVITY = "GPU kernel / copy"  # a GPU lane's spans (CUPTI), kind "gpu"
 
 
 @dataclass
@@ -58,13 +59,15 @@ class TimelineSpan(Record):
 
 @dataclass
 class Lane(Record):
-    """The spans of one thread (or of the asyncio tasks, thread None)."""
+    """The spans of one thread (or of the asyncio tasks, thread None; or of
+    a GPU, gpu its CUDA device, its spans of kind "gpu")."""
 
     name: str
     thread: int | None
     rows: int
     busy_ms: float  # the lane's task time (how the chart ranks lanes)
     spans: list[TimelineSpan] = field(default_factory=list)
+    gpu: int | None = None  # a GPU lane's CUDA device
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..model.visual import (
     COMPUTATION,
+    GPU_ACTIVITY,
     SEGMENT_KINDS,
     SETUP,
     STATE_UPDATE,
@@ -61,7 +62,8 @@ _RC = {
     "legend.fontsize": 8.0, "figure.dpi": DPI, "savefig.dpi": DPI,
     "svg.hashsalt": "kfm_debugging", "svg.fonttype": "none", "axes.unicode_minus": False,
 }
-SEGMENT_COLORS = {SETUP: "#9ecae1", COMPUTATION: "#2171b5", STATE_UPDATE: "#fd8d3c"}
+SEGMENT_COLORS = {SETUP: "#9ecae1", COMPUTATION: "#2171b5", STATE_UPDATE: "#fd8d3c",
+                  GPU_ACTIVITY: "#41ab5d"}
 _RED = "#cb181d"
 _GREY_TEXT = "#555555"
 _NOTE_BG = "#f4f4f4"
@@ -293,7 +295,7 @@ def _draw_lanes(ax: Axes, data: TimelineData,
             ax.axhline(y, color="#bbbbbb", lw=0.6)
     # Spans narrower than a pixel: the later parts of a node are drawn over
     # the earlier ones, as they happened.
-    for kind in SEGMENT_KINDS:
+    for kind in (*SEGMENT_KINDS, GPU_ACTIVITY):
         for (k, row_y), xs in sorted(bars.items()):
             if k == kind:
                 ax.broken_barh(xs, (row_y + (1 - bar) / 2, bar), facecolors=SEGMENT_COLORS[kind],
@@ -368,7 +370,8 @@ def timeline_chart(data: TimelineData, fmt: str = "png") -> bytes:
         if data.gpu:
             panels.append(("GPU utilisation", list(data.gpu), "%", True))
         elif data.level == "COMPREHENSIVE":  # the level that would have sampled it
-            panels.append(("GPU", [Series(available=False, reason=data.gpu_reason)], "%", True))
+            panels.append(("GPU utilisation", [Series(available=False, reason=data.gpu_reason)],
+                           "%", True))
         heights = [1.3 if any(s.available for s in p[1]) else 0.45 for p in panels]
         gap = 0.22
         left = min(max(_widest(n for n, _r, _s, _l in shown) + 0.3, 1.05), 2.6)
@@ -384,7 +387,9 @@ def timeline_chart(data: TimelineData, fmt: str = "png") -> bytes:
         sh = _Sheet(width, rest + lanes_in)
         ax = sh.axes(left, top, plot_w, lanes_in)
         _draw_lanes(ax, data, shown, plot_w, lanes_in / rows)
-        handles = [Patch(color=SEGMENT_COLORS[k], label=k) for k in SEGMENT_KINDS]
+        kinds = [*SEGMENT_KINDS] + ([GPU_ACTIVITY] if any(ln.gpu is not None or any(
+            s.kind == "gpu" for s in ln.spans) for ln in data.lanes) else [])
+        handles = [Patch(color=SEGMENT_COLORS[k], label=k) for k in kinds]
         if 0 < n_steps <= 80:
             handles.append(Patch(color="#000000", alpha=0.15, label="supersteps s1, s3, ... (shaded)"))
         sh.fig.legend(handles=handles, loc="upper left", bbox_to_anchor=sh.at(left, _TITLE_IN),
