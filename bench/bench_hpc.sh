@@ -111,8 +111,15 @@ if [[ -x "$kfm" && -x "$mpi" && -n "$mpirun" ]]; then
     for pair in "barrier $bb $kb" "allreduce $ba $ka"; do
       read -r what plain prof <<<"$pair"
       emit "hpc.mpi_call_ns.$what.plain" "$plain" "ns"
-      emit "hpc.mpi_call_ns.$what.kfm_run_added" \
-        "$(awk -v a="$prof" -v b="$plain" 'BEGIN{printf "%.1f", a-b}')" "ns" ",\"peer\":$plain"
+      added=$(awk -v a="$prof" -v b="$plain" 'BEGIN{printf "%.1f", a - b}')
+      if awk -v a="$added" 'BEGIN{exit !(a > 0)}'; then
+        emit "hpc.mpi_call_ns.$what.kfm_run_added" "$added" "ns" ",\"peer\":$plain"
+      else
+        # Nothing measurable: the PMPI library was not preloaded (not built)
+        # or the difference is below the noise.  No figure either way.
+        unavailable "hpc.mpi_call_ns.$what.kfm_run_added" "ns" \
+          "no measurable difference ($added ns): is libkfm_mpi.so built next to libkfm_preload.so?"
+      fi
     done
   fi
 else
