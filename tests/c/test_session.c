@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "internal.h" /* the aggregates a restart clears */
 #include "kfm_kernels.h"
 #include "kfm_test.h"
 
@@ -488,6 +489,54 @@ static void test_restart(void) {
 
 /* After a pause the sampler resumes its schedule: the ticks that passed
  * while it was parked are neither samples nor missed ticks. */
+/* A restart clears only the histogram buckets a node's durations can have
+ * used (between its min's and its max's): afterwards every aggregate must
+ * be as new, its whole histogram 0, whatever the run recorded (calls of
+ * 0, 1 and 20 ms here, and a metric at STANDARD). */
+static void test_restart_clears_aggregates(void) {
+  kfm_session_t *s = NULL;
+  KT_OK(NULL, kfm_session_create_str(&s, "level=standard,rate=off"));
+  kfm_node_id_t id[3];
+  KT_OK(s, kfm_node_register(s, "a", &id[0]));
+  KT_OK(s, kfm_node_register(s, "b", &id[1]));
+  KT_OK(s, kfm_node_register(s, "c", &id[2]));
+  KT_OK(s, kfm_session_start(s));
+  const int ms[] = {0, 1, 20, 1, 0};
+  for (int i = 0; i < 5; i++) {
+    KT_OK(s, kfm_enter(s, id[i % 3]));
+    kfmk_sleep_ms(ms[i]);
+    KT_OK(s, kfm_exit(s, id[i % 3]));
+  }
+  KT_OK(s, kfm_session_stop(s));
+  KT_OK(s, kfm_session_restart(s));
+  size_t used = 0;
+  for (uint32_t j = 0; j < atomic_load(&s->nslots); j++) {
+    struct kfm__thread *t = s->slots[j];
+    for (uint32_t b = 0; b < KFM__LD(t->blocks_hi); b++) {
+      struct kfm__agg *blk = atomic_load(&t->blocks[b]);
+      for (uint32_t i = 0; blk && i < KFM__BLOCK_NODES; i++) {
+        const struct kfm__agg *a = kfm__agg_at(s, blk, i);
+        used++;
+        CU_ASSERT_EQUAL(KFM__LD(a->count), 0);
+        CU_ASSERT_EQUAL(KFM__LD(a->total), 0);
+        CU_ASSERT_EQUAL(KFM__LD(a->min), UINT64_MAX);
+        CU_ASSERT_EQUAL(KFM__LD(a->max), 0);
+        uint64_t h = 0;
+        for (unsigned k = 0; k < KFM__HIST_BUCKETS; k++) {
+          h += KFM__LD(a->hist[k]);
+        }
+        CU_ASSERT_EQUAL(h, 0);
+        for (unsigned m = 0; m < 2 * s->nm; m++) {
+          CU_ASSERT_EQUAL(KFM__LD(a->metrics[m]), 0);
+        }
+      }
+    }
+  }
+  CU_ASSERT_TRUE(used >= 3);
+  KT_OK(s, kfm_session_stop(s));
+  kfm_session_destroy(s);
+}
+
 static void test_restart_resumes_schedule(void) {
   kfm_session_t *s = new_session("level=basic,rate=1000");
   kfm_report_t *r;
@@ -522,6 +571,7 @@ int main(void) {
       {"two sessions on one thread; stale slot after destroy", test_two_sessions_one_thread},
       {"restart: a second run with only its own figures, threads kept", test_restart},
       {"restart after a pause: the sampler's schedule resumes", test_restart_resumes_schedule},
+      {"restart: every aggregate as new, its whole histogram 0", test_restart_clears_aggregates},
       {NULL, NULL},
   };
   return kt_run("session", cases);
